@@ -1,0 +1,51 @@
+//! What a surface knows about one call: the caller's deadline and a way to cancel it. Operations
+//! that wait (WaitForInit, and the caller's side of long operations) honour both; work that must not
+//! be abandoned half-way (init, backups, disposal) runs detached and only the waiting stops.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    pub deadline: Option<Instant>,
+    pub cancel: Option<CancellationToken>,
+}
+
+impl CallContext {
+    pub fn with_timeout(timeout: Duration) -> CallContext {
+        CallContext {
+            deadline: Some(Instant::now() + timeout),
+            cancel: None,
+        }
+    }
+
+    /// Waits for `work`, or fails with CANCELLED / DEADLINE_EXCEEDED when the caller gives up first.
+    pub async fn wait<T>(
+        &self,
+        what: &'static str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let cancelled = async {
+            match &self.cancel {
+                Some(token) => token.cancelled().await,
+                None => std::future::pending().await,
+            }
+        };
+        let deadline = async {
+            match self.deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = work => result,
+            _ = cancelled => Err(Error::Cancelled),
+            _ = deadline => Err(Error::DeadlineExceeded(what)),
+        }
+    }
+}

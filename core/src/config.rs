@@ -1,0 +1,338 @@
+//! One configuration for every surface: the server's TOML file, the C ABI's TOML/JSON string and the
+//! Node options object all deserialize into [`Config`]. Every field has a default, so an empty
+//! document is a working daemon on local storage.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Folder that holds every workspace's content, socket folder and state file.
+    pub working_area: PathBuf,
+    pub storage: StorageConfig,
+    pub archive: ArchiveConfig,
+    pub limits: LimitsConfig,
+    pub download: DownloadConfig,
+    /// Settings of the gRPC server binary; ignored by in-process embeddings.
+    pub server: ServerConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let data = default_data_dir();
+        Config {
+            working_area: data.join("workspaces"),
+            storage: StorageConfig {
+                local_path: data.join("storage"),
+                ..StorageConfig::default()
+            },
+            archive: ArchiveConfig::default(),
+            limits: LimitsConfig::default(),
+            download: DownloadConfig::default(),
+            server: ServerConfig::default(),
+        }
+    }
+}
+
+/// `$XDG_DATA_HOME/ws-daemon`, else `$HOME/.local/share/ws-daemon`, else `./var`.
+fn default_data_dir() -> PathBuf {
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("ws-daemon");
+    }
+    if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home).join(".local/share/ws-daemon");
+    }
+    PathBuf::from("var")
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageBackend {
+    /// Backups on the local filesystem under `local_path` (the embedded default).
+    Local,
+    /// No backup storage: every workspace behaves as if `remote_storage_disabled` were set.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BucketLayout {
+    /// One bucket per owner, named by `bucket_template`.
+    BucketPerOwner,
+    /// One bucket (`shared_bucket`) for everybody, objects prefixed with `<owner>/`.
+    Shared,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    /// Root folder of the local backend; each bucket is a folder below it.
+    pub local_path: PathBuf,
+    pub layout: BucketLayout,
+    /// Bucket name for `bucket-per-owner`; `{owner}` is replaced by the owner id.
+    pub bucket_template: String,
+    /// Bucket name for the `shared` layout.
+    pub shared_bucket: String,
+    /// At most this many uploads run at once per daemon.
+    pub max_concurrent_uploads: usize,
+    /// How long an upload waits for a free slot before it fails (seconds).
+    pub upload_wait_timeout_secs: u64,
+    /// Size of the parts in which archives are uploaded (bytes).
+    pub part_size_bytes: usize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            backend: StorageBackend::Local,
+            local_path: PathBuf::from("var/storage"),
+            layout: BucketLayout::BucketPerOwner,
+            bucket_template: "gitpod-user-{owner}".to_string(),
+            shared_bucket: "gitpod-workspaces".to_string(),
+            max_concurrent_uploads: 5,
+            upload_wait_timeout_secs: 600,
+            part_size_bytes: 8 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArchiveFormat {
+    /// tar compressed with zstd (`.tar.zst`), the default.
+    Zstd,
+    /// Plain tar (`.tar`), the historical format.
+    Tar,
+}
+
+impl ArchiveFormat {
+    /// The object name extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ArchiveFormat::Zstd => "tar.zst",
+            ArchiveFormat::Tar => "tar",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub size: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ArchiveConfig {
+    /// Format of new backups and snapshots; both formats are always readable.
+    pub format: ArchiveFormat,
+    pub zstd_level: i32,
+    /// zstd worker threads; 0 uses every available CPU.
+    pub zstd_workers: u32,
+    /// How in-workspace user ids map to host ids (empty: identity).
+    pub uid_map: Vec<IdMapping>,
+    /// How in-workspace group ids map to host ids (empty: identity).
+    pub gid_map: Vec<IdMapping>,
+}
+
+impl Default for ArchiveConfig {
+    fn default() -> Self {
+        ArchiveConfig {
+            format: ArchiveFormat::Zstd,
+            zstd_level: 1,
+            zstd_workers: 0,
+            uid_map: Vec::new(),
+            gid_map: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Server-side timeout of InitWorkspace (seconds).
+    pub init_timeout_secs: u64,
+    /// How long the result of a finished DisposeWorkspace answers repeated calls (seconds).
+    pub dispose_record_ttl_secs: u64,
+    /// How often housekeeping runs (seconds).
+    pub housekeeping_interval_secs: u64,
+    /// Content folders without a state file older than this are removed (seconds).
+    pub orphan_max_age_secs: u64,
+    /// How long shutdown waits for in-flight work (seconds).
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            init_timeout_secs: 30 * 60,
+            dispose_record_ttl_secs: 60 * 60,
+            housekeeping_interval_secs: 5 * 60,
+            orphan_max_age_secs: 60 * 60,
+            shutdown_grace_secs: 60,
+        }
+    }
+}
+
+impl LimitsConfig {
+    pub fn init_timeout(&self) -> Duration {
+        Duration::from_secs(self.init_timeout_secs)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DownloadConfig {
+    /// Attempts per file (a retry starts the file anew).
+    pub attempts: u32,
+    /// Timeout of one attempt (seconds).
+    pub attempt_timeout_secs: u64,
+    /// Allow plain `http://` URLs (https is always allowed).
+    pub allow_http: bool,
+}
+
+impl Default for DownloadConfig {
+    fn default() -> Self {
+        DownloadConfig {
+            attempts: 3,
+            attempt_timeout_secs: 300,
+            allow_http: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// TCP address of the gRPC server.
+    pub listen: String,
+    /// Optional unix socket path of the gRPC server.
+    pub unix_socket: Option<PathBuf>,
+    /// Address of the Prometheus metrics endpoint (`/metrics`); empty turns it off.
+    pub metrics_listen: String,
+    pub log_format: LogFormat,
+    /// tracing filter, e.g. `info` or `wsd_core=debug,info`.
+    pub log_filter: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".to_string(),
+            unix_socket: None,
+            metrics_listen: "127.0.0.1:9500".to_string(),
+            log_format: LogFormat::Human,
+            log_filter: "info".to_string(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses a TOML document (the server's config file format).
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text)
+            .map_err(|e| Error::InvalidArgument(format!("invalid configuration: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a JSON document with the same schema.
+    pub fn from_json(text: &str) -> Result<Config> {
+        let config: Config = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidArgument(format!("invalid configuration: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that deserialize fine but cannot work.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: &str| {
+            Err(Error::InvalidArgument(format!(
+                "invalid configuration: {msg}"
+            )))
+        };
+        if self.working_area.as_os_str().is_empty() {
+            return bad("working_area must not be empty");
+        }
+        if self.storage.backend == StorageBackend::Local
+            && self.storage.local_path.as_os_str().is_empty()
+        {
+            return bad("storage.local_path must not be empty for the local backend");
+        }
+        if self.storage.max_concurrent_uploads == 0 {
+            return bad("storage.max_concurrent_uploads must be at least 1");
+        }
+        if self.storage.part_size_bytes < (1 << 20) {
+            return bad("storage.part_size_bytes must be at least 1 MiB");
+        }
+        if self.storage.layout == BucketLayout::BucketPerOwner
+            && !self.storage.bucket_template.contains("{owner}")
+        {
+            return bad("storage.bucket_template must contain {owner}");
+        }
+        if !(-7..=22).contains(&self.archive.zstd_level) {
+            return bad("archive.zstd_level must be between -7 and 22");
+        }
+        if self.limits.init_timeout_secs == 0 {
+            return bad("limits.init_timeout_secs must be at least 1");
+        }
+        if self.download.attempts == 0 {
+            return bad("download.attempts must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_document_is_the_default() {
+        assert_eq!(Config::from_toml("").ok(), Some(Config::default()));
+        assert_eq!(Config::from_json("{}").ok(), Some(Config::default()));
+    }
+
+    #[test]
+    fn toml_sections_override_defaults() {
+        let c = Config::from_toml(
+            r#"
+            working_area = "/tmp/wa"
+            [storage]
+            backend = "none"
+            [archive]
+            format = "tar"
+            uid_map = [{ container_id = 0, host_id = 100000, size = 65536 }]
+            [server]
+            listen = "127.0.0.1:9999"
+            "#,
+        )
+        .expect("valid config");
+        assert_eq!(c.working_area, PathBuf::from("/tmp/wa"));
+        assert_eq!(c.storage.backend, StorageBackend::None);
+        assert_eq!(c.archive.format, ArchiveFormat::Tar);
+        assert_eq!(c.archive.uid_map[0].host_id, 100000);
+        assert_eq!(c.server.listen, "127.0.0.1:9999");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        assert!(Config::from_toml("workin_area = \"/x\"").is_err());
+        assert!(Config::from_toml("[storage]\nmax_concurrent_uploads = 0").is_err());
+        assert!(Config::from_json("{\"archive\": {\"zstd_level\": 99}}").is_err());
+    }
+}

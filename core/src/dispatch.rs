@@ -1,0 +1,127 @@
+//! The one table of operations, keyed by full gRPC method path. Every surface routes through it with
+//! protobuf bytes in and out, so an operation added here appears on every surface (gRPC server,
+//! C ABI, Node addon, uniffi) without new binding code.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use prost::Message;
+use wsd_proto::wsdaemon as pb;
+
+use crate::call::CallContext;
+use crate::daemon::Daemon;
+use crate::error::{Error, Result};
+
+type Handler = fn(Daemon, Bytes, CallContext) -> BoxFuture<'static, Result<Vec<u8>>>;
+
+/// One operation of the API.
+pub struct Method {
+    /// Full gRPC path, e.g. `/wsdaemon.WorkspaceContentService/InitWorkspace`.
+    pub path: &'static str,
+    /// Full service name, e.g. `wsdaemon.WorkspaceContentService`.
+    pub service: &'static str,
+    /// Method name, e.g. `InitWorkspace`.
+    pub name: &'static str,
+    handler: Handler,
+}
+
+fn decode<M: Message + Default>(path: &str, bytes: Bytes) -> Result<M> {
+    M::decode(bytes).map_err(|e| Error::BadRequest {
+        method: path.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+macro_rules! methods {
+    ($( $service:literal / $name:literal => $op:ident($req:ty) ),* $(,)?) => {
+        /// Every operation served, in the order of the proto files.
+        pub static METHODS: &[Method] = &[$(
+            Method {
+                path: concat!("/", $service, "/", $name),
+                service: $service,
+                name: $name,
+                handler: {
+                    fn handle(daemon: Daemon, request: Bytes, ctx: CallContext) -> BoxFuture<'static, Result<Vec<u8>>> {
+                        Box::pin(async move {
+                            let request: $req = decode(concat!("/", $service, "/", $name), request)?;
+                            Ok(daemon.$op(request, &ctx).await?.encode_to_vec())
+                        })
+                    }
+                    handle
+                },
+            }
+        ),*];
+    };
+}
+
+methods! {
+    "wsdaemon.WorkspaceContentService" / "InitWorkspace" => init_workspace(pb::InitWorkspaceRequest),
+    "wsdaemon.WorkspaceContentService" / "WaitForInit" => wait_for_init(pb::WaitForInitRequest),
+    "wsdaemon.WorkspaceContentService" / "IsWorkspaceExists" => is_workspace_exists(pb::IsWorkspaceExistsRequest),
+    "wsdaemon.WorkspaceContentService" / "TakeSnapshot" => take_snapshot(pb::TakeSnapshotRequest),
+    "wsdaemon.WorkspaceContentService" / "DisposeWorkspace" => dispose_workspace(pb::DisposeWorkspaceRequest),
+    "wsdaemon.WorkspaceContentService" / "BackupWorkspace" => backup_workspace(pb::BackupWorkspaceRequest),
+    "wsdaemon.WorkspaceContentExt" / "SnapshotStatus" => snapshot_status(pb::SnapshotStatusRequest),
+    "wsdaemon.WorkspaceContentExt" / "WorkspaceState" => workspace_state(pb::WorkspaceStateRequest),
+}
+
+/// The method served at `path`, if any.
+pub fn find(path: &str) -> Option<&'static Method> {
+    METHODS.iter().find(|m| m.path == path)
+}
+
+/// The services that have at least one method in the table.
+pub fn services() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = METHODS.iter().map(|m| m.service).collect();
+    names.dedup();
+    names
+}
+
+impl Daemon {
+    /// Calls the operation at `path` with an encoded request and returns the encoded response.
+    /// Records per-method request counts and latencies.
+    pub async fn call(&self, path: &str, request: Bytes, ctx: CallContext) -> Result<Vec<u8>> {
+        let started = Instant::now();
+        let (label, result) = match find(path) {
+            Some(method) => (
+                method.path,
+                (method.handler)(self.clone(), request, ctx).await,
+            ),
+            None => (
+                "unknown",
+                Err(Error::UnknownMethod(path.chars().take(200).collect())),
+            ),
+        };
+        let code = match &result {
+            Ok(_) => crate::Code::Ok,
+            Err(e) => e.code(),
+        };
+        metrics::counter!("wsd_rpc_requests_total", "method" => label, "code" => code.name())
+            .increment(1);
+        metrics::histogram!("wsd_rpc_duration_seconds", "method" => label, "code" => code.name())
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_content_service_method_of_the_contract_is_in_the_table() {
+        for name in [
+            "InitWorkspace",
+            "WaitForInit",
+            "IsWorkspaceExists",
+            "TakeSnapshot",
+            "DisposeWorkspace",
+            "BackupWorkspace",
+        ] {
+            let path = format!("/wsdaemon.WorkspaceContentService/{name}");
+            assert!(find(&path).is_some(), "{path}");
+        }
+        assert!(find("/wsdaemon.WorkspaceContentService/Nope").is_none());
+    }
+}

@@ -1,0 +1,24 @@
+//! wsd-core: every operation of the workspace daemon. No transport or FFI code lives here; the
+//! gRPC server, the C ABI and the Node addon are thin adapters over [`Daemon`] and [`dispatch`].
+
+pub mod archive;
+pub mod beneath;
+pub mod call;
+pub mod config;
+mod daemon;
+pub mod dispatch;
+pub mod error;
+pub mod initializer;
+pub mod storage;
+pub mod workspace;
+
+pub use call::CallContext;
+pub use config::Config;
+pub use daemon::{Daemon, SnapshotPhase};
+pub use error::{Code, Error, Result};
+pub use wsd_proto as proto;
+
+/// The version of the daemon library.
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}

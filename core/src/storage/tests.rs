@@ -1,0 +1,133 @@
+use super::*;
+use crate::config::StorageConfig;
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+fn local(dir: &std::path::Path, uploads: usize) -> Storage {
+    let config = StorageConfig {
+        local_path: dir.to_path_buf(),
+        max_concurrent_uploads: uploads,
+        part_size_bytes: 1 << 20,
+        ..StorageConfig::default()
+    };
+    Storage::from_config(&config)
+        .expect("storage config")
+        .expect("local storage is configured")
+}
+
+async fn read_all(storage: &Storage, loc: &ObjectLocation) -> Option<Vec<u8>> {
+    storage
+        .download(loc, |r| {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).map(|_| v)
+        })
+        .await
+        .expect("download")
+        .map(|r| r.expect("read"))
+}
+
+#[tokio::test]
+async fn streamed_upload_round_trips_in_many_parts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = local(dir.path(), 5);
+    let loc = storage.full_backup_location("owner1", "meta1", "tar.zst");
+    assert_eq!(loc.bucket, "gitpod-user-owner1");
+    let data: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let expected = data.clone();
+    let (_, stats) = storage
+        .upload(&loc, move |w| w.write_all(&data))
+        .await
+        .expect("upload");
+    assert_eq!(stats.bytes, expected.len() as u64);
+    assert_eq!(read_all(&storage, &loc).await, Some(expected));
+    assert!(dir
+        .path()
+        .join("gitpod-user-owner1/workspaces/meta1/full.tar.zst")
+        .is_file());
+}
+
+#[tokio::test]
+async fn failed_producer_leaves_the_previous_object_intact_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = local(dir.path(), 5);
+    let loc = storage.full_backup_location("o", "m", "tar");
+    storage
+        .upload(&loc, |w| w.write_all(b"good backup"))
+        .await
+        .expect("first upload");
+    let err = storage
+        .upload(&loc, |w| {
+            w.write_all(&vec![1u8; 3 << 20])?;
+            Err::<(), _>(std::io::Error::other("disk vanished"))
+        })
+        .await
+        .expect_err("a failing producer fails the upload");
+    assert_eq!(err.code(), crate::Code::DataLoss);
+    assert_eq!(
+        read_all(&storage, &loc).await,
+        Some(b"good backup".to_vec())
+    );
+    let folder = dir.path().join("gitpod-user-o/workspaces/m");
+    let names: Vec<_> = std::fs::read_dir(folder)
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("full.tar")],
+        "no staging leftovers"
+    );
+}
+
+#[tokio::test]
+async fn missing_objects_read_as_none() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = local(dir.path(), 5);
+    let loc = storage.snapshot_location("o", "m", 1, "tar");
+    assert!(storage.head(&loc).await.expect("head").is_none());
+    assert_eq!(read_all(&storage, &loc).await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_more_uploads_in_flight_than_configured() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let storage = Arc::new(local(dir.path(), 3));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let (storage, in_flight, peak) = (storage.clone(), in_flight.clone(), peak.clone());
+        tasks.push(tokio::spawn(async move {
+            let loc = storage.snapshot_location("o", "m", i, "tar");
+            storage
+                .upload(&loc, move |w| {
+                    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(30));
+                    in_flight.fetch_sub(1, Ordering::SeqCst);
+                    w.write_all(b"x")
+                })
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("upload");
+    }
+    assert_eq!(peak.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn shared_layout_prefixes_objects_with_the_owner() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StorageConfig {
+        local_path: dir.path().to_path_buf(),
+        layout: crate::config::BucketLayout::Shared,
+        ..StorageConfig::default()
+    };
+    let storage = Storage::from_config(&config)
+        .expect("config")
+        .expect("storage");
+    let loc = storage.full_backup_location("u1", "m1", "tar");
+    assert_eq!(loc.bucket, "gitpod-workspaces");
+    assert_eq!(loc.key, "u1/workspaces/m1/full.tar");
+}

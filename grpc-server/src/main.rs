@@ -1,0 +1,112 @@
+//! `ws-daemon`: the workspace daemon's gRPC server.
+
+mod cli;
+mod server;
+mod service;
+mod status;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use wsd_core::config::LogFormat;
+use wsd_core::{Config, Daemon};
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.server.log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.server.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Human => builder.init(),
+    }
+}
+
+fn init_metrics(config: &Config) -> Result<(), String> {
+    if config.server.metrics_listen.is_empty() {
+        return Ok(());
+    }
+    let addr: std::net::SocketAddr = config.server.metrics_listen.parse().map_err(|e| {
+        format!(
+            "invalid metrics address {:?}: {e}",
+            config.server.metrics_listen
+        )
+    })?;
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(addr)
+        .set_buckets(&[
+            0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
+        ])
+        .and_then(|b| b.install())
+        .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
+    tracing::info!(address = %addr, "metrics endpoint listening on /metrics");
+    Ok(())
+}
+
+async fn stop_signal(stop: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the daemon with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+    stop.cancel();
+}
+
+async fn run(config: Config) -> Result<(), String> {
+    init_metrics(&config)?;
+    let daemon = Daemon::start(config.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let stop = CancellationToken::new();
+    tokio::spawn(stop_signal(stop.clone()));
+    server::serve(&config, daemon, stop).await
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let config = match cli.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ws-daemon: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if cli.print_config {
+        match toml::to_string_pretty(&config) {
+            Ok(text) => {
+                print!("{text}");
+                return std::process::ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("ws-daemon: cannot print the configuration: {e}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ws-daemon: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("ws-daemon: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

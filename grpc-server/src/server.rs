@@ -1,0 +1,122 @@
+//! The gRPC server: content services through the dispatch table, health, reflection, TCP and an
+//! optional unix socket, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+use wsd_core::{Config, Daemon};
+
+use crate::service::{ContentExt, ContentService, DispatchService, ServiceName};
+
+const SERVED: &[&str] = &[ContentService::NAME, ContentExt::NAME];
+
+async fn router(daemon: &Daemon) -> Result<tonic::transport::server::Router, String> {
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    for name in SERVED {
+        health_reporter
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
+    health_reporter
+        .set_service_status("", ServingStatus::Serving)
+        .await;
+
+    let mut v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(wsd_core::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let mut v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(wsd_core::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    for name in SERVED.iter().chain(["grpc.health.v1.Health"].iter()) {
+        v1 = v1.with_service_name(*name);
+        v1alpha = v1alpha.with_service_name(*name);
+    }
+    let v1 = v1.build_v1().map_err(|e| format!("reflection: {e}"))?;
+    let v1alpha = v1alpha
+        .build_v1alpha()
+        .map_err(|e| format!("reflection: {e}"))?;
+
+    Ok(Server::builder()
+        .add_service(health)
+        .add_service(v1)
+        .add_service(v1alpha)
+        .add_service(DispatchService::<ContentService>::new(daemon.clone()))
+        .add_service(DispatchService::<ContentExt>::new(daemon.clone())))
+}
+
+/// Serves until `stop` is cancelled, then drains connections for at most the shutdown grace time
+/// and shuts the daemon down.
+pub async fn serve(config: &Config, daemon: Daemon, stop: CancellationToken) -> Result<(), String> {
+    let addr: SocketAddr = config
+        .server
+        .listen
+        .parse()
+        .map_err(|e| format!("invalid listen address {:?}: {e}", config.server.listen))?;
+    let tcp = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    tracing::info!(address = %tcp.local_addr().unwrap_or(addr), "gRPC server listening");
+
+    let mut servers = tokio::task::JoinSet::new();
+    let tcp_router = router(&daemon).await?;
+    let tcp_stop = stop.clone();
+    servers.spawn(async move {
+        tcp_router
+            .serve_with_incoming_shutdown(TcpListenerStream::new(tcp), tcp_stop.cancelled_owned())
+            .await
+    });
+
+    if let Some(path) = &config.server.unix_socket {
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "cannot replace the unix socket {}: {e}",
+                    path.display()
+                ))
+            }
+            _ => {}
+        }
+        let unix = tokio::net::UnixListener::bind(path)
+            .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+        tracing::info!(socket = %path.display(), "gRPC server listening");
+        let unix_router = router(&daemon).await?;
+        let unix_stop = stop.clone();
+        servers.spawn(async move {
+            unix_router
+                .serve_with_incoming_shutdown(
+                    UnixListenerStream::new(unix),
+                    unix_stop.cancelled_owned(),
+                )
+                .await
+        });
+    }
+
+    stop.cancelled().await;
+    let grace = Duration::from_secs(config.limits.shutdown_grace_secs);
+    tracing::info!(
+        grace_secs = grace.as_secs(),
+        "shutting down: draining connections"
+    );
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(done) = servers.join_next().await {
+            if let Ok(Err(e)) = done {
+                tracing::warn!(error = %e, "server stopped with an error");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("connections still open after the grace period; closing them");
+        servers.abort_all();
+    }
+    daemon.shutdown(grace).await;
+    if let Some(path) = &config.server.unix_socket {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! A tonic service that serves every method of one gRPC service through the core dispatch table:
+//! requests arrive as protobuf bytes and go to `Daemon::call` unchanged, so a method added to core
+//! is served here without new code.
+
+use std::convert::Infallible;
+use std::marker::PhantomData;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use futures::future::BoxFuture;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::{Request, Response, Status};
+use wsd_core::{dispatch, CallContext, Daemon};
+
+use crate::status::to_status;
+
+/// Passes message bytes through untouched; core decodes them.
+#[derive(Clone, Copy, Default)]
+struct BytesCodec;
+
+impl Codec for BytesCodec {
+    type Encode = Vec<u8>;
+    type Decode = Bytes;
+    type Encoder = BytesCodec;
+    type Decoder = BytesCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        *self
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        *self
+    }
+}
+
+impl Encoder for BytesCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for BytesCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+/// A gRPC service name known at compile time (tonic routes by `NamedService::NAME`).
+pub trait ServiceName: Send + Sync + 'static {
+    const NAME: &'static str;
+}
+
+macro_rules! service_names {
+    ($($marker:ident => $name:literal),* $(,)?) => {
+        $(
+            pub struct $marker;
+            impl ServiceName for $marker {
+                const NAME: &'static str = $name;
+            }
+        )*
+    };
+}
+
+service_names! {
+    ContentService => "wsdaemon.WorkspaceContentService",
+    ContentExt => "wsdaemon.WorkspaceContentExt",
+}
+
+pub struct DispatchService<S> {
+    daemon: Daemon,
+    _name: PhantomData<fn() -> S>,
+}
+
+impl<S> DispatchService<S> {
+    pub fn new(daemon: Daemon) -> Self {
+        DispatchService {
+            daemon,
+            _name: PhantomData,
+        }
+    }
+}
+
+impl<S> Clone for DispatchService<S> {
+    fn clone(&self) -> Self {
+        DispatchService::new(self.daemon.clone())
+    }
+}
+
+impl<S: ServiceName> NamedService for DispatchService<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+struct Unary {
+    daemon: Daemon,
+    path: String,
+}
+
+impl UnaryService<Bytes> for Unary {
+    type Response = Vec<u8>;
+    type Future = BoxFuture<'static, Result<Response<Vec<u8>>, Status>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let daemon = self.daemon.clone();
+        let path = std::mem::take(&mut self.path);
+        let ctx = CallContext {
+            deadline: request
+                .metadata()
+                .get("grpc-timeout")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_grpc_timeout)
+                .map(|t| tokio::time::Instant::now() + t),
+            cancel: None,
+        };
+        Box::pin(async move {
+            daemon
+                .call(&path, request.into_inner(), ctx)
+                .await
+                .map(Response::new)
+                .map_err(to_status)
+        })
+    }
+}
+
+impl<S: ServiceName> tower::Service<http::Request<tonic::body::Body>> for DispatchService<S> {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let daemon = self.daemon.clone();
+        let path = request.uri().path().to_string();
+        Box::pin(async move {
+            if dispatch::find(&path).is_none() {
+                return Ok(Status::unimplemented(format!("unknown method {path}")).into_http());
+            }
+            let mut grpc = Grpc::new(BytesCodec);
+            Ok(grpc.unary(Unary { daemon, path }, request).await)
+        })
+    }
+}
+
+/// Parses the `grpc-timeout` header: up to 8 digits and a unit (H M S m u n).
+fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n.checked_mul(3600)?),
+        "M" => Duration::from_secs(n.checked_mul(60)?),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse() {
+        assert_eq!(parse_grpc_timeout("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(parse_grpc_timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout("m"), None);
+        assert_eq!(parse_grpc_timeout("123456789S"), None);
+    }
+}

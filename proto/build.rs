@@ -1,0 +1,29 @@
+//! Compiles the wire contract with protox (no system `protoc`) into Rust types, tonic clients and a
+//! descriptor set that the server serves for reflection.
+
+use prost::Message;
+use std::path::PathBuf;
+
+const PROTOS: &[&str] = &[
+    "contentservice/initializer.proto",
+    "wsdaemon/daemon.proto",
+    "wsdaemon/ext.proto",
+    "iws/workspace_daemon.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("protos");
+    println!("cargo:rerun-if-changed={}", root.display());
+
+    let files: Vec<PathBuf> = PROTOS.iter().map(|p| root.join(p)).collect();
+    let fds = protox::compile(&files, [&root])?;
+
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("descriptor.bin"), fds.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(true)
+        .compile_fds(fds)?;
+    Ok(())
+}
