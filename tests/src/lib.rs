@@ -1,1 +1,232 @@
-//! Helpers shared by the integration tests.
+//! Helpers shared by the integration tests: the `ws-daemon` binary run as a child process in its
+//! own temporary working area, a real gRPC client for it, a tiny HTTP server, and tree comparison.
+
+pub mod http;
+pub mod tree;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tonic::transport::Channel;
+use wsd_proto::contentservice::{
+    workspace_initializer::Spec, EmptyInitializer, WorkspaceInitializer,
+};
+use wsd_proto::wsdaemon::workspace_content_ext_client::WorkspaceContentExtClient;
+use wsd_proto::wsdaemon::workspace_content_service_client::WorkspaceContentServiceClient;
+use wsd_proto::wsdaemon::{InitWorkspaceRequest, WorkspaceMetadata};
+
+pub type Client = WorkspaceContentServiceClient<Channel>;
+
+/// The `ws-daemon` binary next to the test executable (cargo builds it for `cargo test --workspace`),
+/// or `$WSD_BIN`.
+pub fn daemon_binary() -> PathBuf {
+    if let Some(bin) = std::env::var_os("WSD_BIN") {
+        return PathBuf::from(bin);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target folder of the test executable");
+    let bin = dir.join("ws-daemon");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it first (cargo build -p ws-daemon) or set WSD_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A `ws-daemon` child process with its own working area and local storage.
+pub struct DaemonProcess {
+    pub dir: PathBuf,
+    pub port: u16,
+    pub metrics_port: u16,
+    pub extra_config: String,
+    child: Option<Child>,
+}
+
+impl DaemonProcess {
+    /// Starts a daemon in `dir` (created if needed). `extra_config` is appended to its TOML file.
+    pub async fn start(dir: &Path, extra_config: &str) -> DaemonProcess {
+        let mut d = DaemonProcess {
+            dir: dir.to_path_buf(),
+            port: free_port(),
+            metrics_port: free_port(),
+            extra_config: extra_config.to_string(),
+            child: None,
+        };
+        d.spawn().await;
+        d
+    }
+
+    pub fn working_area(&self) -> PathBuf {
+        self.dir.join("workspaces")
+    }
+
+    pub fn storage(&self) -> PathBuf {
+        self.dir.join("storage")
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.dir).expect("daemon folder");
+        let config = self.dir.join("config.toml");
+        let text = format!(
+            "working_area = {:?}\n{}\n[server]\nlisten = \"127.0.0.1:{}\"\nmetrics_listen = \"127.0.0.1:{}\"\nlog_filter = \"info\"\n",
+            self.working_area(),
+            self.storage_section(),
+            self.port,
+            self.metrics_port,
+        );
+        std::fs::write(&config, text).expect("config file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_file())
+            .expect("log file");
+        let child = Command::new(daemon_binary())
+            .arg("--config")
+            .arg(&config)
+            .env_remove("WSD_LISTEN")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start ws-daemon");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    fn storage_section(&self) -> String {
+        let mut text = String::new();
+        let (top, sections) = match self.extra_config.find('[') {
+            Some(i) => self.extra_config.split_at(i),
+            None => (self.extra_config.as_str(), ""),
+        };
+        text.push_str(top);
+        text.push('\n');
+        if !sections.contains("[storage]") {
+            text.push_str(&format!("[storage]\nlocal_path = {:?}\n", self.storage()));
+        }
+        text.push_str(sections);
+        text
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!(
+                        "ws-daemon exited with {status}: {}",
+                        std::fs::read_to_string(self.log_file()).unwrap_or_default()
+                    );
+                }
+            }
+            if let Ok(mut c) = WorkspaceContentServiceClient::connect(self.endpoint()).await {
+                let probe = wsd_proto::wsdaemon::IsWorkspaceExistsRequest { id: "probe".into() };
+                if c.is_workspace_exists(probe).await.is_ok() {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "ws-daemon did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn client(&self) -> Client {
+        WorkspaceContentServiceClient::connect(self.endpoint())
+            .await
+            .expect("connect")
+    }
+
+    pub async fn ext_client(&self) -> WorkspaceContentExtClient<Channel> {
+        WorkspaceContentExtClient::connect(self.endpoint())
+            .await
+            .expect("connect")
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).expect("running")
+    }
+
+    /// Sends `signal` and waits for the process to exit.
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+            .expect("signal");
+        child.wait().expect("wait")
+    }
+
+    /// Starts the same daemon (same folders, ports and config) again after a stop.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the daemon first");
+        self.spawn().await;
+    }
+
+    /// The Prometheus text of the metrics endpoint.
+    pub async fn metrics(&self) -> String {
+        http::get_text(&format!("127.0.0.1:{}", self.metrics_port), "/metrics").await
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log_file()).unwrap_or_default()
+    }
+}
+
+impl Drop for DaemonProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The value of a Prometheus sample line `name{labels} value` (labels matched as a substring).
+pub fn metric_value(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']) && l.contains(labels)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn empty_initializer() -> WorkspaceInitializer {
+    WorkspaceInitializer {
+        spec: Some(Spec::Empty(EmptyInitializer {})),
+    }
+}
+
+pub fn init_request(id: &str, meta_id: &str, spec: Spec) -> InitWorkspaceRequest {
+    InitWorkspaceRequest {
+        id: id.to_string(),
+        metadata: Some(WorkspaceMetadata {
+            owner: "owner-1".to_string(),
+            meta_id: meta_id.to_string(),
+        }),
+        initializer: Some(WorkspaceInitializer { spec: Some(spec) }),
+        remote_storage_disabled: false,
+        storage_quota_bytes: 0,
+    }
+}
