@@ -169,11 +169,14 @@ impl DaemonProcess {
     }
 
     /// Sends `signal` and waits for the process to exit.
-    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
+    pub async fn stop_with(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+    ) -> std::process::ExitStatus {
+        let child = self.child.take().expect("running");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
             .expect("signal");
-        child.wait().expect("wait")
+        wait_for_exit(child).await
     }
 
     /// Starts the same daemon (same folders, ports and config) again after a stop.
@@ -198,6 +201,17 @@ impl Drop for DaemonProcess {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Waits for a child to exit without blocking the test's runtime, whose tasks must keep serving
+/// client connections (a graceful server shutdown waits for them to answer).
+pub async fn wait_for_exit(mut child: Child) -> std::process::ExitStatus {
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -1,6 +1,5 @@
 use super::*;
 use crate::config::StorageConfig;
-use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn local(dir: &std::path::Path, uploads: usize) -> Storage {

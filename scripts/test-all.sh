@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test of ws-daemon, installing what is missing on a fresh Debian machine first.
+# Used by the README and by .ci/run. Build output goes to a cache folder outside the clone
+# (CARGO_TARGET_DIR) so that repeated runs are fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ws-daemon/target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
+command -v make >/dev/null || need_apt+=(make)
+command -v zstd >/dev/null || need_apt+=(zstd)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}"
+fi
+if ! command -v cargo >/dev/null; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "cargo is missing: install Rust 1.85 or newer with rustup (https://rustup.rs) and run again" >&2
+    exit 1
+  fi
+fi
+if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 2>&1; then
+  log "installing clippy and rustfmt"
+  rustup component add clippy rustfmt
+fi
+
+log "format"
+cargo fmt --all -- --check
+
+log "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+log "build (the integration tests run the ws-daemon binary)"
+cargo build --workspace --all-targets --locked
+
+log "tests"
+cargo test --workspace --locked
