@@ -43,4 +43,9 @@ log "build (the integration tests run the ws-daemon binary)"
 cargo build --workspace --all-targets --locked
 
 log "tests"
-cargo test --workspace --locked
+results="$(mktemp)"
+trap 'rm -f "$results"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$results"
+# One closing line over every test binary of the run.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$results"

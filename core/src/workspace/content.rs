@@ -142,6 +142,8 @@ impl Daemon {
                     .set_state(&ws, ContentState::Available)
                     .await
             }
+            // The storage failing under an initializer is an initializer failure for the caller.
+            Err(Error::Storage(why)) => Err(Error::InitFailed(why)),
             Err(e) => Err(e),
         };
         match outcome {

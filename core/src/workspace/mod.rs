@@ -6,3 +6,6 @@ pub mod state;
 pub mod store;
 
 pub use state::ContentState;
+
+#[cfg(test)]
+mod tests;

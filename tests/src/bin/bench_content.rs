@@ -1,0 +1,242 @@
+//! Benchmark of backup and restore through the daemon against the command-line pipeline on the same
+//! tree, in one run: `tar -cf - . | zstd -1 -T0 > file` and `zstd -d < file | tar -xf -`.
+//!
+//! Usage (as root, which mounts a tmpfs so the VM's disk does not dominate):
+//!   scripts/bench-content.sh [--size-mib N] [--rounds N]
+//! Prints MiB/s of each, the ratios, and the daemon's peak RSS during backup and restore.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use wsd_proto::contentservice::workspace_initializer::Spec;
+use wsd_proto::contentservice::EmptyInitializer;
+use wsd_proto::wsdaemon::{BackupWorkspaceRequest, DisposeWorkspaceRequest};
+use wsd_tests::{init_request, DaemonProcess};
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn sh(script: &str, dir: &Path) -> Duration {
+    let started = Instant::now();
+    let status = Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .status()
+        .expect("run shell");
+    assert!(status.success(), "{script} failed");
+    started.elapsed()
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+/// Resets the peak RSS of `pid` (clear_refs 5) so that a later VmHWM covers one phase only.
+fn reset_peak(pid: i32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+fn peak_mib(pid: i32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn mkworkspace() -> PathBuf {
+    if let Some(p) = std::env::var_os("MKWORKSPACE") {
+        return PathBuf::from(p);
+    }
+    let here = std::env::current_dir().expect("cwd");
+    for base in here.ancestors() {
+        let candidate = base.join("shared/bench/mkworkspace.py");
+        if candidate.is_file() {
+            return candidate;
+        }
+        let sibling = base.join("../shared/bench/mkworkspace.py");
+        if sibling.is_file() {
+            return sibling;
+        }
+    }
+    panic!("shared/bench/mkworkspace.py not found: set MKWORKSPACE");
+}
+
+fn du_bytes(dir: &Path) -> u64 {
+    let out = Command::new("du")
+        .args(["-sb", "--apparent-size"])
+        .arg(dir)
+        .output()
+        .expect("du");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn count_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            1 + if is_dir { count_entries(&e.path()) } else { 0 }
+        })
+        .sum()
+}
+
+struct Tmpfs(PathBuf, bool);
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if self.1 {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let size_mib = arg("--size-mib", 1024);
+    let rounds = arg("--rounds", 3).max(1) as usize;
+    let root = std::env::temp_dir().join(format!("wsd-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("bench folder");
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=12g", "wsd-bench"])
+        .arg(&root)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    let _cleanup = Tmpfs(root.clone(), mounted);
+    println!(
+        "bench folder: {} ({})",
+        root.display(),
+        if mounted {
+            "tmpfs"
+        } else {
+            "NOT tmpfs: run as root for meaningful figures"
+        }
+    );
+
+    let d = DaemonProcess::start(&root.join("node"), "[limits]\ninit_timeout_secs = 7200\n").await;
+    let pid = d.pid();
+    let mut c = d.client().await;
+    c.init_workspace(init_request(
+        "bench",
+        "meta-bench",
+        Spec::Empty(EmptyInitializer {}),
+    ))
+    .await
+    .expect("init");
+    let content = d.working_area().join("bench");
+    let generated = Command::new("python3")
+        .arg(mkworkspace())
+        .arg(&content)
+        .args(["--size-mib", &size_mib.to_string()])
+        .output()
+        .expect("mkworkspace.py");
+    assert!(generated.status.success(), "mkworkspace.py failed");
+    let bytes = du_bytes(&content);
+    let mib = bytes as f64 / (1 << 20) as f64;
+    println!(
+        "tree: {} ({mib:.0} MiB apparent size), {rounds} rounds, medians reported",
+        String::from_utf8_lossy(&generated.stdout).trim()
+    );
+
+    let entries = count_entries(&content);
+    let cli_archive = root.join("cli.tar.zst");
+    let object = d
+        .storage()
+        .join("gitpod-user-owner-1/workspaces/meta-bench/full.tar.zst");
+    let (mut cli_backup, mut wsd_backup, mut cli_restore, mut wsd_restore) =
+        (vec![], vec![], vec![], vec![]);
+    let (mut backup_peak, mut restore_peak) = (0f64, 0f64);
+    for round in 0..rounds {
+        cli_backup.push(sh(
+            &format!("tar -cf - . | zstd -q -1 -T0 > {}", cli_archive.display()),
+            &content,
+        ));
+        reset_peak(pid);
+        let started = Instant::now();
+        c.backup_workspace(BackupWorkspaceRequest { id: "bench".into() })
+            .await
+            .expect("backup");
+        wsd_backup.push(started.elapsed());
+        backup_peak = backup_peak.max(peak_mib(pid));
+
+        let out = root.join("cli-restore");
+        std::fs::create_dir_all(&out).expect("mkdir");
+        cli_restore.push(sh(
+            &format!(
+                "zstd -q -d < {} | tar -xf - -C {}",
+                cli_archive.display(),
+                out.display()
+            ),
+            &root,
+        ));
+        std::fs::remove_dir_all(&out).expect("clean");
+
+        reset_peak(pid);
+        let id = format!("restore-{round}");
+        let started = Instant::now();
+        c.init_workspace(init_request(
+            &id,
+            "meta-bench",
+            Spec::Empty(EmptyInitializer {}),
+        ))
+        .await
+        .expect("restore");
+        wsd_restore.push(started.elapsed());
+        restore_peak = restore_peak.max(peak_mib(pid));
+        assert_eq!(
+            count_entries(&d.working_area().join(&id)),
+            entries,
+            "restored tree differs"
+        );
+        c.dispose_workspace(DisposeWorkspaceRequest {
+            id,
+            backup: false,
+            backup_logs: false,
+        })
+        .await
+        .expect("dispose");
+    }
+    let sizes = (
+        std::fs::metadata(&cli_archive)
+            .map(|m| m.len())
+            .unwrap_or(0),
+        std::fs::metadata(&object).map(|m| m.len()).unwrap_or(0),
+    );
+    let row = |name: &str, cli: Duration, wsd: Duration| {
+        let (a, b) = (mib / cli.as_secs_f64(), mib / wsd.as_secs_f64());
+        println!(
+            "| {name} | {:.2} s ({a:.0} MiB/s) | {:.2} s ({b:.0} MiB/s) | {:.2} |",
+            cli.as_secs_f64(),
+            wsd.as_secs_f64(),
+            b / a
+        );
+    };
+    println!("\n| operation | command line | ws-daemon | ratio (daemon speed / command line) |");
+    println!("|---|---|---|---|");
+    row("backup", median(cli_backup), median(wsd_backup));
+    row("restore", median(cli_restore), median(wsd_restore));
+    println!(
+        "\narchive size: command line {:.1} MiB, ws-daemon {:.1} MiB",
+        sizes.0 as f64 / (1 << 20) as f64,
+        sizes.1 as f64 / (1 << 20) as f64
+    );
+    println!("daemon peak RSS: backup {backup_peak:.1} MiB, restore {restore_peak:.1} MiB");
+}
