@@ -16,8 +16,10 @@ use crate::config::Config;
 use crate::{CallContext, Code, Daemon};
 
 fn config(dir: &std::path::Path) -> Config {
-    let mut c = Config::default();
-    c.working_area = dir.join("area");
+    let mut c = Config {
+        working_area: dir.join("area"),
+        ..Config::default()
+    };
     c.storage.local_path = dir.join("storage");
     c
 }
