@@ -89,23 +89,24 @@ impl DaemonProcess {
     async fn spawn(&mut self) {
         std::fs::create_dir_all(&self.dir).expect("daemon folder");
         let config = self.dir.join("config.toml");
-        let text = format!(
-            "working_area = {:?}\n{}\n[server]\nlisten = \"127.0.0.1:{}\"\nmetrics_listen = \"127.0.0.1:{}\"\nlog_filter = \"info\"\n",
-            self.working_area(),
-            self.storage_section(),
-            self.port,
-            self.metrics_port,
-        );
-        std::fs::write(&config, text).expect("config file");
+        std::fs::write(&config, &self.extra_config).expect("config file");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_file())
             .expect("log file");
+        // Folders and ports as flags, which win over the file, so tests may set any table.
         let child = Command::new(daemon_binary())
             .arg("--config")
             .arg(&config)
-            .env_remove("WSD_LISTEN")
+            .arg("--working-area")
+            .arg(self.working_area())
+            .arg("--storage-path")
+            .arg(self.storage())
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
+            .arg("--metrics-listen")
+            .arg(format!("127.0.0.1:{}", self.metrics_port))
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(log)
@@ -113,21 +114,6 @@ impl DaemonProcess {
             .expect("start ws-daemon");
         self.child = Some(child);
         self.wait_ready().await;
-    }
-
-    fn storage_section(&self) -> String {
-        let mut text = String::new();
-        let (top, sections) = match self.extra_config.find('[') {
-            Some(i) => self.extra_config.split_at(i),
-            None => (self.extra_config.as_str(), ""),
-        };
-        text.push_str(top);
-        text.push('\n');
-        if !sections.contains("[storage]") {
-            text.push_str(&format!("[storage]\nlocal_path = {:?}\n", self.storage()));
-        }
-        text.push_str(sections);
-        text
     }
 
     async fn wait_ready(&mut self) {
