@@ -71,25 +71,15 @@ impl Beneath {
     /// Creates the folders of `rel` (mode 0755) as needed and opens the last one. `rel` must be
     /// relative without `..` (see [`relative_request_path`]).
     pub fn create_dir_all(&self, rel: &Path) -> io::Result<OwnedFd> {
-        let mut current = self.root.try_clone()?;
-        for component in rel.components() {
-            let Component::Normal(name) = component else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "path is not a plain relative path",
-                ));
-            };
-            match mkdirat(current.as_fd(), name, Mode::from_bits_truncate(0o755)) {
-                Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(io_err(e)),
-            }
-            current = Self::open_dir_at(&current, name)?;
-        }
-        Ok(current)
+        self.walk(rel, true)
     }
 
     /// Opens the existing folder `rel` without following symlinks.
     pub fn open_dir(&self, rel: &Path) -> io::Result<OwnedFd> {
+        self.walk(rel, false)
+    }
+
+    fn walk(&self, rel: &Path, create: bool) -> io::Result<OwnedFd> {
         let mut current = self.root.try_clone()?;
         for component in rel.components() {
             let Component::Normal(name) = component else {
@@ -98,6 +88,12 @@ impl Beneath {
                     "path is not a plain relative path",
                 ));
             };
+            if create {
+                match mkdirat(current.as_fd(), name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(io_err(e)),
+                }
+            }
             current = Self::open_dir_at(&current, name)?;
         }
         Ok(current)

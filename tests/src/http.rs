@@ -124,3 +124,37 @@ pub async fn get_text(addr: &str, path: &str) -> String {
         None => text,
     }
 }
+
+/// A download initializer of one file `name` served by a new server after `delay` with `status`.
+/// Returns the server (keep it alive) and the initializer.
+pub async fn download_after(
+    delay: Duration,
+    status: u16,
+    name: &str,
+) -> (
+    HttpServer,
+    wsd_proto::contentservice::workspace_initializer::Spec,
+) {
+    use sha2::{Digest, Sha256};
+    use wsd_proto::contentservice::file_download_initializer::FileInfo;
+    use wsd_proto::contentservice::{workspace_initializer::Spec, FileDownloadInitializer};
+    let body = format!("content of {name}").into_bytes();
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
+    let path = format!("/{name}");
+    let route = Route {
+        status,
+        body,
+        delay,
+        fail_first: 0,
+    };
+    let server = HttpServer::start(HashMap::from([(path.clone(), route)])).await;
+    let spec = Spec::Download(FileDownloadInitializer {
+        files: vec![FileInfo {
+            url: server.url(&path),
+            file_path: name.to_string(),
+            digest,
+        }],
+        target_location: String::new(),
+    });
+    (server, spec)
+}

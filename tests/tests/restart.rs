@@ -1,18 +1,15 @@
 //! Restart: a daemon stopped (SIGTERM or SIGKILL) with workspaces AVAILABLE and one SETTING_UP comes
 //! back with the available ones answering as before and the half-initialized one cleaned up.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use nix::sys::signal::Signal;
-use sha2::{Digest, Sha256};
-use wsd_proto::contentservice::file_download_initializer::FileInfo;
 use wsd_proto::contentservice::workspace_initializer::Spec;
-use wsd_proto::contentservice::{EmptyInitializer, FileDownloadInitializer};
+use wsd_proto::contentservice::EmptyInitializer;
 use wsd_proto::wsdaemon::{
     BackupWorkspaceRequest, DisposeWorkspaceRequest, IsWorkspaceExistsRequest, WaitForInitRequest,
 };
-use wsd_tests::http::{HttpServer, Route};
+use wsd_tests::http::download_after;
 use wsd_tests::{init_request, tree, DaemonProcess};
 
 async fn restart_after(signal: Signal) {
@@ -34,23 +31,7 @@ async fn restart_after(signal: Signal) {
     let before = tree::snapshot(&d.working_area().join("ws-a"), &[]);
 
     // One init that never finishes before the stop: its download hangs.
-    let body = b"never arrives".to_vec();
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
-    let hang = Route {
-        status: 200,
-        body,
-        delay: Duration::from_secs(600),
-        fail_first: 0,
-    };
-    let server = HttpServer::start(HashMap::from([("/hang".to_string(), hang)])).await;
-    let spec = Spec::Download(FileDownloadInitializer {
-        files: vec![FileInfo {
-            url: server.url("/hang"),
-            file_path: "f".into(),
-            digest,
-        }],
-        target_location: String::new(),
-    });
+    let (server, spec) = download_after(Duration::from_secs(600), 200, "hang").await;
     let mut bg = c.clone();
     let stuck = tokio::spawn(async move {
         bg.init_workspace(init_request("ws-setting-up", "meta-s", spec))

@@ -1,17 +1,14 @@
 //! Server options: the unix socket, JSON logs, the server-side init timeout, prebuild log upload.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use sha2::{Digest, Sha256};
 use tonic::transport::{Endpoint, Uri};
-use wsd_proto::contentservice::file_download_initializer::FileInfo;
 use wsd_proto::contentservice::workspace_initializer::Spec;
-use wsd_proto::contentservice::{EmptyInitializer, FileDownloadInitializer};
+use wsd_proto::contentservice::EmptyInitializer;
 use wsd_proto::wsdaemon::workspace_content_service_client::WorkspaceContentServiceClient;
 use wsd_proto::wsdaemon::{DisposeWorkspaceRequest, IsWorkspaceExistsRequest};
-use wsd_tests::http::{HttpServer, Route};
+use wsd_tests::http::download_after;
 use wsd_tests::{init_request, DaemonProcess};
 
 #[tokio::test]
@@ -56,23 +53,7 @@ async fn serves_the_same_api_on_a_unix_socket_and_logs_json() {
 async fn init_stops_at_the_server_side_timeout_and_cleans_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = DaemonProcess::start(dir.path(), "[limits]\ninit_timeout_secs = 1\n").await;
-    let body = b"late".to_vec();
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
-    let route = Route {
-        status: 200,
-        body,
-        delay: Duration::from_secs(30),
-        fail_first: 0,
-    };
-    let server = HttpServer::start(HashMap::from([("/late".to_string(), route)])).await;
-    let spec = Spec::Download(FileDownloadInitializer {
-        files: vec![FileInfo {
-            url: server.url("/late"),
-            file_path: "late".into(),
-            digest,
-        }],
-        target_location: String::new(),
-    });
+    let (_server, spec) = download_after(Duration::from_secs(30), 200, "late").await;
     let mut c = d.client().await;
     let status = c
         .init_workspace(init_request("ws-t", "m", spec))

@@ -1,9 +1,7 @@
 //! Every status code of the behaviour spec for the six content RPCs, over gRPC.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use tonic::Code;
 use wsd_proto::contentservice::file_download_initializer::FileInfo;
 use wsd_proto::contentservice::workspace_initializer::Spec;
@@ -15,7 +13,7 @@ use wsd_proto::wsdaemon::{
     BackupWorkspaceRequest, DisposeWorkspaceRequest, InitWorkspaceRequest,
     IsWorkspaceExistsRequest, TakeSnapshotRequest, WaitForInitRequest,
 };
-use wsd_tests::http::{HttpServer, Route};
+use wsd_tests::http::download_after;
 use wsd_tests::{init_request, Client, DaemonProcess};
 
 fn empty() -> Spec {
@@ -27,28 +25,6 @@ fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> Cod
         Ok(_) => Code::Ok,
         Err(s) => s.code(),
     }
-}
-
-/// A download initializer of one file that the server answers after `delay`.
-async fn slow_download(delay: Duration, status: u16) -> (HttpServer, Spec) {
-    let body = b"slow content".to_vec();
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(&body)));
-    let route = Route {
-        status,
-        body,
-        delay,
-        fail_first: 0,
-    };
-    let server = HttpServer::start(HashMap::from([("/slow".to_string(), route)])).await;
-    let spec = Spec::Download(FileDownloadInitializer {
-        files: vec![FileInfo {
-            url: server.url("/slow"),
-            file_path: "slow.txt".into(),
-            digest,
-        }],
-        target_location: "/".into(),
-    });
-    (server, spec)
 }
 
 async fn init_ok(c: &mut Client, id: &str, meta: &str) {
@@ -215,7 +191,7 @@ async fn states_gate_wait_snapshot_backup_and_duplicates() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = DaemonProcess::start(dir.path(), "").await;
     let mut c = d.client().await;
-    let (_server, slow) = slow_download(Duration::from_secs(3), 200).await;
+    let (_server, slow) = download_after(Duration::from_secs(3), 200, "slow.txt").await;
 
     // InitWorkspace blocks until the init is done; run it in the background.
     let mut bg = c.clone();
@@ -280,7 +256,7 @@ async fn states_gate_wait_snapshot_backup_and_duplicates() {
     init.await.expect("join").expect("init succeeded");
     assert_eq!(
         std::fs::read(d.working_area().join("ws-slow/slow.txt")).expect("downloaded"),
-        b"slow content"
+        b"content of slow.txt"
     );
     assert_eq!(
         code(
@@ -370,7 +346,7 @@ async fn wait_for_init_reports_a_failing_init() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = DaemonProcess::start(dir.path(), "").await;
     let mut c = d.client().await;
-    let (_server, failing) = slow_download(Duration::from_secs(1), 404).await;
+    let (_server, failing) = download_after(Duration::from_secs(1), 404, "slow.txt").await;
     let mut bg = c.clone();
     let init =
         tokio::spawn(async move { bg.init_workspace(init_request("ws-f", "m", failing)).await });
