@@ -7,14 +7,17 @@ pub mod call;
 pub mod config;
 mod daemon;
 pub mod dispatch;
+pub mod embedded;
 pub mod error;
 pub mod initializer;
+pub mod json;
 pub mod storage;
 pub mod workspace;
 
 pub use call::CallContext;
 pub use config::Config;
 pub use daemon::{Daemon, SnapshotPhase};
+pub use embedded::EmbeddedDaemon;
 pub use error::{Code, Error, Result};
 pub use wsd_proto as proto;
 

@@ -1,0 +1,326 @@
+//! The daemon as a library inside a host that is not async Rust (C, Go through cgo, Node, uniffi):
+//! it owns its own tokio runtime, so it never runs on, blocks or reconfigures the host's threads
+//! beyond the calling thread of an explicitly blocking call.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use crate::call::CallContext;
+use crate::config::Config;
+use crate::daemon::Daemon;
+use crate::error::{Error, Result};
+
+/// A running daemon with its own runtime. Dropping it shuts it down.
+pub struct EmbeddedDaemon {
+    runtime: Mutex<Option<tokio::runtime::Runtime>>,
+    handle: tokio::runtime::Handle,
+    daemon: Daemon,
+    closed: AtomicBool,
+}
+
+impl EmbeddedDaemon {
+    /// Builds the runtime (worker threads named `wsd-worker`) and starts the daemon on it.
+    pub fn start(config: Config) -> Result<EmbeddedDaemon> {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 8));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("wsd-worker")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("cannot start the daemon's runtime: {e}")))?;
+        let daemon = runtime.block_on(Daemon::start(config))?;
+        Ok(EmbeddedDaemon {
+            handle: runtime.handle().clone(),
+            runtime: Mutex::new(Some(runtime)),
+            daemon,
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Parses a configuration document: TOML, or JSON when it starts with `{`. Empty means defaults.
+    pub fn parse_config(text: &str) -> Result<Config> {
+        let trimmed = text.trim_start();
+        if trimmed.is_empty() {
+            Ok(Config::default())
+        } else if trimmed.starts_with('{') {
+            Config::from_json(text)
+        } else {
+            Config::from_toml(text)
+        }
+    }
+
+    pub fn daemon(&self) -> &Daemon {
+        &self.daemon
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::ShuttingDown)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs `work` on the daemon's runtime and returns a handle to await it from any runtime.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> impl Future<Output = Result<T>> + Send + 'static {
+        let task = self.check_open().map(|_| self.handle.spawn(work));
+        async move {
+            task?
+                .await
+                .map_err(|e| Error::Internal(format!("the call failed: {e}")))?
+        }
+    }
+
+    /// Runs `work` on the daemon's runtime and blocks the calling thread until it is done.
+    /// Must not be called from a thread of an async runtime.
+    pub fn block_on<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        self.check_open()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        rx.recv()
+            .map_err(|_| Error::Internal("the call was dropped by the runtime".into()))?
+    }
+
+    /// Protobuf call through the dispatch table, blocking.
+    pub fn call_blocking(
+        &self,
+        method: &str,
+        request: Vec<u8>,
+        cancel: Option<CancellationToken>,
+    ) -> Result<Vec<u8>> {
+        let (daemon, method) = (self.daemon.clone(), method.to_string());
+        self.block_on(async move {
+            daemon
+                .call(
+                    &method,
+                    Bytes::from(request),
+                    CallContext {
+                        deadline: None,
+                        cancel,
+                    },
+                )
+                .await
+        })
+    }
+
+    /// JSON call through the dispatch table, blocking.
+    pub fn call_json_blocking(&self, method: &str, json: String) -> Result<String> {
+        let (daemon, method) = (self.daemon.clone(), method.to_string());
+        self.block_on(async move {
+            daemon
+                .call_json(&method, &json, CallContext::default())
+                .await
+        })
+    }
+
+    /// Protobuf call through the dispatch table; `done` runs exactly once on a daemon thread with
+    /// the result, also when the call is cancelled through `cancel` or the daemon is closed.
+    pub fn call_with_callback(
+        &self,
+        method: &str,
+        request: Vec<u8>,
+        cancel: CancellationToken,
+        done: impl FnOnce(Result<Vec<u8>>) + Send + 'static,
+    ) {
+        if let Err(e) = self.check_open() {
+            done(Err(e));
+            return;
+        }
+        let (daemon, method) = (self.daemon.clone(), method.to_string());
+        let mut done = OnceCallback(Some(done));
+        self.handle.spawn(async move {
+            let ctx = CallContext {
+                deadline: None,
+                cancel: Some(cancel),
+            };
+            let result = daemon.call(&method, Bytes::from(request), ctx).await;
+            done.call(result);
+        });
+    }
+
+    /// Refuses new calls, lets in-flight work finish for up to the configured grace time and stops
+    /// the runtime. Idempotent; must not be called from a daemon thread.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let grace = Duration::from_secs(self.daemon.config().limits.shutdown_grace_secs);
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(runtime) = runtime {
+            let daemon = self.daemon.clone();
+            runtime.block_on(async move { daemon.shutdown(grace).await });
+            runtime.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// Runs the callback exactly once: with the result, or with UNAVAILABLE when the runtime drops the
+/// call at shutdown before it finished.
+struct OnceCallback<F: FnOnce(Result<Vec<u8>>)>(Option<F>);
+
+impl<F: FnOnce(Result<Vec<u8>>)> OnceCallback<F> {
+    fn call(&mut self, result: Result<Vec<u8>>) {
+        if let Some(f) = self.0.take() {
+            f(result);
+        }
+    }
+}
+
+impl<F: FnOnce(Result<Vec<u8>>)> Drop for OnceCallback<F> {
+    fn drop(&mut self) {
+        self.call(Err(Error::ShuttingDown));
+    }
+}
+
+impl Drop for EmbeddedDaemon {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+    use wsd_proto::wsdaemon::{IsWorkspaceExistsRequest, IsWorkspaceExistsResponse};
+
+    const EXISTS: &str = "/wsdaemon.WorkspaceContentService/IsWorkspaceExists";
+
+    fn config(dir: &std::path::Path) -> String {
+        format!(
+            "working_area = {:?}\n[storage]\nlocal_path = {:?}\n",
+            dir.join("area"),
+            dir.join("storage")
+        )
+    }
+
+    #[test]
+    fn blocking_calls_work_from_plain_threads_and_fail_after_close() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = EmbeddedDaemon::start(
+            EmbeddedDaemon::parse_config(&config(dir.path())).expect("config"),
+        )
+        .expect("start");
+        let req = IsWorkspaceExistsRequest { id: "ws".into() }.encode_to_vec();
+        let out = d.call_blocking(EXISTS, req.clone(), None).expect("call");
+        assert!(
+            !IsWorkspaceExistsResponse::decode(out.as_slice())
+                .expect("decode")
+                .exists
+        );
+        assert_eq!(
+            d.call_json_blocking(EXISTS, "{\"id\":\"ws\"}".into())
+                .expect("json"),
+            "{}"
+        );
+        d.close();
+        d.close();
+        assert_eq!(
+            d.call_blocking(EXISTS, req, None)
+                .expect_err("closed")
+                .code(),
+            crate::Code::Unavailable
+        );
+    }
+
+    #[test]
+    fn callbacks_run_once_also_when_cancelled() {
+        use wsd_proto::contentservice::file_download_initializer::FileInfo;
+        use wsd_proto::contentservice::{workspace_initializer::Spec, FileDownloadInitializer};
+        use wsd_proto::wsdaemon::{InitWorkspaceRequest, WaitForInitRequest, WorkspaceMetadata};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!("{}[limits]\nshutdown_grace_secs = 1\n", config(dir.path()));
+        let d = EmbeddedDaemon::start(EmbeddedDaemon::parse_config(&text).expect("config"))
+            .expect("start");
+        // A server that accepts connections but never answers keeps the init SETTING_UP.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/never", silent.local_addr().expect("addr"));
+        let init = InitWorkspaceRequest {
+            id: "ws-hang".into(),
+            metadata: Some(WorkspaceMetadata {
+                owner: "o".into(),
+                meta_id: "m".into(),
+            }),
+            initializer: Some(wsd_proto::contentservice::WorkspaceInitializer {
+                spec: Some(Spec::Download(FileDownloadInitializer {
+                    files: vec![FileInfo {
+                        url,
+                        file_path: "f".into(),
+                        digest: format!("sha256:{}", "0".repeat(64)),
+                    }],
+                    target_location: String::new(),
+                })),
+            }),
+            ..Default::default()
+        };
+        let (init_tx, init_rx) = std::sync::mpsc::channel();
+        let init_path = "/wsdaemon.WorkspaceContentService/InitWorkspace";
+        d.call_with_callback(
+            init_path,
+            init.encode_to_vec(),
+            CancellationToken::new(),
+            move |r| {
+                let _ = init_tx.send(r.is_ok());
+            },
+        );
+        std::thread::sleep(Duration::from_millis(200));
+
+        let token = CancellationToken::new();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let wait = "/wsdaemon.WorkspaceContentService/WaitForInit";
+        let req = WaitForInitRequest {
+            id: "ws-hang".into(),
+        }
+        .encode_to_vec();
+        d.call_with_callback(wait, req, token.clone(), move |r| {
+            let _ = tx.send(r.map_err(|e| e.code()));
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_millis(300)).is_err(),
+            "still waiting"
+        );
+        token.cancel();
+        let got = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("callback ran");
+        assert_eq!(got.expect_err("cancelled"), crate::Code::Cancelled);
+        assert!(
+            rx.recv_timeout(Duration::from_millis(200)).is_err(),
+            "exactly once"
+        );
+        d.close();
+        // The init still hanging at close gets its callback too, once.
+        assert_eq!(init_rx.recv_timeout(Duration::from_secs(10)).ok(), Some(false));
+        assert!(init_rx.recv_timeout(Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn config_documents_are_toml_json_or_empty() {
+        assert!(EmbeddedDaemon::parse_config("").is_ok());
+        assert!(EmbeddedDaemon::parse_config("{\"storage\":{\"backend\":\"none\"}}").is_ok());
+        assert!(EmbeddedDaemon::parse_config("[storage]\nbackend = \"none\"").is_ok());
+        assert!(EmbeddedDaemon::parse_config("{\"nope\":1}").is_err());
+    }
+}

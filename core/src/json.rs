@@ -1,0 +1,123 @@
+//! The JSON twin of the dispatch: requests and responses in the proto3 JSON mapping, for callers
+//! without a protobuf library (C programs, shells). It converts through the descriptors of the
+//! wire contract and then takes the same path as protobuf calls.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use prost::Message;
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
+
+use crate::call::CallContext;
+use crate::daemon::Daemon;
+use crate::error::{Error, Result};
+
+fn pool() -> Result<&'static DescriptorPool> {
+    static POOL: OnceLock<Result<DescriptorPool, String>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        DescriptorPool::decode(wsd_proto::FILE_DESCRIPTOR_SET).map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| Error::Internal(format!("cannot load the API descriptors: {e}")))
+}
+
+/// Input and output message types of the method at `path` (`/pkg.Service/Method`).
+fn method_types(path: &str) -> Result<(MessageDescriptor, MessageDescriptor)> {
+    let unknown = || Error::UnknownMethod(path.chars().take(200).collect());
+    let (service, method) = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .ok_or_else(unknown)?;
+    let service = pool()?.get_service_by_name(service).ok_or_else(unknown)?;
+    let method = service
+        .methods()
+        .find(|m| m.name() == method)
+        .ok_or_else(unknown)?;
+    Ok((method.input(), method.output()))
+}
+
+/// Converts a proto3 JSON request of `path` into protobuf bytes.
+pub fn request_from_json(path: &str, json: &str) -> Result<Vec<u8>> {
+    let (input, _) = method_types(path)?;
+    let mut de = serde_json::Deserializer::from_str(json);
+    let message = DynamicMessage::deserialize(input, &mut de)
+        .and_then(|m| de.end().map(|_| m))
+        .map_err(|e| Error::BadRequest {
+            method: path.to_string(),
+            reason: format!("invalid JSON request: {e}"),
+        })?;
+    Ok(message.encode_to_vec())
+}
+
+/// Converts protobuf response bytes of `path` into proto3 JSON (lowerCamelCase names, default
+/// values omitted, enums by name).
+pub fn response_to_json(path: &str, bytes: &[u8]) -> Result<String> {
+    let (_, output) = method_types(path)?;
+    let message = DynamicMessage::decode(output, bytes).map_err(Error::internal)?;
+    let mut out = serde_json::Serializer::new(Vec::new());
+    message
+        .serialize_with_options(&mut out, &SerializeOptions::new())
+        .map_err(Error::internal)?;
+    String::from_utf8(out.into_inner()).map_err(Error::internal)
+}
+
+impl Daemon {
+    /// Calls the operation at `path` with a proto3 JSON request and returns a JSON response.
+    pub async fn call_json(&self, path: &str, json: &str, ctx: CallContext) -> Result<String> {
+        let request = request_from_json(path, json)?;
+        let response = self.call(path, Bytes::from(request), ctx).await?;
+        response_to_json(path, &response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wsd_proto::wsdaemon::{InitWorkspaceRequest, IsWorkspaceExistsResponse};
+
+    const INIT: &str = "/wsdaemon.WorkspaceContentService/InitWorkspace";
+
+    #[test]
+    fn json_requests_accept_json_and_proto_field_names() {
+        let json = r#"{"id":"ws1","metadata":{"owner":"u","metaId":"m"},"initializer":{"empty":{}},"remote_storage_disabled":true}"#;
+        let bytes = request_from_json(INIT, json).expect("convert");
+        let req = InitWorkspaceRequest::decode(bytes.as_slice()).expect("decode");
+        assert_eq!(req.id, "ws1");
+        assert_eq!(req.metadata.expect("metadata").meta_id, "m");
+        assert!(req.remote_storage_disabled);
+        assert!(req.initializer.expect("initializer").spec.is_some());
+    }
+
+    #[test]
+    fn bad_json_and_unknown_methods_are_refused() {
+        assert_eq!(
+            request_from_json(INIT, "{\"id\": 5}")
+                .expect_err("type")
+                .code(),
+            crate::Code::InvalidArgument
+        );
+        assert_eq!(
+            request_from_json(INIT, "{} trailing")
+                .expect_err("trailing")
+                .code(),
+            crate::Code::InvalidArgument
+        );
+        assert_eq!(
+            request_from_json("/nope.X/Y", "{}")
+                .expect_err("unknown")
+                .code(),
+            crate::Code::Unimplemented
+        );
+    }
+
+    #[test]
+    fn responses_use_proto3_json() {
+        let path = "/wsdaemon.WorkspaceContentService/IsWorkspaceExists";
+        let bytes = IsWorkspaceExistsResponse { exists: true }.encode_to_vec();
+        assert_eq!(
+            response_to_json(path, &bytes).expect("json"),
+            r#"{"exists":true}"#
+        );
+        assert_eq!(response_to_json(path, &[]).expect("json"), "{}");
+    }
+}
