@@ -1,22 +1,34 @@
-//! C ABI of the workspace daemon. The full surface (handles, dispatch, async calls) comes with the
-//! C ABI issue; for now it exposes the library version so that linking can be checked.
+//! libwsd: the workspace daemon in-process for C (and Go through cgo).
+//!
+//! Conventions (see README "C and Go"): every fallible function returns a [`wsd_status`]; outputs go
+//! through out-parameters written only on success; strings are NUL-terminated UTF-8; bytes and
+//! strings handed out are freed with [`wsd_bytes_free`] / [`wsd_string_free`]; `*_free(NULL)` is a
+//! no-op; [`wsd_last_error_message`] adds detail to the last failure on the calling thread.
+//!
+//! Every exported function is a thin adapter over `wsd_core`: the operations, the dispatch table
+//! and the JSON conversion all live there.
 
-use std::ffi::c_char;
+#![allow(non_camel_case_types)]
+// Exported functions take raw pointers from C; each one checks them through `ffi_boundary!`.
+#![allow(clippy::missing_safety_doc)]
 
-static VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+#[macro_use]
+mod boundary;
+mod async_call;
+mod call;
+mod daemon;
+mod memory;
+mod status;
+mod typed;
 
-/// The library version as a NUL-terminated static string; never free it.
-#[no_mangle]
-pub extern "C" fn wsd_version() -> *const c_char {
-    VERSION.as_ptr().cast()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn version_matches_core() {
-        // SAFETY: wsd_version returns a pointer to a static NUL-terminated string.
-        let v = unsafe { std::ffi::CStr::from_ptr(super::wsd_version()) };
-        assert_eq!(v.to_str().ok(), Some(wsd_core::version()));
-    }
-}
+pub use async_call::{
+    wsd_call_async, wsd_callback, wsd_pending, wsd_pending_cancel, wsd_pending_free,
+};
+pub use call::{wsd_call, wsd_call_json};
+pub use daemon::{wsd_daemon, wsd_daemon_close, wsd_daemon_free, wsd_daemon_new, wsd_version};
+pub use memory::{wsd_bytes_free, wsd_string_free};
+pub use status::{wsd_last_error_message, wsd_status, wsd_status_str};
+pub use typed::{
+    wsd_backup_workspace, wsd_dispose_workspace, wsd_is_workspace_exists, wsd_take_snapshot,
+    wsd_wait_for_init,
+};

@@ -1,6 +1,6 @@
-//! File operations confined to one folder: paths from requests and archives resolve below it with
-//! `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`, so neither `..` nor a symlink planted in the
-//! tree can lead a write outside the workspace content folder.
+//! File operations confined to one folder: paths from requests resolve below it one plain component
+//! at a time, each opened relative to its parent with `O_NOFOLLOW`, so neither `..` nor a symlink
+//! planted in the tree can lead a write outside the workspace content folder.
 
 use std::ffi::OsStr;
 use std::fs::File;
@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat2, renameat, OFlag, OpenHow, ResolveFlag};
+use nix::fcntl::{openat, renameat, OFlag};
 use nix::sys::stat::{mkdirat, Mode};
 
 use crate::error::{Error, Result};
@@ -55,12 +55,12 @@ impl Beneath {
         Ok(Beneath { root: fd.into() })
     }
 
+    /// Opens one plain component (never `..`, see [`Beneath::walk`]) as a folder without
+    /// following a symlink: walking a path one such component at a time cannot leave the root.
     fn open_dir_at(parent: &impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
-        let how = OpenHow::new()
-            .flags(OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-        openat2(parent.as_fd(), name, how).map_err(|e| match e {
-            Errno::ELOOP | Errno::EXDEV | Errno::ENOTDIR => io::Error::new(
+        let flags = OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY;
+        openat(parent.as_fd(), name, flags, Mode::empty()).map_err(|e| match e {
+            Errno::ELOOP | Errno::ENOTDIR => io::Error::new(
                 io::ErrorKind::PermissionDenied,
                 "a path component is a symlink or not a folder",
             ),
@@ -128,7 +128,7 @@ impl Beneath {
         use std::io::Read;
         let (dir, name) = split_parent(rel)?;
         let dir = self.open_dir(dir)?;
-        let fd = nix::fcntl::openat(
+        let fd = openat(
             dir.as_fd(),
             name,
             OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
@@ -184,7 +184,7 @@ pub fn create_temp_file(dir: &OwnedFd, name: &OsStr, mode: u32) -> io::Result<(F
         tmp.push(format!(".{}.{attempt}.tmp", std::process::id()));
         let flags =
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-        match nix::fcntl::openat(
+        match openat(
             dir.as_fd(),
             tmp.as_os_str(),
             flags,

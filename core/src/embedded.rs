@@ -79,19 +79,20 @@ impl EmbeddedDaemon {
         }
     }
 
-    /// Runs `work` on the daemon's runtime and blocks the calling thread until it is done.
-    /// Must not be called from a thread of an async runtime.
+    /// Runs `work` on the calling thread inside the daemon's runtime context (its timers, I/O and
+    /// spawned work run on the daemon's threads) and blocks until it is done: no thread hop for
+    /// calls that finish at once. Refused on a thread of an async runtime, e.g. inside a callback.
     pub fn block_on<T: Send + 'static>(
         &self,
         work: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
         self.check_open()?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.handle.spawn(async move {
-            let _ = tx.send(work.await);
-        });
-        rx.recv()
-            .map_err(|_| Error::Internal("the call was dropped by the runtime".into()))?
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(Error::Internal(
+                "a blocking call was made from a thread of an async runtime (for example inside a callback); use the asynchronous call there".into(),
+            ));
+        }
+        self.handle.block_on(work)
     }
 
     /// Protobuf call through the dispatch table, blocking.
@@ -312,7 +313,10 @@ mod tests {
         );
         d.close();
         // The init still hanging at close gets its callback too, once.
-        assert_eq!(init_rx.recv_timeout(Duration::from_secs(10)).ok(), Some(false));
+        assert_eq!(
+            init_rx.recv_timeout(Duration::from_secs(10)).ok(),
+            Some(false)
+        );
         assert!(init_rx.recv_timeout(Duration::from_millis(100)).is_err());
     }
 

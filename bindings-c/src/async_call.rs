@@ -1,0 +1,102 @@
+//! Asynchronous calls: the call runs on the daemon's threads and a C callback receives the result
+//! exactly once; a pending call can be cancelled.
+
+use std::ffi::{c_char, c_void, CString};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::boundary::{bytes_arg, ref_arg, str_arg};
+use crate::daemon::wsd_daemon;
+use crate::status::{fail_with, wsd_status};
+
+/// Receives the result of [`wsd_call_async`], exactly once, on a daemon thread. `response` (encoded
+/// protobuf, `response_len` bytes) and `message` (the error text, NULL on success) are valid only
+/// during the callback. The callback must not block for long nor call `wsd_daemon_close`/`_free`.
+pub type wsd_callback = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        status: wsd_status,
+        response: *const u8,
+        response_len: usize,
+        message: *const c_char,
+    ),
+>;
+
+/// A pending asynchronous call, for [`wsd_pending_cancel`]. Free it with [`wsd_pending_free`]
+/// (at any time: freeing does not cancel the call nor stop its callback).
+pub struct wsd_pending {
+    token: CancellationToken,
+}
+
+/// The caller's pointer, carried to the daemon thread that runs the callback.
+struct UserData(*mut c_void);
+// SAFETY: libwsd never dereferences user_data; the caller promises it may be used from the
+// daemon's callback thread (documented on wsd_call_async).
+unsafe impl Send for UserData {}
+
+/// Starts the operation at `method` with an encoded protobuf request and returns at once. The
+/// callback runs exactly once with the outcome: the response, an error, WSD_CANCELLED after
+/// [`wsd_pending_cancel`], or WSD_UNAVAILABLE when the daemon closes first. `user_data` is passed
+/// through untouched and must be usable from another thread. `pending` may be NULL; otherwise it
+/// receives a handle to cancel the call. When this function fails, the callback never runs.
+#[no_mangle]
+pub unsafe extern "C" fn wsd_call_async(
+    daemon: *const wsd_daemon,
+    method: *const c_char,
+    request: *const u8,
+    request_len: usize,
+    callback: wsd_callback,
+    user_data: *mut c_void,
+    pending: *mut *mut wsd_pending,
+) -> wsd_status {
+    ffi_boundary! {
+        // SAFETY (all three): pointers are checked for NULL; validity is the caller's contract.
+        let d = arg!(unsafe { ref_arg(daemon, "daemon") });
+        let method = arg!(unsafe { str_arg(method, "method") });
+        let request = arg!(unsafe { bytes_arg(request, request_len, "request") });
+        let Some(callback) = callback else {
+            return fail_with(wsd_status::WSD_NULL_ARGUMENT, "callback must not be NULL");
+        };
+        let token = CancellationToken::new();
+        if !pending.is_null() {
+            let handle = Box::new(wsd_pending { token: token.clone() });
+            // SAFETY: non-NULL and writable by contract.
+            unsafe { *pending = Box::into_raw(handle) };
+        }
+        let user_data = UserData(user_data);
+        d.inner.call_with_callback(method, request.to_vec(), token, move |result| {
+            let user_data = user_data;
+            let (status, bytes, message) = match result {
+                Ok(bytes) => (wsd_status::WSD_OK, bytes, None),
+                Err(e) => (wsd_status::from(e.code()), Vec::new(), CString::new(e.to_string().replace('\0', "?")).ok()),
+            };
+            let message_ptr = message.as_ref().map_or(std::ptr::null(), |m| m.as_ptr());
+            // SAFETY: the callback is a valid function pointer by contract; the buffers outlive
+            // the call.
+            unsafe { callback(user_data.0, status, bytes.as_ptr(), bytes.len(), message_ptr) };
+        });
+        wsd_status::WSD_OK
+    }
+}
+
+/// Cancels a pending call: its callback runs with WSD_CANCELLED unless it already ran. Work that
+/// must not be abandoned half-way (an init, a backup) goes on in the daemon; only the wait ends.
+#[no_mangle]
+pub unsafe extern "C" fn wsd_pending_cancel(pending: *const wsd_pending) -> wsd_status {
+    ffi_boundary! {
+        // SAFETY: a live handle or NULL by contract.
+        let p = arg!(unsafe { ref_arg(pending, "pending") });
+        p.token.cancel();
+        wsd_status::WSD_OK
+    }
+}
+
+/// Frees a pending-call handle. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn wsd_pending_free(pending: *mut wsd_pending) {
+    if pending.is_null() {
+        return;
+    }
+    // SAFETY: created by Box::into_raw in wsd_call_async and freed once by contract.
+    drop(unsafe { Box::from_raw(pending) });
+}
