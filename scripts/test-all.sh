@@ -11,6 +11,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ws-
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 
 need_apt=()
+command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v cc >/dev/null || need_apt+=(gcc libc6-dev)
 command -v make >/dev/null || need_apt+=(make)
 command -v zstd >/dev/null || need_apt+=(zstd)
@@ -48,6 +49,19 @@ log "tests"
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$results"
+log "node addon (napi-rs): install, build, generated loader unchanged, node --test"
+(
+  cd bindings-node
+  npm ci --no-audit --no-fund --loglevel=error
+  npx napi build --platform
+  if ! git diff --quiet -- index.js index.d.ts; then
+    echo "bindings-node/index.js or index.d.ts changed when generated: commit the regenerated files" >&2
+    exit 1
+  fi
+  WSD_BIN="$CARGO_TARGET_DIR/debug/ws-daemon" node --test test/*.test.mjs
+) 2>&1 | tee -a "$results"
+
 # One closing line over every test binary of the run.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     /^# pass / { p += $3 } /^# fail / { f += $3 }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$results"

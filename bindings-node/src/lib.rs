@@ -1,15 +1,121 @@
-//! Node.js N-API addon of the workspace daemon. The napi-rs surface comes with the Node issue; until
-//! then this crate only proves the binding builds against core and exposes the library version.
+//! wsd-node: the workspace daemon in-process for Node.js (N-API). A thin adapter: the native class
+//! takes requests as protobuf bytes or proto3 JSON text and hands them to core's dispatch; the
+//! JavaScript facade (`wsd.js`) turns them into one typed async method per RPC.
 
-/// The version of the daemon library this addon wraps.
-pub fn version() -> &'static str {
-    wsd_core::version()
+mod error;
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+use wsd_core::{CallContext, Config, EmbeddedDaemon};
+
+use crate::error::thrown;
+pub use crate::error::CallOutcome;
+
+/// An RPC of the API contract.
+#[napi(object)]
+pub struct ApiMethod {
+    /// Full gRPC path, e.g. "/wsdaemon.WorkspaceContentService/InitWorkspace".
+    pub path: String,
+    /// Full service name, e.g. "wsdaemon.WorkspaceContentService".
+    pub service: String,
+    /// Method name, e.g. "InitWorkspace".
+    pub name: String,
+    /// Whether this daemon serves it (others answer UNIMPLEMENTED).
+    pub served: bool,
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn version_is_the_workspace_version() {
-        assert_eq!(super::version(), env!("CARGO_PKG_VERSION"));
+/// Every RPC of the contract (all three services), in the order of the .proto files.
+#[napi]
+pub fn methods() -> napi::Result<Vec<ApiMethod>> {
+    Ok(wsd_core::json::api_methods()
+        .map_err(thrown)?
+        .into_iter()
+        .map(|m| ApiMethod {
+            path: m.path,
+            service: m.service,
+            name: m.name,
+            served: m.served,
+        })
+        .collect())
+}
+
+/// The version of the daemon library.
+#[napi]
+pub fn version() -> String {
+    wsd_core::version().to_string()
+}
+
+/// The daemon with its own threads. Use the facade class `Daemon` of `wsd.js`.
+#[napi]
+pub struct NativeDaemon {
+    inner: Mutex<Option<Arc<EmbeddedDaemon>>>,
+}
+
+#[napi]
+impl NativeDaemon {
+    /// Starts a daemon from a configuration document in JSON (the server's config schema, keys in
+    /// snake_case or camelCase); "" means all defaults.
+    #[napi(constructor)]
+    pub fn new(config_json: String) -> napi::Result<Self> {
+        let config = if config_json.trim().is_empty() {
+            Config::default()
+        } else {
+            Config::from_json_any_case(&config_json).map_err(thrown)?
+        };
+        let daemon = EmbeddedDaemon::start(config).map_err(thrown)?;
+        Ok(NativeDaemon {
+            inner: Mutex::new(Some(Arc::new(daemon))),
+        })
+    }
+
+    fn daemon(&self) -> Option<Arc<EmbeddedDaemon>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Calls the RPC at `method` with an encoded protobuf request.
+    #[napi]
+    pub async fn call(&self, method: String, request: Buffer) -> CallOutcome {
+        let Some(daemon) = self.daemon() else {
+            return CallOutcome::bytes(Err(wsd_core::Error::ShuttingDown));
+        };
+        let core = daemon.daemon().clone();
+        let request = Bytes::copy_from_slice(&request);
+        let work =
+            daemon.spawn(async move { core.call(&method, request, CallContext::default()).await });
+        CallOutcome::bytes(work.await)
+    }
+
+    /// Calls the RPC at `method` with a request in the proto3 JSON mapping.
+    #[napi]
+    pub async fn call_json(&self, method: String, request_json: String) -> CallOutcome {
+        let Some(daemon) = self.daemon() else {
+            return CallOutcome::json(Err(wsd_core::Error::ShuttingDown));
+        };
+        let core = daemon.daemon().clone();
+        let work = daemon.spawn(async move {
+            core.call_json(&method, &request_json, CallContext::default())
+                .await
+        });
+        CallOutcome::json(work.await)
+    }
+
+    /// Stops accepting calls, lets in-flight work finish (up to the shutdown grace time) and stops
+    /// the daemon's threads, without blocking the event loop. Idempotent.
+    #[napi]
+    pub async fn close(&self) -> CallOutcome {
+        let daemon = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(daemon) = daemon {
+            // Closing joins the daemon's runtime, which must happen outside any async runtime.
+            let (tx, rx) = napi::tokio::sync::oneshot::channel();
+            std::thread::spawn(move || {
+                daemon.close();
+                let _ = tx.send(());
+            });
+            let _ = rx.await;
+        }
+        CallOutcome::done(Ok(()))
     }
 }

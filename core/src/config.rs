@@ -258,6 +258,14 @@ impl Config {
         Ok(config)
     }
 
+    /// Parses a JSON document whose keys may be in camelCase (as JavaScript options usually are)
+    /// or snake_case.
+    pub fn from_json_any_case(text: &str) -> Result<Config> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::InvalidArgument(format!("invalid configuration: {e}")))?;
+        Config::from_json(&snake_case_keys(value).to_string())
+    }
+
     /// Checks values that deserialize fine but cannot work.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: &str| {
@@ -297,9 +305,46 @@ impl Config {
     }
 }
 
+/// Renames object keys from camelCase to snake_case, recursively (values are left alone).
+fn snake_case_keys(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let mut key = String::with_capacity(k.len() + 4);
+                    for c in k.chars() {
+                        if c.is_ascii_uppercase() {
+                            key.push('_');
+                            key.push(c.to_ascii_lowercase());
+                        } else {
+                            key.push(c);
+                        }
+                    }
+                    (key, snake_case_keys(v))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(snake_case_keys).collect()),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn camel_case_json_options_are_accepted() {
+        let c = Config::from_json_any_case(
+            r#"{"workingArea": "/tmp/wa", "storage": {"maxConcurrentUploads": 2}, "archive": {"uidMap": [{"containerId": 0, "hostId": 100000, "size": 10}]}}"#,
+        )
+        .expect("config");
+        assert_eq!(c.working_area, PathBuf::from("/tmp/wa"));
+        assert_eq!(c.storage.max_concurrent_uploads, 2);
+        assert_eq!(c.archive.uid_map[0].host_id, 100000);
+        assert!(Config::from_json_any_case(r#"{"workingAreas": "/x"}"#).is_err());
+    }
 
     #[test]
     fn empty_document_is_the_default() {

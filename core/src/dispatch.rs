@@ -88,6 +88,12 @@ impl Daemon {
                 method.path,
                 (method.handler)(self.clone(), request, ctx).await,
             ),
+            None if crate::json::is_contract_method(path) => (
+                "unserved",
+                Err(Error::Unimplemented(format!(
+                    "{path} is part of the API but not served by this version of the daemon"
+                ))),
+            ),
             None => (
                 "unknown",
                 Err(Error::UnknownMethod(path.chars().take(200).collect())),

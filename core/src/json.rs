@@ -36,6 +36,11 @@ fn method_types(path: &str) -> Result<(MessageDescriptor, MessageDescriptor)> {
     Ok((method.input(), method.output()))
 }
 
+/// Whether `path` names an RPC of the contract (served or not).
+pub fn is_contract_method(path: &str) -> bool {
+    method_types(path).is_ok()
+}
+
 /// Converts a proto3 JSON request of `path` into protobuf bytes.
 pub fn request_from_json(path: &str, json: &str) -> Result<Vec<u8>> {
     let (input, _) = method_types(path)?;
@@ -59,6 +64,47 @@ pub fn response_to_json(path: &str, bytes: &[u8]) -> Result<String> {
         .serialize_with_options(&mut out, &SerializeOptions::new())
         .map_err(Error::internal)?;
     String::from_utf8(out.into_inner()).map_err(Error::internal)
+}
+
+/// One RPC of the API contract (all services of the .proto files, served or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiMethod {
+    /// `/pkg.Service/Method`
+    pub path: String,
+    /// `pkg.Service`
+    pub service: String,
+    /// `Method`
+    pub name: String,
+    /// Full name of the request message, e.g. `wsdaemon.InitWorkspaceRequest`.
+    pub input: String,
+    /// Full name of the response message.
+    pub output: String,
+    /// Whether this daemon serves it (the dispatch table has it).
+    pub served: bool,
+}
+
+/// Every RPC of the contract, in the order of the .proto files.
+pub fn api_methods() -> Result<Vec<ApiMethod>> {
+    let mut out = Vec::new();
+    for service in pool()?.services() {
+        for method in service.methods() {
+            let path = format!("/{}/{}", service.full_name(), method.name());
+            out.push(ApiMethod {
+                served: crate::dispatch::find(&path).is_some(),
+                path,
+                service: service.full_name().to_string(),
+                name: method.name().to_string(),
+                input: method.input().full_name().to_string(),
+                output: method.output().full_name().to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The descriptors of the API contract, for generators (e.g. TypeScript types).
+pub fn descriptor_pool() -> Result<&'static DescriptorPool> {
+    pool()
 }
 
 impl Daemon {
@@ -107,6 +153,29 @@ mod tests {
                 .expect_err("unknown")
                 .code(),
             crate::Code::Unimplemented
+        );
+    }
+
+    #[test]
+    fn every_contract_method_is_listed_and_the_served_ones_are_marked() {
+        let methods = api_methods().expect("methods");
+        let init = methods
+            .iter()
+            .find(|m| m.path == INIT)
+            .expect("InitWorkspace");
+        assert!(init.served);
+        assert_eq!(init.input, "wsdaemon.InitWorkspaceRequest");
+        let proc = methods
+            .iter()
+            .find(|m| m.path == "/iws.InWorkspaceService/MountProc")
+            .expect("MountProc");
+        assert!(!proc.served);
+        assert_eq!(
+            methods
+                .iter()
+                .filter(|m| m.service == "iws.InWorkspaceService")
+                .count(),
+            13
         );
     }
 

@@ -1,0 +1,374 @@
+/* Generated from proto/protos by bindings-node/tests/typescript_types.rs; do not edit.
+   Regenerate: WSD_BLESS=1 cargo test -p wsd-node --test typescript_types */
+
+/** contentservice.CloneTargetMode */
+export type CloneTargetMode = 'REMOTE_HEAD' | 'REMOTE_COMMIT' | 'REMOTE_BRANCH' | 'LOCAL_BRANCH';
+
+/** contentservice.GitAuthMethod */
+export type GitAuthMethod = 'NO_AUTH' | 'BASIC_AUTH' | 'BASIC_AUTH_OTS';
+
+/** iws.FSShiftMethod */
+export type FSShiftMethod = 'SHIFTFS' | 'IDMAPPED';
+
+/** wsdaemon.SnapshotStatusResponse.Phase */
+export type SnapshotStatusResponsePhase = 'UNKNOWN' | 'IN_PROGRESS' | 'DONE' | 'FAILED';
+
+/** wsdaemon.WorkspaceContentState */
+export type WorkspaceContentState = 'NONE' | 'SETTING_UP' | 'AVAILABLE' | 'WRAPPING_UP';
+
+/** contentservice.CompositeInitializer */
+export interface CompositeInitializer {
+  initializer?: WorkspaceInitializer[]
+}
+
+/** contentservice.EmptyInitializer */
+export interface EmptyInitializer {
+}
+
+/** contentservice.FileDownloadInitializer */
+export interface FileDownloadInitializer {
+  files?: FileDownloadInitializerFileInfo[]
+  targetLocation?: string
+}
+
+/** contentservice.FileDownloadInitializer.FileInfo */
+export interface FileDownloadInitializerFileInfo {
+  url?: string
+  filePath?: string
+  digest?: string
+}
+
+/** contentservice.FromBackupInitializer */
+export interface FromBackupInitializer {
+  checkoutLocation?: string
+  fromVolumeSnapshot?: boolean
+}
+
+/** contentservice.GitConfig */
+export interface GitConfig {
+  customConfig?: { [key: string]: string }
+  authentication?: GitAuthMethod
+  authUser?: string
+  authPassword?: string
+  authOts?: string
+}
+
+/** contentservice.GitInitializer */
+export interface GitInitializer {
+  remoteUri?: string
+  upstreamRemoteUri?: string
+  targetMode?: CloneTargetMode
+  cloneTaget?: string
+  checkoutLocation?: string
+  config?: GitConfig
+  fullClone?: boolean
+}
+
+/** contentservice.GitStatus */
+export interface GitStatus {
+  branch?: string
+  latestCommit?: string
+  uncommitedFiles?: string[]
+  untrackedFiles?: string[]
+  unpushedCommits?: string[]
+  totalUncommitedFiles?: string | number
+  totalUntrackedFiles?: string | number
+  totalUnpushedCommits?: string | number
+}
+
+/** contentservice.PrebuildInitializer */
+export interface PrebuildInitializer {
+  prebuild?: SnapshotInitializer
+  git?: GitInitializer[]
+}
+
+/** contentservice.SnapshotInitializer */
+export interface SnapshotInitializer {
+  snapshot?: string
+  fromVolumeSnapshot?: boolean
+}
+
+/** contentservice.WorkspaceInitializer */
+export interface WorkspaceInitializer {
+  empty?: EmptyInitializer
+  git?: GitInitializer
+  snapshot?: SnapshotInitializer
+  prebuild?: PrebuildInitializer
+  composite?: CompositeInitializer
+  download?: FileDownloadInitializer
+  backup?: FromBackupInitializer
+}
+
+/** iws.Cpu */
+export interface Cpu {
+  used?: string | number
+  limit?: string | number
+}
+
+/** iws.EvacuateCGroupRequest */
+export interface EvacuateCGroupRequest {
+}
+
+/** iws.EvacuateCGroupResponse */
+export interface EvacuateCGroupResponse {
+}
+
+/** iws.Memory */
+export interface Memory {
+  used?: string | number
+  limit?: string | number
+}
+
+/** iws.MountNfsRequest */
+export interface MountNfsRequest {
+  source?: string
+  target?: string
+  args?: string
+  pid?: string | number
+}
+
+/** iws.MountNfsResponse */
+export interface MountNfsResponse {
+}
+
+/** iws.MountProcRequest */
+export interface MountProcRequest {
+  target?: string
+  pid?: string | number
+}
+
+/** iws.MountProcResponse */
+export interface MountProcResponse {
+}
+
+/** iws.PrepareForUserNSRequest */
+export interface PrepareForUserNSRequest {
+}
+
+/** iws.PrepareForUserNSResponse */
+export interface PrepareForUserNSResponse {
+  fsShift?: FSShiftMethod
+  persistentVolumeClaim?: boolean
+}
+
+/** iws.Resources */
+export interface Resources {
+  cpu?: Cpu
+  memory?: Memory
+}
+
+/** iws.SetupPairVethsRequest */
+export interface SetupPairVethsRequest {
+  pid?: string | number
+}
+
+/** iws.SetupPairVethsResponse */
+export interface SetupPairVethsResponse {
+}
+
+/** iws.TeardownRequest */
+export interface TeardownRequest {
+}
+
+/** iws.TeardownResponse */
+export interface TeardownResponse {
+  success?: boolean
+}
+
+/** iws.UmountNfsRequest */
+export interface UmountNfsRequest {
+  target?: string
+  pid?: string | number
+}
+
+/** iws.UmountNfsResponse */
+export interface UmountNfsResponse {
+}
+
+/** iws.UmountProcRequest */
+export interface UmountProcRequest {
+  target?: string
+  pid?: string | number
+}
+
+/** iws.UmountProcResponse */
+export interface UmountProcResponse {
+}
+
+/** iws.WipingTeardownRequest */
+export interface WipingTeardownRequest {
+  doWipe?: boolean
+}
+
+/** iws.WipingTeardownResponse */
+export interface WipingTeardownResponse {
+  success?: boolean
+}
+
+/** iws.WorkspaceInfoRequest */
+export interface WorkspaceInfoRequest {
+}
+
+/** iws.WorkspaceInfoResponse */
+export interface WorkspaceInfoResponse {
+  resources?: Resources
+}
+
+/** iws.WriteIDMappingRequest */
+export interface WriteIDMappingRequest {
+  pid?: string | number
+  gid?: boolean
+  mapping?: WriteIDMappingRequestMapping[]
+}
+
+/** iws.WriteIDMappingRequest.Mapping */
+export interface WriteIDMappingRequestMapping {
+  containerId?: number
+  hostId?: number
+  size?: number
+}
+
+/** iws.WriteIDMappingResponse */
+export interface WriteIDMappingResponse {
+  message?: string
+  errorCode?: number
+}
+
+/** wsdaemon.BackupWorkspaceRequest */
+export interface BackupWorkspaceRequest {
+  id?: string
+}
+
+/** wsdaemon.BackupWorkspaceResponse */
+export interface BackupWorkspaceResponse {
+  url?: string
+}
+
+/** wsdaemon.DisposeWorkspaceRequest */
+export interface DisposeWorkspaceRequest {
+  id?: string
+  backup?: boolean
+  backupLogs?: boolean
+}
+
+/** wsdaemon.DisposeWorkspaceResponse */
+export interface DisposeWorkspaceResponse {
+  gitStatus?: GitStatus
+}
+
+/** wsdaemon.InitWorkspaceRequest */
+export interface InitWorkspaceRequest {
+  id?: string
+  metadata?: WorkspaceMetadata
+  initializer?: WorkspaceInitializer
+  remoteStorageDisabled?: boolean
+  storageQuotaBytes?: string | number
+}
+
+/** wsdaemon.InitWorkspaceResponse */
+export interface InitWorkspaceResponse {
+}
+
+/** wsdaemon.IsWorkspaceExistsRequest */
+export interface IsWorkspaceExistsRequest {
+  id?: string
+}
+
+/** wsdaemon.IsWorkspaceExistsResponse */
+export interface IsWorkspaceExistsResponse {
+  exists?: boolean
+}
+
+/** wsdaemon.SnapshotStatusRequest */
+export interface SnapshotStatusRequest {
+  url?: string
+}
+
+/** wsdaemon.SnapshotStatusResponse */
+export interface SnapshotStatusResponse {
+  phase?: SnapshotStatusResponsePhase
+  error?: string
+  sizeBytes?: string | number
+}
+
+/** wsdaemon.TakeSnapshotRequest */
+export interface TakeSnapshotRequest {
+  id?: string
+  returnImmediately?: boolean
+}
+
+/** wsdaemon.TakeSnapshotResponse */
+export interface TakeSnapshotResponse {
+  url?: string
+}
+
+/** wsdaemon.WaitForInitRequest */
+export interface WaitForInitRequest {
+  id?: string
+}
+
+/** wsdaemon.WaitForInitResponse */
+export interface WaitForInitResponse {
+}
+
+/** wsdaemon.WorkspaceMetadata */
+export interface WorkspaceMetadata {
+  owner?: string
+  metaId?: string
+}
+
+/** wsdaemon.WorkspaceStateRequest */
+export interface WorkspaceStateRequest {
+  id?: string
+}
+
+/** wsdaemon.WorkspaceStateResponse */
+export interface WorkspaceStateResponse {
+  state?: WorkspaceContentState
+}
+
+/** One async method per RPC of the contract; RPCs this daemon does not serve reject with UNIMPLEMENTED. */
+export interface DaemonMethods {
+  /** /wsdaemon.WorkspaceContentService/InitWorkspace */
+  initWorkspace(request?: InitWorkspaceRequest): Promise<InitWorkspaceResponse>
+  /** /wsdaemon.WorkspaceContentService/WaitForInit */
+  waitForInit(request?: WaitForInitRequest): Promise<WaitForInitResponse>
+  /** /wsdaemon.WorkspaceContentService/IsWorkspaceExists */
+  isWorkspaceExists(request?: IsWorkspaceExistsRequest): Promise<IsWorkspaceExistsResponse>
+  /** /wsdaemon.WorkspaceContentService/TakeSnapshot */
+  takeSnapshot(request?: TakeSnapshotRequest): Promise<TakeSnapshotResponse>
+  /** /wsdaemon.WorkspaceContentService/DisposeWorkspace */
+  disposeWorkspace(request?: DisposeWorkspaceRequest): Promise<DisposeWorkspaceResponse>
+  /** /wsdaemon.WorkspaceContentService/BackupWorkspace */
+  backupWorkspace(request?: BackupWorkspaceRequest): Promise<BackupWorkspaceResponse>
+  /** /wsdaemon.WorkspaceContentExt/SnapshotStatus */
+  snapshotStatus(request?: SnapshotStatusRequest): Promise<SnapshotStatusResponse>
+  /** /wsdaemon.WorkspaceContentExt/WorkspaceState */
+  workspaceState(request?: WorkspaceStateRequest): Promise<WorkspaceStateResponse>
+  /** /iws.InWorkspaceService/PrepareForUserNS (not served yet: rejects with UNIMPLEMENTED) */
+  prepareForUserNS(request?: PrepareForUserNSRequest): Promise<PrepareForUserNSResponse>
+  /** /iws.InWorkspaceService/WriteIDMapping (not served yet: rejects with UNIMPLEMENTED) */
+  writeIDMapping(request?: WriteIDMappingRequest): Promise<WriteIDMappingResponse>
+  /** /iws.InWorkspaceService/EvacuateCGroup (not served yet: rejects with UNIMPLEMENTED) */
+  evacuateCGroup(request?: EvacuateCGroupRequest): Promise<EvacuateCGroupResponse>
+  /** /iws.InWorkspaceService/MountProc (not served yet: rejects with UNIMPLEMENTED) */
+  mountProc(request?: MountProcRequest): Promise<MountProcResponse>
+  /** /iws.InWorkspaceService/UmountProc (not served yet: rejects with UNIMPLEMENTED) */
+  umountProc(request?: UmountProcRequest): Promise<UmountProcResponse>
+  /** /iws.InWorkspaceService/MountSysfs (not served yet: rejects with UNIMPLEMENTED) */
+  mountSysfs(request?: MountProcRequest): Promise<MountProcResponse>
+  /** /iws.InWorkspaceService/UmountSysfs (not served yet: rejects with UNIMPLEMENTED) */
+  umountSysfs(request?: UmountProcRequest): Promise<UmountProcResponse>
+  /** /iws.InWorkspaceService/MountNfs (not served yet: rejects with UNIMPLEMENTED) */
+  mountNfs(request?: MountNfsRequest): Promise<MountNfsResponse>
+  /** /iws.InWorkspaceService/UmountNfs (not served yet: rejects with UNIMPLEMENTED) */
+  umountNfs(request?: UmountNfsRequest): Promise<UmountNfsResponse>
+  /** /iws.InWorkspaceService/Teardown (not served yet: rejects with UNIMPLEMENTED) */
+  teardown(request?: TeardownRequest): Promise<TeardownResponse>
+  /** /iws.InWorkspaceService/WipingTeardown (not served yet: rejects with UNIMPLEMENTED) */
+  wipingTeardown(request?: WipingTeardownRequest): Promise<WipingTeardownResponse>
+  /** /iws.InWorkspaceService/SetupPairVeths (not served yet: rejects with UNIMPLEMENTED) */
+  setupPairVeths(request?: SetupPairVethsRequest): Promise<SetupPairVethsResponse>
+  /** /iws.InWorkspaceService/WorkspaceInfo (not served yet: rejects with UNIMPLEMENTED) */
+  workspaceInfo(request?: WorkspaceInfoRequest): Promise<WorkspaceInfoResponse>
+}

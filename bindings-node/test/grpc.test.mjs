@@ -1,0 +1,115 @@
+// The same requests give the same answers in-process and over gRPC (an @grpc/grpc-js client
+// against the ws-daemon binary).
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { createServer, connect } from 'node:net'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { join, dirname } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import test from 'node:test'
+
+import { daemonBinary, options, scratch } from './helpers.mjs'
+
+const require = createRequire(import.meta.url)
+const grpc = require('@grpc/grpc-js')
+const protoLoader = require('@grpc/proto-loader')
+const { Daemon, Status } = require('../wsd.js')
+
+const protos = join(dirname(fileURLToPath(import.meta.url)), '../../proto/protos')
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+    srv.on('error', reject)
+  })
+}
+
+async function waitForPort(port, child) {
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error(`ws-daemon exited with ${child.exitCode}`)
+    const ok = await new Promise((resolve) => {
+      const s = connect(port, '127.0.0.1', () => { s.end(); resolve(true) })
+      s.on('error', () => resolve(false))
+    })
+    if (ok) return
+    await new Promise((r) => setTimeout(r, 50))
+  }
+  throw new Error('ws-daemon did not listen')
+}
+
+async function startServer(t, dir) {
+  const port = await freePort()
+  mkdirSync(dir, { recursive: true })
+  const config = join(dir, 'config.toml')
+  writeFileSync(config, `working_area = ${JSON.stringify(join(dir, 'area'))}\n[storage]\nlocal_path = ${JSON.stringify(join(dir, 'storage'))}\n[limits]\nshutdown_grace_secs = 1\n[server]\nlisten = "127.0.0.1:${port}"\nmetrics_listen = ""\n`)
+  const child = spawn(daemonBinary(), ['--config', config], { stdio: ['ignore', 'ignore', 'inherit'] })
+  t.after(() => child.kill('SIGKILL'))
+  await waitForPort(port, child)
+  return port
+}
+
+function grpcClient(port) {
+  const def = protoLoader.loadSync('wsdaemon/daemon.proto', { includeDirs: [protos], longs: String, enums: String, defaults: false, oneofs: false })
+  const pkg = grpc.loadPackageDefinition(def)
+  return new pkg.wsdaemon.WorkspaceContentService(`127.0.0.1:${port}`, grpc.credentials.createInsecure())
+}
+
+/** Runs one call and returns [status name, response without default-valued fields]. */
+function overGrpc(client, method, request) {
+  return new Promise((resolve) => {
+    client[method](request, (err, response) => {
+      if (err) return resolve([Object.keys(Status).find((k) => Status[k] === err.code), null])
+      const clean = JSON.parse(JSON.stringify(response, (k, v) => (v === false || v === '' ? undefined : v)))
+      resolve(['OK', clean])
+    })
+  })
+}
+
+async function inProcess(d, method, request) {
+  try {
+    return ['OK', await d[method.charAt(0).toLowerCase() + method.slice(1)](request)]
+  } catch (e) {
+    return [e.code, null]
+  }
+}
+
+test('in-process and gRPC answers are identical', async (t) => {
+  const dir = scratch(t)
+  const port = await startServer(t, join(dir, 'server'))
+  const client = grpcClient(port)
+  t.after(() => client.close())
+  const d = new Daemon(options(join(dir, 'local')))
+  t.after(() => d.close())
+
+  const md = { owner: 'u1', metaId: 'm1' }
+  const cases = [
+    ['IsWorkspaceExists', { id: 'ws1' }],
+    ['InitWorkspace', { id: 'ws1', metadata: md, initializer: { empty: {} } }],
+    ['InitWorkspace', { id: 'ws1', metadata: md, initializer: { empty: {} } }],
+    ['InitWorkspace', { id: '../x', metadata: md, initializer: { empty: {} } }],
+    ['InitWorkspace', { id: 'ws2', initializer: { empty: {} } }],
+    ['InitWorkspace', { id: 'ws3', metadata: md, initializer: { backup: {} } }],
+    ['InitWorkspace', { id: 'ws4', metadata: md, initializer: { snapshot: { snapshot: 'workspaces/x/snapshot-1.tar@b' } } }],
+    ['IsWorkspaceExists', { id: 'ws1' }],
+    ['WaitForInit', { id: 'ws1' }],
+    ['WaitForInit', { id: 'nope' }],
+    ['BackupWorkspace', { id: 'ws1' }],
+    ['BackupWorkspace', { id: 'nope' }],
+    ['TakeSnapshot', { id: '' }],
+    ['DisposeWorkspace', { id: 'ws1', backup: true }],
+    ['DisposeWorkspace', { id: 'ws1' }],
+    ['DisposeWorkspace', { id: 'never' }],
+    ['InitWorkspace', { id: 'ws5', metadata: md, initializer: { backup: {} } }],
+    ['IsWorkspaceExists', { id: 'ws5' }],
+  ]
+  for (const [method, request] of cases) {
+    const remote = await overGrpc(client, method, request)
+    const local = await inProcess(d, method, request)
+    assert.deepEqual(local, remote, `${method} ${JSON.stringify(request)}`)
+  }
+})

@@ -1,0 +1,84 @@
+// Types of the facade (wsd.js). Message types and the per-RPC methods are generated in api.d.ts.
+import type { ApiMethod } from './index'
+import type { DaemonMethods } from './api'
+
+export * from './api'
+export type { ApiMethod } from './index'
+
+/** gRPC status names. */
+export type StatusName =
+  | 'OK' | 'CANCELLED' | 'UNKNOWN' | 'INVALID_ARGUMENT' | 'DEADLINE_EXCEEDED' | 'NOT_FOUND'
+  | 'ALREADY_EXISTS' | 'PERMISSION_DENIED' | 'RESOURCE_EXHAUSTED' | 'FAILED_PRECONDITION' | 'ABORTED'
+  | 'OUT_OF_RANGE' | 'UNIMPLEMENTED' | 'INTERNAL' | 'UNAVAILABLE' | 'DATA_LOSS' | 'UNAUTHENTICATED'
+
+/** gRPC status codes by name. */
+export declare const Status: Readonly<Record<StatusName, number>>
+
+/** An error of the daemon. */
+export declare class WsdError extends Error {
+  /** The gRPC status name, e.g. "NOT_FOUND". */
+  readonly code: StatusName
+  /** The gRPC status number, e.g. 5. */
+  readonly grpcCode: number
+}
+
+export interface IdMapping {
+  containerId: number
+  hostId: number
+  size: number
+}
+
+/** Settings of the daemon, all optional; the same as the server's config file (README "Configuration"). */
+export interface DaemonOptions {
+  /** Folder of workspace contents, socket folders and state files. */
+  workingArea?: string
+  storage?: {
+    /** "local" (default) or "none". */
+    backend?: 'local' | 'none'
+    localPath?: string
+    layout?: 'bucket-per-owner' | 'shared'
+    bucketTemplate?: string
+    sharedBucket?: string
+    maxConcurrentUploads?: number
+    uploadWaitTimeoutSecs?: number
+    partSizeBytes?: number
+  }
+  archive?: {
+    format?: 'zstd' | 'tar'
+    zstdLevel?: number
+    zstdWorkers?: number
+    uidMap?: IdMapping[]
+    gidMap?: IdMapping[]
+  }
+  limits?: {
+    initTimeoutSecs?: number
+    disposeRecordTtlSecs?: number
+    housekeepingIntervalSecs?: number
+    orphanMaxAgeSecs?: number
+    shutdownGraceSecs?: number
+  }
+  download?: {
+    attempts?: number
+    attemptTimeoutSecs?: number
+    allowHttp?: boolean
+  }
+}
+
+export interface Daemon extends DaemonMethods {}
+
+/** The workspace daemon in-process. */
+export declare class Daemon {
+  constructor(options?: DaemonOptions)
+  /** Calls the RPC at `method` with an encoded protobuf request; resolves to the encoded response. */
+  call(method: string, request: Uint8Array): Promise<Buffer>
+  /** Calls the RPC at `method` with a plain object in the proto3 JSON mapping. */
+  callObject<T = unknown>(method: string, request?: object): Promise<T>
+  /** Lets in-flight work finish and stops the daemon; later calls reject with UNAVAILABLE. */
+  close(): Promise<void>
+}
+
+/** Every RPC of the contract. */
+export declare const methods: ApiMethod[]
+
+/** The version of the daemon library. */
+export declare function version(): string
