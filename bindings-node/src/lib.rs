@@ -7,7 +7,8 @@ mod error;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use napi::bindgen_prelude::Buffer;
+use napi::bindgen_prelude::{Buffer, Either, Object};
+use napi::Env;
 use napi_derive::napi;
 use wsd_core::{CallContext, Config, EmbeddedDaemon};
 
@@ -48,6 +49,24 @@ pub fn version() -> String {
     wsd_core::version().to_string()
 }
 
+/// Runs `work`: the outcome at once when it finishes on this thread (no thread hop, no Promise),
+/// else a Promise settled from the daemon's threads when it is done. The event loop never waits.
+fn settle<'env, T: Send + 'static>(
+    env: &'env Env,
+    daemon: &EmbeddedDaemon,
+    work: impl std::future::Future<Output = wsd_core::Result<T>> + Send + 'static,
+    outcome: fn(wsd_core::Result<T>) -> CallOutcome,
+) -> napi::Result<Either<CallOutcome, Object<'env>>> {
+    match daemon.run_or_spawn(work) {
+        Ok(result) => Ok(Either::A(outcome(result))),
+        Err(pending) => {
+            let (deferred, promise) = env.create_deferred()?;
+            pending.on_done(move |result| deferred.resolve(move |_| Ok(outcome(result))));
+            Ok(Either::B(promise))
+        }
+    }
+}
+
 /// The daemon with its own threads. Use the facade class `Daemon` of `wsd.js`.
 #[napi]
 pub struct NativeDaemon {
@@ -75,31 +94,54 @@ impl NativeDaemon {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Calls the RPC at `method` with an encoded protobuf request.
-    #[napi]
-    pub async fn call(&self, method: String, request: Buffer) -> CallOutcome {
+    /// Calls the RPC at `method` with an encoded protobuf request. Answers at once when the call
+    /// finishes without waiting, else with a Promise.
+    #[napi(ts_return_type = "CallOutcome | Promise<CallOutcome>")]
+    pub fn call<'env>(
+        &self,
+        env: &'env Env,
+        method: String,
+        request: Buffer,
+    ) -> napi::Result<Either<CallOutcome, Object<'env>>> {
         let Some(daemon) = self.daemon() else {
-            return CallOutcome::bytes(Err(wsd_core::Error::ShuttingDown));
+            return Ok(Either::A(CallOutcome::bytes(Err(
+                wsd_core::Error::ShuttingDown,
+            ))));
         };
         let core = daemon.daemon().clone();
         let request = Bytes::copy_from_slice(&request);
-        let work =
-            daemon.spawn(async move { core.call(&method, request, CallContext::default()).await });
-        CallOutcome::bytes(work.await)
+        settle(
+            env,
+            &daemon,
+            async move { core.call(&method, request, CallContext::default()).await },
+            CallOutcome::bytes,
+        )
     }
 
-    /// Calls the RPC at `method` with a request in the proto3 JSON mapping.
-    #[napi]
-    pub async fn call_json(&self, method: String, request_json: String) -> CallOutcome {
+    /// Calls the RPC at `method` with a request in the proto3 JSON mapping. Answers at once when
+    /// the call finishes without waiting, else with a Promise.
+    #[napi(ts_return_type = "CallOutcome | Promise<CallOutcome>")]
+    pub fn call_json<'env>(
+        &self,
+        env: &'env Env,
+        method: String,
+        request_json: String,
+    ) -> napi::Result<Either<CallOutcome, Object<'env>>> {
         let Some(daemon) = self.daemon() else {
-            return CallOutcome::json(Err(wsd_core::Error::ShuttingDown));
+            return Ok(Either::A(CallOutcome::json(Err(
+                wsd_core::Error::ShuttingDown,
+            ))));
         };
         let core = daemon.daemon().clone();
-        let work = daemon.spawn(async move {
-            core.call_json(&method, &request_json, CallContext::default())
-                .await
-        });
-        CallOutcome::json(work.await)
+        settle(
+            env,
+            &daemon,
+            async move {
+                core.call_json(&method, &request_json, CallContext::default())
+                    .await
+            },
+            CallOutcome::json,
+        )
     }
 
     /// Stops accepting calls, lets in-flight work finish (up to the shutdown grace time) and stops

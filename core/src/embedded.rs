@@ -95,6 +95,33 @@ impl EmbeddedDaemon {
         self.handle.block_on(work)
     }
 
+    /// Polls `work` once on the calling thread (inside the daemon's runtime context): most calls
+    /// finish there without any thread hop. Otherwise the rest runs on the daemon's threads and
+    /// the returned [`PendingCall`] says where to deliver the result. For event-loop hosts (Node):
+    /// the first poll only runs until the operation's first wait, and work that blocks runs on
+    /// the daemon's threads.
+    pub fn run_or_spawn<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> std::result::Result<Result<T>, PendingCall<T>> {
+        if let Err(e) = self.check_open() {
+            return Ok(Err(e));
+        }
+        let mut work: std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send>> = Box::pin(work);
+        let polled = {
+            let _context = self.handle.enter();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            work.as_mut().poll(&mut cx)
+        };
+        match polled {
+            std::task::Poll::Ready(result) => Ok(result),
+            std::task::Poll::Pending => Err(PendingCall {
+                work,
+                handle: self.handle.clone(),
+            }),
+        }
+    }
+
     /// Protobuf call through the dispatch table, blocking.
     pub fn call_blocking(
         &self,
@@ -141,7 +168,7 @@ impl EmbeddedDaemon {
             return;
         }
         let (daemon, method) = (self.daemon.clone(), method.to_string());
-        let mut done = OnceCallback(Some(done));
+        let mut done = OnceCallback::new(done);
         self.handle.spawn(async move {
             let ctx = CallContext {
                 deadline: None,
@@ -176,19 +203,42 @@ impl EmbeddedDaemon {
     }
 }
 
+/// A call that did not finish on the calling thread (see [`EmbeddedDaemon::run_or_spawn`]).
+pub struct PendingCall<T> {
+    work: std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send>>,
+    handle: tokio::runtime::Handle,
+}
+
+impl<T: Send + 'static> PendingCall<T> {
+    /// Finishes the call on the daemon's threads; `done` runs exactly once with the result (with
+    /// UNAVAILABLE when the daemon closes first).
+    pub fn on_done(self, done: impl FnOnce(Result<T>) + Send + 'static) {
+        let mut done = OnceCallback::new(done);
+        let work = self.work;
+        self.handle.spawn(async move {
+            let result = work.await;
+            done.call(result);
+        });
+    }
+}
+
 /// Runs the callback exactly once: with the result, or with UNAVAILABLE when the runtime drops the
 /// call at shutdown before it finished.
-struct OnceCallback<F: FnOnce(Result<Vec<u8>>)>(Option<F>);
+struct OnceCallback<T, F: FnOnce(Result<T>)>(Option<F>, std::marker::PhantomData<fn(T)>);
 
-impl<F: FnOnce(Result<Vec<u8>>)> OnceCallback<F> {
-    fn call(&mut self, result: Result<Vec<u8>>) {
+impl<T, F: FnOnce(Result<T>)> OnceCallback<T, F> {
+    fn new(f: F) -> Self {
+        OnceCallback(Some(f), std::marker::PhantomData)
+    }
+
+    fn call(&mut self, result: Result<T>) {
         if let Some(f) = self.0.take() {
             f(result);
         }
     }
 }
 
-impl<F: FnOnce(Result<Vec<u8>>)> Drop for OnceCallback<F> {
+impl<T, F: FnOnce(Result<T>)> Drop for OnceCallback<T, F> {
     fn drop(&mut self) {
         self.call(Err(Error::ShuttingDown));
     }
