@@ -61,7 +61,15 @@ log "node addon (napi-rs): install, build, generated loader unchanged, node --te
   WSD_BIN="$CARGO_TARGET_DIR/debug/ws-daemon" node --test test/*.test.mjs
 ) 2>&1 | tee -a "$results"
 
+log "go binding (cgo): vet, go test, go test under GOGC=1"
+if ! command -v go >/dev/null; then
+  echo "go is missing: install Go 1.26 or newer (the grpc module requires it) and run again" >&2
+  exit 1
+fi
+bash bindings-c/go/test.sh 2>&1 | tee -a "$results"
+
 # One closing line over every test binary of the run.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      /^# pass / { p += $3 } /^# fail / { f += $3 }
+     /^--- PASS/ { p++ } /^--- FAIL/ { f++ }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$results"

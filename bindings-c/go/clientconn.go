@@ -1,0 +1,41 @@
+package wsd
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+// ClientConn returns a grpc.ClientConnInterface that serves unary calls in-process through the
+// daemon, without a network, so that generated clients work on it:
+//
+//	c := wsdaemon.NewWorkspaceContentServiceClient(d.ClientConn())
+//
+// Call options are ignored. Streams are not supported (the daemon has no streaming methods).
+func (d *Daemon) ClientConn() grpc.ClientConnInterface {
+	return clientConn{d: d}
+}
+
+type clientConn struct{ d *Daemon }
+
+var _ grpc.ClientConnInterface = clientConn{}
+
+func (c clientConn) Invoke(ctx context.Context, method string, args, reply any, _ ...grpc.CallOption) error {
+	req, ok := args.(proto.Message)
+	if !ok {
+		return &Error{Code: codes.Internal, Message: fmt.Sprintf("request type %T is not a proto.Message", args)}
+	}
+	rep, ok := reply.(proto.Message)
+	if !ok {
+		return &Error{Code: codes.Internal, Message: fmt.Sprintf("reply type %T is not a proto.Message", reply)}
+	}
+	return c.d.invokeMessage(ctx, method, req, rep)
+}
+
+func (c clientConn) NewStream(_ context.Context, _ *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
+	return nil, status.Errorf(codes.Unimplemented, "wsd: streaming calls are not supported in-process (%s)", method)
+}

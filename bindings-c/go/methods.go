@@ -1,0 +1,90 @@
+package wsd
+
+import (
+	"context"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+
+	"wsdaemon.dev/wsd/api/wsdaemon"
+)
+
+// knownMethods are the operations of the daemon, by gRPC method path.
+var knownMethods = []string{
+	wsdaemon.WorkspaceContentService_InitWorkspace_FullMethodName,
+	wsdaemon.WorkspaceContentService_WaitForInit_FullMethodName,
+	wsdaemon.WorkspaceContentService_IsWorkspaceExists_FullMethodName,
+	wsdaemon.WorkspaceContentService_TakeSnapshot_FullMethodName,
+	wsdaemon.WorkspaceContentService_DisposeWorkspace_FullMethodName,
+	wsdaemon.WorkspaceContentService_BackupWorkspace_FullMethodName,
+	wsdaemon.WorkspaceContentExt_SnapshotStatus_FullMethodName,
+	wsdaemon.WorkspaceContentExt_WorkspaceState_FullMethodName,
+}
+
+// call is the one generic typed call: encode, invoke, decode into a new Resp.
+func call[Resp any, PResp interface {
+	*Resp
+	proto.Message
+}](ctx context.Context, d *Daemon, method string, req proto.Message) (PResp, error) {
+	resp := PResp(new(Resp))
+	if err := d.invokeMessage(ctx, method, req, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+// invokeMessage encodes req, calls method and decodes the response into reply.
+func (d *Daemon) invokeMessage(ctx context.Context, method string, req, reply proto.Message) error {
+	in, err := proto.Marshal(req)
+	if err != nil {
+		return &Error{Code: codes.Internal, Message: "encoding the request: " + err.Error()}
+	}
+	out, err := d.invoke(ctx, method, in)
+	if err != nil {
+		return err
+	}
+	if err := proto.Unmarshal(out, reply); err != nil {
+		return &Error{Code: codes.Internal, Message: "decoding the response: " + err.Error()}
+	}
+	return nil
+}
+
+// InitWorkspace initializes a new workspace folder in the working area.
+func (d *Daemon) InitWorkspace(ctx context.Context, req *wsdaemon.InitWorkspaceRequest) (*wsdaemon.InitWorkspaceResponse, error) {
+	return call[wsdaemon.InitWorkspaceResponse](ctx, d, wsdaemon.WorkspaceContentService_InitWorkspace_FullMethodName, req)
+}
+
+// WaitForInit waits until a workspace is fully initialized (or its init failed).
+func (d *Daemon) WaitForInit(ctx context.Context, req *wsdaemon.WaitForInitRequest) (*wsdaemon.WaitForInitResponse, error) {
+	return call[wsdaemon.WaitForInitResponse](ctx, d, wsdaemon.WorkspaceContentService_WaitForInit_FullMethodName, req)
+}
+
+// IsWorkspaceExists tells whether the daemon knows a workspace.
+func (d *Daemon) IsWorkspaceExists(ctx context.Context, req *wsdaemon.IsWorkspaceExistsRequest) (*wsdaemon.IsWorkspaceExistsResponse, error) {
+	return call[wsdaemon.IsWorkspaceExistsResponse](ctx, d, wsdaemon.WorkspaceContentService_IsWorkspaceExists_FullMethodName, req)
+}
+
+// TakeSnapshot creates a snapshot of a workspace.
+func (d *Daemon) TakeSnapshot(ctx context.Context, req *wsdaemon.TakeSnapshotRequest) (*wsdaemon.TakeSnapshotResponse, error) {
+	return call[wsdaemon.TakeSnapshotResponse](ctx, d, wsdaemon.WorkspaceContentService_TakeSnapshot_FullMethodName, req)
+}
+
+// DisposeWorkspace cleans up a workspace, possibly after taking a final backup.
+func (d *Daemon) DisposeWorkspace(ctx context.Context, req *wsdaemon.DisposeWorkspaceRequest) (*wsdaemon.DisposeWorkspaceResponse, error) {
+	return call[wsdaemon.DisposeWorkspaceResponse](ctx, d, wsdaemon.WorkspaceContentService_DisposeWorkspace_FullMethodName, req)
+}
+
+// BackupWorkspace creates a backup of a workspace.
+func (d *Daemon) BackupWorkspace(ctx context.Context, req *wsdaemon.BackupWorkspaceRequest) (*wsdaemon.BackupWorkspaceResponse, error) {
+	return call[wsdaemon.BackupWorkspaceResponse](ctx, d, wsdaemon.WorkspaceContentService_BackupWorkspace_FullMethodName, req)
+}
+
+// SnapshotStatus tells the outcome of a snapshot.
+func (d *Daemon) SnapshotStatus(ctx context.Context, req *wsdaemon.SnapshotStatusRequest) (*wsdaemon.SnapshotStatusResponse, error) {
+	return call[wsdaemon.SnapshotStatusResponse](ctx, d, wsdaemon.WorkspaceContentExt_SnapshotStatus_FullMethodName, req)
+}
+
+// WorkspaceState tells the content state of a workspace.
+func (d *Daemon) WorkspaceState(ctx context.Context, req *wsdaemon.WorkspaceStateRequest) (*wsdaemon.WorkspaceStateResponse, error) {
+	return call[wsdaemon.WorkspaceStateResponse](ctx, d, wsdaemon.WorkspaceContentExt_WorkspaceState_FullMethodName, req)
+}
