@@ -74,7 +74,7 @@ test('error paths carry the gRPC status', async (t) => {
   }
   await rejectsWith(d.initWorkspace({ id: 'ws', initializer: empty }), 'INVALID_ARGUMENT')
   await rejectsWith(d.initWorkspace({ id: 'ws', metadata: { owner: 'o', metaId: 'm' } }), 'INVALID_ARGUMENT')
-  await rejectsWith(d.initWorkspace(init('ws', 'm', { git: { remoteUri: 'https://example.invalid/r.git', config: {} } })), 'UNIMPLEMENTED')
+  await rejectsWith(d.initWorkspace(init('ws', 'm', { git: { remoteUri: 'ext::sh -c id', config: {} } })), 'INVALID_ARGUMENT')
   await rejectsWith(d.initWorkspace(init('ws', 'm', { snapshot: { snapshot: 'workspaces/m/snapshot-1.tar@b' } })), 'NOT_FOUND')
   await rejectsWith(d.initWorkspace(init('ws', 'm', { backup: {} })), 'FAILED_PRECONDITION')
   await rejectsWith(d.initWorkspace(init('ws', 'm', { download: { files: [{ url: 'http://127.0.0.1:1/x', filePath: 'x', digest: 'sha256:zz' }] } })), 'INVALID_ARGUMENT')

@@ -17,6 +17,7 @@ pub struct Config {
     pub archive: ArchiveConfig,
     pub limits: LimitsConfig,
     pub download: DownloadConfig,
+    pub git: GitSettings,
     /// Settings of the gRPC server binary; ignored by in-process embeddings.
     pub server: ServerConfig,
 }
@@ -33,6 +34,7 @@ impl Default for Config {
             archive: ArchiveConfig::default(),
             limits: LimitsConfig::default(),
             download: DownloadConfig::default(),
+            git: GitSettings::default(),
             server: ServerConfig::default(),
         }
     }
@@ -208,6 +210,54 @@ impl Default for DownloadConfig {
     }
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GitSettings {
+    /// The git executable.
+    pub binary: PathBuf,
+    /// Transports a repository URL may use. `file` (local paths, `file://`) lets a workspace read
+    /// the node's files and is off unless listed; `ext` and `fd` are never allowed.
+    pub allowed_transports: Vec<String>,
+    /// Environment variables passed to git from the daemon's environment (proxies, CA settings).
+    /// Everything else is cleared; HOME is `home`.
+    pub pass_env: Vec<String>,
+    /// HOME of git calls; empty: a folder `.git-home` in the working area.
+    pub home: PathBuf,
+    /// Attempts of a clone that fails transiently (network errors, 5xx).
+    pub clone_attempts: u32,
+    /// Attempts to fetch one-time-secret credentials.
+    pub ots_attempts: u32,
+    /// Timeout of one git command (seconds).
+    pub command_timeout_secs: u64,
+}
+
+impl Default for GitSettings {
+    fn default() -> Self {
+        GitSettings {
+            binary: PathBuf::from("git"),
+            allowed_transports: ["https", "http", "ssh", "git"].map(String::from).to_vec(),
+            pass_env: [
+                "HTTP_PROXY",
+                "HTTPS_PROXY",
+                "NO_PROXY",
+                "http_proxy",
+                "https_proxy",
+                "no_proxy",
+                "SSL_CERT_FILE",
+                "SSL_CERT_DIR",
+                "GIT_SSL_CAINFO",
+                "GIT_SSL_CAPATH",
+            ]
+            .map(String::from)
+            .to_vec(),
+            home: PathBuf::new(),
+            clone_attempts: 3,
+            ots_attempts: 3,
+            command_timeout_secs: 1800,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum LogFormat {
@@ -297,6 +347,17 @@ impl Config {
         }
         if self.limits.init_timeout_secs == 0 {
             return bad("limits.init_timeout_secs must be at least 1");
+        }
+        if self.git.clone_attempts == 0 || self.git.ots_attempts == 0 {
+            return bad("git.clone_attempts and git.ots_attempts must be at least 1");
+        }
+        if self
+            .git
+            .allowed_transports
+            .iter()
+            .any(|t| t == "ext" || t == "fd")
+        {
+            return bad("git.allowed_transports must not contain ext or fd: they run commands");
         }
         if self.download.attempts == 0 {
             return bad("download.attempts must be at least 1");

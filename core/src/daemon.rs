@@ -28,6 +28,7 @@ pub(crate) struct Inner {
     pub storage: Option<Arc<Storage>>,
     pub archive: Arc<ArchiveOptions>,
     pub http: reqwest::Client,
+    pub git: crate::git::Git,
     pub tasks: TaskTracker,
     pub closing: CancellationToken,
     pub snapshots: Mutex<HashMap<String, SnapshotPhase>>,
@@ -86,6 +87,7 @@ impl Daemon {
             .build()
             .map_err(|e| Error::Internal(format!("cannot build the HTTP client: {e}")))?;
 
+        let git = crate::git::Git::new(&config.git, &area);
         let store = Store::new(
             WorkingArea::new(area),
             Duration::from_secs(config.limits.dispose_record_ttl_secs),
@@ -97,6 +99,7 @@ impl Daemon {
                 storage,
                 archive,
                 http,
+                git,
                 tasks: TaskTracker::new(),
                 closing: CancellationToken::new(),
                 snapshots: Mutex::new(HashMap::new()),

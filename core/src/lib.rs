@@ -9,6 +9,7 @@ mod daemon;
 pub mod dispatch;
 pub mod embedded;
 pub mod error;
+pub mod git;
 pub mod initializer;
 pub mod json;
 pub mod storage;

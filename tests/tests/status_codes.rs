@@ -118,12 +118,18 @@ async fn init_workspace_refuses_bad_requests_before_touching_files() {
         ),
         Code::InvalidArgument
     );
-    let git_ok = git(Some(GitConfig::default()), 0);
-    let r = c.init_workspace(init_request("ws-1", "m", git_ok)).await;
+    let local_repo = Spec::Git(GitInitializer {
+        remote_uri: "file:///etc".into(),
+        config: Some(GitConfig::default()),
+        ..GitInitializer::default()
+    });
+    let r = c
+        .init_workspace(init_request("ws-1", "m", local_repo))
+        .await;
     assert_eq!(
         code(r),
-        Code::Unimplemented,
-        "git comes with its own issue; never a silent success"
+        Code::InvalidArgument,
+        "local repositories are refused by default"
     );
 
     let bad_snapshot = Spec::Snapshot(SnapshotInitializer {

@@ -1,26 +1,62 @@
-//! The git initializer. Requests are validated here already (so a bad one is INVALID_ARGUMENT);
-//! cloning itself comes with the git issue, and until then a git initializer answers UNIMPLEMENTED
-//! before anything is created, never a silent success.
+//! The git initializer, with the `git` command-line client as the engine: the four clone modes,
+//! shallow or full, an `upstream` remote, submodules, custom config, basic and one-time-secret
+//! auth, bounded retries of transient failures; and the prebuild update of an existing checkout.
+//! Requests are checked by `crate::git::safety` before git runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use wsd_proto::contentservice::{CloneTargetMode, GitAuthMethod, GitInitializer};
 
-use super::InitContext;
+use super::{backoff, InitContext};
+use crate::beneath::{self, Beneath};
+use crate::config::GitSettings;
 use crate::error::{Error, Result};
+use crate::git::command::{redact, Credentials, Output};
+use crate::git::safety;
+
+#[derive(Debug, Clone)]
+enum Auth {
+    None,
+    Basic(Credentials),
+    /// URL answering `user:password` once.
+    OneTimeSecret(String),
+}
 
 #[derive(Debug, Clone)]
 pub struct GitPlan {
-    pub remote_uri: String,
-    pub target_mode: CloneTargetMode,
+    remote_uri: String,
+    upstream: Option<String>,
+    mode: CloneTargetMode,
+    target: String,
+    checkout: PathBuf,
+    full_clone: bool,
+    custom_config: Vec<(String, String)>,
+    auth: Auth,
+}
+
+/// A failure of one clone attempt.
+enum Attempt {
+    /// Worth another try: network errors, server errors.
+    Transient(String),
+    Final(Error),
+}
+
+/// A repository URL for messages: without user and password.
+fn shown(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}/{path}")
+        }
+        None => url.to_string(),
+    }
 }
 
 impl GitPlan {
     pub fn from_request(g: &GitInitializer) -> Result<GitPlan> {
-        if g.remote_uri.is_empty() {
-            return Err(Error::InvalidArgument(
-                "git initializer: remote_uri is required".into(),
-            ));
-        }
-        let target_mode = CloneTargetMode::try_from(g.target_mode).map_err(|_| {
+        let mode = CloneTargetMode::try_from(g.target_mode).map_err(|_| {
             Error::InvalidArgument(format!(
                 "git initializer: unknown clone mode {}",
                 g.target_mode
@@ -30,41 +66,517 @@ impl GitPlan {
             .config
             .as_ref()
             .ok_or_else(|| Error::InvalidArgument("git initializer: config is required".into()))?;
-        GitAuthMethod::try_from(config.authentication).map_err(|_| {
-            Error::InvalidArgument(format!(
-                "git initializer: unknown authentication method {}",
-                config.authentication
-            ))
-        })?;
-        if matches!(
-            target_mode,
-            CloneTargetMode::RemoteCommit
-                | CloneTargetMode::RemoteBranch
-                | CloneTargetMode::LocalBranch
-        ) && g.clone_taget.is_empty()
-        {
+        let auth = match GitAuthMethod::try_from(config.authentication) {
+            Ok(GitAuthMethod::NoAuth) => Auth::None,
+            Ok(GitAuthMethod::BasicAuth) => Auth::Basic(Credentials {
+                user: config.auth_user.clone(),
+                password: config.auth_password.clone(),
+            }),
+            Ok(GitAuthMethod::BasicAuthOts) => {
+                if config.auth_ots.is_empty() {
+                    return Err(Error::InvalidArgument(
+                        "git initializer: auth_ots is required for BASIC_AUTH_OTS".into(),
+                    ));
+                }
+                Auth::OneTimeSecret(config.auth_ots.clone())
+            }
+            Err(_) => {
+                return Err(Error::InvalidArgument(format!(
+                    "git initializer: unknown authentication method {}",
+                    config.authentication
+                )))
+            }
+        };
+        if mode != CloneTargetMode::RemoteHead && g.clone_taget.is_empty() {
             return Err(Error::InvalidArgument(
                 "git initializer: clone_taget is required for this clone mode".into(),
             ));
         }
-        crate::beneath::relative_request_path("checkout_location", &g.checkout_location)?;
+        safety::check_value("clone_taget", &g.clone_taget)?;
+        let mut custom_config: Vec<(String, String)> = config
+            .custom_config
+            .iter()
+            .map(|(k, v)| safety::check_config(k, v).map(|_| (k.clone(), v.clone())))
+            .collect::<Result<_>>()?;
+        custom_config.sort();
         Ok(GitPlan {
             remote_uri: g.remote_uri.clone(),
-            target_mode,
+            upstream: (!g.upstream_remote_uri.is_empty()).then(|| g.upstream_remote_uri.clone()),
+            mode,
+            target: g.clone_taget.clone(),
+            checkout: beneath::relative_request_path("checkout_location", &g.checkout_location)?,
+            full_clone: g.full_clone,
+            custom_config,
+            auth,
         })
     }
 
-    pub fn check_supported(&self) -> Result<()> {
-        Err(Error::Unimplemented(
-            "the git initializer is not available in this version of the daemon; use a snapshot, backup or download initializer".into(),
+    pub fn checkout(&self) -> &Path {
+        &self.checkout
+    }
+
+    /// Checks the URLs against the daemon's transport allow-list.
+    pub fn validate(&self, settings: &GitSettings) -> Result<()> {
+        safety::check_url("remote_uri", &self.remote_uri, &settings.allowed_transports)?;
+        if let Some(up) = &self.upstream {
+            safety::check_url("upstream_Remote_uri", up, &settings.allowed_transports)?;
+        }
+        if let Auth::OneTimeSecret(url) = &self.auth {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(Error::InvalidArgument(
+                    "git initializer: auth_ots must be an http(s) URL".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches one-time-secret credentials once (bounded retries of transient failures).
+    async fn credentials(&self, ctx: &InitContext) -> Result<Option<Credentials>> {
+        let url = match &self.auth {
+            Auth::None => return Ok(None),
+            Auth::Basic(c) => return Ok(Some(c.clone())),
+            Auth::OneTimeSecret(url) => url,
+        };
+        let attempts = ctx.git_settings.ots_attempts.max(1);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            match ctx.http.get(url).send().await {
+                Ok(r) if r.status().is_success() => {
+                    let body = r.text().await.map_err(|e| {
+                        Error::InitFailed(format!(
+                            "cannot read the one-time secret: {}",
+                            e.without_url()
+                        ))
+                    })?;
+                    let (user, password) = body.trim_end().split_once(':').ok_or_else(|| {
+                        Error::InitFailed(
+                            "the one-time secret is not of the form user:password".into(),
+                        )
+                    })?;
+                    return Ok(Some(Credentials {
+                        user: user.to_string(),
+                        password: password.to_string(),
+                    }));
+                }
+                Ok(r) if r.status().is_server_error() => last = format!("HTTP {}", r.status()),
+                Ok(r) => {
+                    return Err(Error::InitFailed(format!(
+                        "cannot fetch the one-time secret: HTTP {} (it can be used only once)",
+                        r.status()
+                    )))
+                }
+                Err(e) => last = e.without_url().to_string(),
+            }
+            if attempt < attempts {
+                tokio::time::sleep(backoff(attempt)).await;
+            }
+        }
+        Err(Error::InitFailed(format!(
+            "cannot fetch the one-time secret after {attempts} attempts: {last}"
+        )))
+    }
+
+    async fn git(
+        &self,
+        ctx: &InitContext,
+        cwd: &Path,
+        args: &[&str],
+        creds: Option<&Credentials>,
+    ) -> std::result::Result<Output, Attempt> {
+        ctx.git
+            .run(cwd, args, creds)
+            .await
+            .map_err(|e| Attempt::Final(Error::InitFailed(format!("cannot run git: {e}"))))
+    }
+
+    /// Classifies a failed git command.
+    fn failed(&self, what: &str, out: &Output) -> Attempt {
+        let err = out.stderr.trim();
+        let lower = err.to_ascii_lowercase();
+        let url = shown(&self.remote_uri);
+        if lower.contains("authentication failed")
+            || lower.contains("could not read username")
+            || lower.contains("could not read password")
+            || lower.contains("returned error: 401")
+            || lower.contains("returned error: 403")
+        {
+            return Attempt::Final(Error::InitFailed(format!(
+                "git authentication failed for {url}: check the credentials (not retried)"
+            )));
+        }
+        if lower.contains("not found")
+            || lower.contains("returned error: 404")
+            || lower.contains("does not appear to be a git repository")
+        {
+            return Attempt::Final(Error::InitFailed(format!(
+                "repository {url} does not exist or is not accessible (not retried): {}",
+                last_line(err)
+            )));
+        }
+        Attempt::Transient(format!("{what} failed: {}", last_line(err)))
+    }
+
+    async fn must(
+        &self,
+        ctx: &InitContext,
+        cwd: &Path,
+        what: &str,
+        args: &[&str],
+        creds: Option<&Credentials>,
+    ) -> std::result::Result<Output, Attempt> {
+        let out = self.git(ctx, cwd, args, creds).await?;
+        if out.success {
+            Ok(out)
+        } else {
+            Err(self.failed(what, &out))
+        }
+    }
+
+    /// Clones into `<content>/<checkout_location>`; a checkout that is already a working copy is
+    /// left as it is.
+    pub async fn run(&self, ctx: &InitContext) -> Result<()> {
+        let started = Instant::now();
+        let creds = self.credentials(ctx).await?;
+        let target = ctx.content.join(&self.checkout);
+        let (parent_rel, name) = match (self.checkout.parent(), self.checkout.file_name()) {
+            (Some(p), Some(n)) => (p.to_path_buf(), n.to_os_string()),
+            _ => (PathBuf::new(), std::ffi::OsString::new()),
+        };
+        // Create the parent folders without following symlinks planted in the tree.
+        let content = ctx.content.clone();
+        let parent = parent_rel.clone();
+        tokio::task::spawn_blocking(move || {
+            Beneath::open(&content)?.create_dir_all(&parent).map(|_| ())
+        })
+        .await
+        .map_err(Error::internal)?
+        .map_err(|e| Error::InitFailed(format!("cannot create the checkout location: {e}")))?;
+        if target.join(".git").exists() {
+            tracing::info!(checkout = %self.checkout.display(), "checkout is already a working copy; left as it is");
+            return Ok(());
+        }
+        let attempts = ctx.git_settings.clone_attempts.max(1);
+        let mut last = String::new();
+        for attempt in 1..=attempts {
+            if !name.is_empty() {
+                remove_partial(&target).await;
+            }
+            match self.clone_once(ctx, &target, creds.as_ref()).await {
+                Ok(()) => {
+                    ctx.record("git", started, 0);
+                    return Ok(());
+                }
+                Err(Attempt::Final(e)) => {
+                    if !name.is_empty() {
+                        remove_partial(&target).await;
+                    }
+                    return Err(redact_error(e, creds.as_ref()));
+                }
+                Err(Attempt::Transient(why)) => {
+                    tracing::warn!(url = %shown(&self.remote_uri), attempt, error = %why, "git clone failed; retrying");
+                    last = why;
+                    if attempt < attempts {
+                        tokio::time::sleep(backoff(attempt)).await;
+                    }
+                }
+            }
+        }
+        if !name.is_empty() {
+            remove_partial(&target).await;
+        }
+        Err(redact_error(
+            Error::InitFailed(format!(
+                "cannot clone {} after {attempts} attempts: {last}",
+                shown(&self.remote_uri)
+            )),
+            creds.as_ref(),
         ))
     }
 
-    pub async fn run(&self, _ctx: &InitContext) -> Result<()> {
-        self.check_supported()
+    async fn clone_once(
+        &self,
+        ctx: &InitContext,
+        target: &Path,
+        creds: Option<&Credentials>,
+    ) -> std::result::Result<(), Attempt> {
+        let target_str = target.to_str().ok_or_else(|| {
+            Attempt::Final(Error::InvalidArgument(
+                "checkout_location is not valid UTF-8".into(),
+            ))
+        })?;
+        let content = &ctx.content;
+        let depth: &[&str] = if self.full_clone { &[] } else { &["--depth=1"] };
+        let config_args: Vec<String> = self
+            .custom_config
+            .iter()
+            .flat_map(|(k, v)| ["--config".to_string(), format!("{k}={v}")])
+            .collect();
+        let config_args: Vec<&str> = config_args.iter().map(String::as_str).collect();
+
+        if self.mode == CloneTargetMode::RemoteCommit {
+            let mut init: Vec<&str> = vec!["init", "--quiet"];
+            init.extend(["--", target_str]);
+            self.must(ctx, content, "git init", &init, creds).await?;
+            for (k, v) in &self.custom_config {
+                self.must(ctx, target, "git config", &["config", "--", k, v], creds)
+                    .await?;
+            }
+            self.must(
+                ctx,
+                target,
+                "git remote add",
+                &["remote", "add", "origin", "--", &self.remote_uri],
+                creds,
+            )
+            .await?;
+            let mut fetch = vec!["fetch", "--quiet"];
+            fetch.extend(depth);
+            fetch.extend(["origin", "--", &self.target]);
+            if self
+                .must(ctx, target, "git fetch", &fetch, creds)
+                .await
+                .is_err()
+            {
+                // Servers that refuse fetching a commit by id: fetch everything instead.
+                self.must(
+                    ctx,
+                    target,
+                    "git fetch",
+                    &["fetch", "--quiet", "origin"],
+                    creds,
+                )
+                .await?;
+            }
+            self.must(
+                ctx,
+                target,
+                "git checkout",
+                &["checkout", "--quiet", "--detach", &self.target, "--"],
+                creds,
+            )
+            .await
+            .map_err(|_| {
+                Attempt::Final(Error::InitFailed(format!(
+                    "commit {} does not exist in {}",
+                    self.target,
+                    shown(&self.remote_uri)
+                )))
+            })?;
+        } else {
+            let mut branch_exists = true;
+            if self.mode == CloneTargetMode::RemoteBranch {
+                let refname = format!("refs/heads/{}", self.target);
+                let out = self
+                    .git(
+                        ctx,
+                        content,
+                        &[
+                            "ls-remote",
+                            "--exit-code",
+                            "--heads",
+                            "--",
+                            &self.remote_uri,
+                            &refname,
+                        ],
+                        creds,
+                    )
+                    .await?;
+                if !out.success {
+                    if out.stderr.trim().is_empty() {
+                        branch_exists = false;
+                    } else {
+                        return Err(self.failed("git ls-remote", &out));
+                    }
+                }
+            }
+            let mut clone: Vec<&str> = vec!["clone", "--quiet"];
+            clone.extend(depth);
+            clone.extend(config_args.iter().copied());
+            if self.mode == CloneTargetMode::RemoteBranch && branch_exists {
+                clone.extend(["--branch", &self.target]);
+            }
+            clone.extend(["--", &self.remote_uri, target_str]);
+            self.must(ctx, content, "git clone", &clone, creds).await?;
+            let new_branch = match self.mode {
+                CloneTargetMode::LocalBranch => true,
+                CloneTargetMode::RemoteBranch => !branch_exists,
+                _ => false,
+            };
+            if new_branch {
+                self.must(
+                    ctx,
+                    target,
+                    "git checkout",
+                    &["checkout", "--quiet", "-b", &self.target],
+                    creds,
+                )
+                .await?;
+            }
+        }
+
+        if let Some(upstream) = &self.upstream {
+            self.must(
+                ctx,
+                target,
+                "git remote add",
+                &["remote", "add", "upstream", "--", upstream],
+                creds,
+            )
+            .await?;
+            let mut fetch = vec!["fetch", "--quiet"];
+            fetch.extend(depth);
+            fetch.push("upstream");
+            self.must(ctx, target, "git fetch upstream", &fetch, creds)
+                .await?;
+        }
+        if target.join(".gitmodules").exists() {
+            let mut sub = vec!["submodule", "update", "--init", "--recursive", "--quiet"];
+            sub.extend(depth);
+            self.must(ctx, target, "git submodule update", &sub, creds)
+                .await?;
+        }
+        Ok(())
     }
 
-    pub async fn update_prebuild(&self, _ctx: &InitContext) -> Result<()> {
-        self.check_supported()
+    /// Brings a checkout restored from a prebuild to the requested revision, keeping local changes
+    /// (stash, update, pop). On a conflict the requested revision wins and the stash is kept.
+    /// Returns whether the prebuild was outdated (had to move).
+    pub async fn update_prebuild(&self, ctx: &InitContext) -> Result<bool> {
+        let creds = self.credentials(ctx).await?;
+        let target = ctx.content.join(&self.checkout);
+        if !target.join(".git").exists() {
+            // The prebuild has no checkout here: clone it.
+            self.run(ctx).await?;
+            return Ok(true);
+        }
+        let run = |args: Vec<String>| {
+            let target = target.clone();
+            let creds = creds.clone();
+            async move {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                self.git(ctx, &target, &args, creds.as_ref()).await
+            }
+        };
+        let fail = |what: &str, out: &Output| match self.failed(what, out) {
+            Attempt::Final(e) => redact_error(e, creds.as_ref()),
+            Attempt::Transient(why) => Error::InitFailed(why),
+        };
+        let to_err = |a: Attempt| match a {
+            Attempt::Final(e) => e,
+            Attempt::Transient(why) => Error::InitFailed(why),
+        };
+        let head = |out: &Output| String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let before = run(vec!["rev-parse".into(), "HEAD".into()])
+            .await
+            .map_err(to_err)?;
+        let before = head(&before);
+
+        let status = run(vec!["status".into(), "--porcelain".into()])
+            .await
+            .map_err(to_err)?;
+        let dirty = !status.stdout.is_empty();
+        if dirty {
+            let out = run(vec![
+                "stash".into(),
+                "push".into(),
+                "--include-untracked".into(),
+                "--quiet".into(),
+            ])
+            .await
+            .map_err(to_err)?;
+            if !out.success {
+                return Err(fail("git stash", &out));
+            }
+        }
+        let revision = match self.mode {
+            CloneTargetMode::RemoteHead => "HEAD".to_string(),
+            _ => self.target.clone(),
+        };
+        let mut fetch = vec!["fetch".to_string(), "--quiet".to_string()];
+        if !self.full_clone {
+            fetch.push("--depth=1".into());
+        }
+        fetch.extend(["origin".to_string(), "--".to_string(), revision.clone()]);
+        let out = run(fetch).await.map_err(to_err)?;
+        if !out.success {
+            return Err(fail("git fetch", &out));
+        }
+        let out = run(vec![
+            "checkout".into(),
+            "--quiet".into(),
+            "--force".into(),
+            "FETCH_HEAD".into(),
+        ])
+        .await
+        .map_err(to_err)?;
+        if !out.success {
+            return Err(fail("git checkout", &out));
+        }
+        if matches!(
+            self.mode,
+            CloneTargetMode::RemoteBranch | CloneTargetMode::LocalBranch
+        ) {
+            let out = run(vec![
+                "checkout".into(),
+                "--quiet".into(),
+                "-B".into(),
+                self.target.clone(),
+            ])
+            .await
+            .map_err(to_err)?;
+            if !out.success {
+                return Err(fail("git checkout", &out));
+            }
+        }
+        if dirty {
+            let out = run(vec!["stash".into(), "pop".into(), "--quiet".into()])
+                .await
+                .map_err(to_err)?;
+            if !out.success {
+                // The requested revision wins: undo the half-applied stash, keep it in the list.
+                let _ = run(vec!["reset".into(), "--hard".into(), "--quiet".into()]).await;
+                let _ = run(vec!["clean".into(), "-fdq".into()]).await;
+                tracing::warn!(checkout = %self.checkout.display(), "local changes of the prebuild conflict with the requested revision; they stay in the stash");
+            }
+        }
+        let after = run(vec!["rev-parse".into(), "HEAD".into()])
+            .await
+            .map_err(to_err)?;
+        Ok(head(&after) != before)
+    }
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no detail")
+        .trim()
+}
+
+fn redact_error(e: Error, creds: Option<&Credentials>) -> Error {
+    match (e, creds) {
+        (Error::InitFailed(m), Some(c)) => Error::InitFailed(redact(&m, c)),
+        (e, _) => e,
+    }
+}
+
+async fn remove_partial(target: &Path) {
+    let target = target.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(target)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shown_urls_have_no_credentials() {
+        assert_eq!(
+            shown("https://u:secret@h.example/o/r.git"),
+            "https://h.example/o/r.git"
+        );
+        assert_eq!(shown("git@h:o/r.git"), "git@h:o/r.git");
     }
 }

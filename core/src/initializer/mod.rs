@@ -16,8 +16,9 @@ use serde::Serialize;
 use wsd_proto::contentservice::{workspace_initializer::Spec, WorkspaceInitializer};
 
 use crate::archive::ArchiveOptions;
-use crate::config::DownloadConfig;
+use crate::config::{DownloadConfig, GitSettings};
 use crate::error::{Error, Result};
+use crate::git::Git;
 use crate::storage::{ObjectLocation, Storage};
 
 pub use download::DownloadFile;
@@ -29,7 +30,9 @@ pub enum Plan {
     Empty,
     Git(git::GitPlan),
     Snapshot(ObjectLocation),
-    Backup,
+    Backup {
+        checkout: PathBuf,
+    },
     Prebuild {
         snapshot: Option<ObjectLocation>,
         git: Vec<git::GitPlan>,
@@ -73,7 +76,12 @@ impl Plan {
                         "volume snapshots are not supported by this daemon; restore from an archive backup".into(),
                     ));
                 }
-                Plan::Backup
+                Plan::Backup {
+                    checkout: crate::beneath::relative_request_path(
+                        "checkout_location",
+                        &b.checkout_location,
+                    )?,
+                }
             }
             Spec::Prebuild(p) => {
                 let snapshot = match &p.prebuild {
@@ -109,13 +117,26 @@ impl Plan {
         })
     }
 
-    /// Fails for plans this daemon cannot run yet, before anything is created.
-    pub fn check_supported(&self) -> Result<()> {
+    /// Checks what depends on the daemon's configuration (git transports), before anything is
+    /// created.
+    pub fn validate(&self, git: &GitSettings) -> Result<()> {
         match self {
-            Plan::Git(g) => g.check_supported(),
-            Plan::Prebuild { git, .. } => git.iter().try_for_each(|g| g.check_supported()),
-            Plan::Composite(children) => children.iter().try_for_each(Plan::check_supported),
+            Plan::Git(g) => g.validate(git),
+            Plan::Prebuild { git: gits, .. } => gits.iter().try_for_each(|g| g.validate(git)),
+            Plan::Composite(children) => children.iter().try_for_each(|c| c.validate(git)),
             _ => Ok(()),
+        }
+    }
+
+    /// The checkout whose git status DisposeWorkspace reports: the first git initializer's (or the
+    /// backup initializer's) checkout location.
+    pub fn checkout_location(&self) -> Option<PathBuf> {
+        match self {
+            Plan::Git(g) => Some(g.checkout().to_path_buf()),
+            Plan::Prebuild { git, .. } => git.first().map(|g| g.checkout().to_path_buf()),
+            Plan::Backup { checkout } => Some(checkout.clone()),
+            Plan::Composite(children) => children.iter().find_map(Plan::checkout_location),
+            _ => None,
         }
     }
 }
@@ -142,6 +163,16 @@ pub struct InitMetric {
     pub size: u64,
 }
 
+/// The daemon-wide things initializers use.
+#[derive(Clone)]
+pub struct InitTools {
+    pub archive: Arc<ArchiveOptions>,
+    pub http: reqwest::Client,
+    pub download: DownloadConfig,
+    pub git: Git,
+    pub git_settings: GitSettings,
+}
+
 /// Everything an initializer may use.
 pub struct InitContext {
     pub content: PathBuf,
@@ -152,6 +183,8 @@ pub struct InitContext {
     pub archive: Arc<ArchiveOptions>,
     pub http: reqwest::Client,
     pub download: DownloadConfig,
+    pub git: Git,
+    pub git_settings: GitSettings,
     metrics: Mutex<Vec<InitMetric>>,
 }
 
@@ -161,18 +194,18 @@ impl InitContext {
         storage: Option<Arc<Storage>>,
         owner: String,
         meta_id: String,
-        archive: Arc<ArchiveOptions>,
-        http: reqwest::Client,
-        download: DownloadConfig,
+        tools: InitTools,
     ) -> InitContext {
         InitContext {
             content,
             storage,
             owner,
             meta_id,
-            archive,
-            http,
-            download,
+            archive: tools.archive,
+            http: tools.http,
+            download: tools.download,
+            git: tools.git,
+            git_settings: tools.git_settings,
             metrics: Mutex::new(Vec::new()),
         }
     }
@@ -213,7 +246,7 @@ pub fn run<'a>(
                 restore::restore_snapshot(ctx, loc).await?;
                 Ok(InitSource::FromOther)
             }
-            Plan::Backup => {
+            Plan::Backup { .. } => {
                 restore::restore_backup(ctx).await?;
                 Ok(InitSource::FromBackup)
             }
@@ -223,10 +256,15 @@ pub fn run<'a>(
                     None => false,
                 };
                 if restored {
+                    let mut outdated = false;
                     for g in git {
-                        g.update_prebuild(ctx).await?;
+                        outdated |= g.update_prebuild(ctx).await?;
                     }
-                    Ok(InitSource::FromPrebuild)
+                    Ok(if outdated {
+                        InitSource::FromOther
+                    } else {
+                        InitSource::FromPrebuild
+                    })
                 } else {
                     for g in git {
                         g.run(ctx).await?;

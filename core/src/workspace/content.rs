@@ -24,7 +24,7 @@ use crate::beneath::Beneath;
 use crate::call::CallContext;
 use crate::daemon::{Daemon, SnapshotPhase};
 use crate::error::{Error, Result};
-use crate::initializer::{self, InitContext, InitMetric, InitSource, Plan};
+use crate::initializer::{self, InitContext, InitMetric, InitSource, InitTools, Plan};
 use crate::storage::{ObjectLocation, Storage, UploadStats};
 
 /// `<content>/.gitpod/ready`
@@ -99,7 +99,7 @@ impl Daemon {
             ));
         }
         let plan = Plan::from_request(req.initializer.as_ref())?;
-        plan.check_supported()?;
+        plan.validate(&self.inner.config.git)?;
         self.check_open()?;
 
         let record = WorkspaceRecord {
@@ -110,6 +110,9 @@ impl Daemon {
             remote_storage_disabled: req.remote_storage_disabled,
             storage_quota_bytes: req.storage_quota_bytes,
             created_unix_ms: unix_ms(),
+            checkout_location: plan
+                .checkout_location()
+                .map(|p| p.to_string_lossy().into_owned()),
         };
         let ws = self.inner.store.insert_new(record.clone())?;
         let me = self.clone();
@@ -191,14 +194,19 @@ impl Daemon {
         }
 
         let storage = self.storage_for(record);
+        let tools = InitTools {
+            archive: self.inner.archive.clone(),
+            http: self.inner.http.clone(),
+            download: self.inner.config.download.clone(),
+            git: self.inner.git.clone(),
+            git_settings: self.inner.config.git.clone(),
+        };
         let ctx = InitContext::new(
             content.clone(),
             storage.clone(),
             record.owner.clone(),
             record.meta_id.clone(),
-            self.inner.archive.clone(),
-            self.inner.http.clone(),
-            self.inner.config.download.clone(),
+            tools,
         );
 
         // A full backup of this workspace wins over the requested initializer.
@@ -561,7 +569,21 @@ impl Daemon {
             }
         }
 
-        let outcome = DisposeOutcome { git_status: None };
+        // The git status of the checkout, after the final backup and before the content goes.
+        let checkout = self
+            .inner
+            .store
+            .area()
+            .content_dir(&ws.id)
+            .join(record.checkout_location.as_deref().unwrap_or(""));
+        let git_status = match crate::git::status_of(&self.inner.git, &checkout).await {
+            Ok(status) => status,
+            Err(e) => {
+                tracing::warn!(id = %ws.id, error = %e, "cannot read the git status");
+                None
+            }
+        };
+        let outcome = DisposeOutcome { git_status };
         self.inner.store.record_disposed(&ws.id, outcome.clone());
         self.inner.store.remove(&ws.id).await?;
         metrics::counter!("wsd_workspace_disposals_total").increment(1);

@@ -45,6 +45,10 @@ pub struct WorkspaceRecord {
     pub storage_quota_bytes: i64,
     /// Milliseconds since the epoch when InitWorkspace started.
     pub created_unix_ms: u64,
+    /// Checkout (relative to the content) whose git status DisposeWorkspace reports; the content
+    /// root when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkout_location: Option<String>,
 }
 
 /// Writes `bytes` to `path` so that readers see either the old or the new content, also after a crash.
@@ -82,6 +86,7 @@ mod tests {
             remote_storage_disabled: false,
             storage_quota_bytes: 0,
             created_unix_ms: 1,
+            checkout_location: None,
         };
         let json = serde_json::to_string(&r).expect("serialize");
         assert!(json.contains("\"SETTING_UP\""));

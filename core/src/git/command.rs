@@ -1,0 +1,170 @@
+//! Running the `git` command-line client: a clean environment, hooks and command-running config
+//! turned off on every call, transports limited to the allow-list, and credentials handed over
+//! through a credential helper that reads them from the environment: never in argv.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::config::GitSettings;
+
+/// User and password for one init; never logged, never in argv.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials(<redacted>)")
+    }
+}
+
+/// What one git command did.
+#[derive(Debug)]
+pub struct Output {
+    pub success: bool,
+    pub stdout: Vec<u8>,
+    /// stderr with every credential replaced.
+    pub stderr: String,
+}
+
+/// Runs git commands for one daemon.
+#[derive(Debug, Clone)]
+pub struct Git {
+    binary: PathBuf,
+    home: PathBuf,
+    pass_env: Vec<(String, OsString)>,
+    protocol_config: Vec<String>,
+    timeout: Duration,
+}
+
+/// The credential helper: prints the credentials from the environment of the git process.
+const CREDENTIAL_HELPER: &str =
+    "credential.helper=!f() { test \"$1\" = get && printf 'username=%s\\npassword=%s\\n' \"$WSD_GIT_USER\" \"$WSD_GIT_PASSWORD\"; }; f";
+
+impl Git {
+    pub fn new(settings: &GitSettings, working_area: &Path) -> Git {
+        let home = if settings.home.as_os_str().is_empty() {
+            working_area.join(".git-home")
+        } else {
+            settings.home.clone()
+        };
+        let pass_env = settings
+            .pass_env
+            .iter()
+            .filter_map(|name| std::env::var_os(name).map(|v| (name.clone(), v)))
+            .collect();
+        // Deny every transport, then allow the configured ones (git applies this to submodules
+        // and redirects too).
+        let mut protocol_config = vec!["protocol.allow=never".to_string()];
+        for t in &settings.allowed_transports {
+            protocol_config.push(format!("protocol.{t}.allow=always"));
+        }
+        Git {
+            binary: settings.binary.clone(),
+            home,
+            pass_env,
+            protocol_config,
+            timeout: Duration::from_secs(settings.command_timeout_secs.max(1)),
+        }
+    }
+
+    /// Runs `git <args>` in `cwd`. A git that cannot be started is an error; a git that fails is
+    /// an `Output` with `success == false`.
+    pub async fn run(
+        &self,
+        cwd: &Path,
+        args: &[&str],
+        credentials: Option<&Credentials>,
+    ) -> std::io::Result<Output> {
+        std::fs::create_dir_all(&self.home)?;
+        let mut cmd = std::process::Command::new(&self.binary);
+        cmd.env_clear()
+            .env("HOME", &self.home)
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env("LC_ALL", "C")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .env("GIT_ASKPASS", "/bin/false")
+            .env("SSH_ASKPASS", "/bin/false")
+            .env(
+                "GIT_SSH_COMMAND",
+                "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+            );
+        for (name, value) in &self.pass_env {
+            cmd.env(name, value);
+        }
+        // Hooks never run; config that runs commands is neutralized; no templates.
+        for c in [
+            "core.hooksPath=/dev/null",
+            "core.fsmonitor=false",
+            "init.templateDir=",
+            "safe.directory=*",
+            "credential.helper=",
+        ] {
+            cmd.arg("-c").arg(c);
+        }
+        for c in &self.protocol_config {
+            cmd.arg("-c").arg(c);
+        }
+        if let Some(c) = credentials {
+            cmd.arg("-c")
+                .arg(CREDENTIAL_HELPER)
+                .env("WSD_GIT_USER", &c.user)
+                .env("WSD_GIT_PASSWORD", &c.password);
+        }
+        cmd.args(args)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // std::process in a blocking thread rather than tokio::process, which would install a
+        // process-wide SIGCHLD handler inside hosts (Node, Go) that manage their own children.
+        let (pid_tx, pid_rx) = tokio::sync::oneshot::channel();
+        let waiter = tokio::task::spawn_blocking(move || {
+            let child = cmd.spawn()?;
+            let _ = pid_tx.send(child.id());
+            child.wait_with_output()
+        });
+        let pid = pid_rx.await.ok();
+        let output = match tokio::time::timeout(self.timeout, waiter).await {
+            Ok(joined) => joined.map_err(std::io::Error::other)??,
+            Err(_) => {
+                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "git took too long and was stopped",
+                ));
+            }
+        };
+        let mut stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        if let Some(c) = credentials {
+            stderr = redact(&stderr, c);
+        }
+        Ok(Output {
+            success: output.status.success(),
+            stdout: output.stdout,
+            stderr,
+        })
+    }
+}
+
+/// Replaces every credential in `text`.
+pub fn redact(text: &str, c: &Credentials) -> String {
+    let mut out = text.to_string();
+    for secret in [&c.password, &c.user] {
+        if secret.len() >= 3 {
+            out = out.replace(secret.as_str(), "<redacted>");
+        }
+    }
+    out
+}
