@@ -112,18 +112,24 @@ async fn main() {
 
     let (mut plain, mut daemon) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        let dest = root.join(format!("plain-{round}"));
-        let t = Instant::now();
-        let status = Command::new("git")
-            .args(["clone", "--quiet", "--depth=1", &url])
-            .arg(&dest)
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .status()
-            .expect("git clone");
-        assert!(status.success());
-        plain.push(t.elapsed());
-        std::fs::remove_dir_all(&dest).expect("clean");
-
+        let plain_clone = || {
+            let dest = root.join(format!("plain-{round}"));
+            let t = Instant::now();
+            let status = Command::new("git")
+                .args(["clone", "--quiet", "--depth=1", &url])
+                .arg(&dest)
+                .env("GIT_TERMINAL_PROMPT", "0")
+                .status()
+                .expect("git clone");
+            assert!(status.success());
+            let took = t.elapsed();
+            std::fs::remove_dir_all(&dest).expect("clean");
+            took
+        };
+        // Alternate which goes first, so neither always meets warm or cold caches.
+        if round % 2 == 0 {
+            plain.push(plain_clone());
+        }
         let id = format!("git-{round}");
         let spec = Spec::Git(GitInitializer {
             remote_uri: url.clone(),
@@ -148,6 +154,9 @@ async fn main() {
         })
         .await
         .expect("dispose");
+        if round % 2 == 1 {
+            plain.push(plain_clone());
+        }
     }
     let (p, w) = (median(plain), median(daemon));
     println!("\n| {files} files, {commits} commits, HTTP on loopback | median of {rounds} |");
