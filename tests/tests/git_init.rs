@@ -712,6 +712,50 @@ async fn prebuild_updates_outdated_checkouts_and_falls_back_to_clone() {
         "an outdated prebuild says from-other: {ready}"
     );
 
+    // A local change that conflicts with the requested revision: the revision wins, the change
+    // stays in the stash.
+    init(
+        &mut c,
+        "pbc",
+        git_init(
+            &url,
+            CloneTargetMode::RemoteCommit,
+            &s.commits["first"],
+            None,
+        ),
+    )
+    .await
+    .expect("clone first");
+    std::fs::write(
+        checkout(&s.daemon, "pbc").join("file.txt"),
+        "conflicting local edit\n",
+    )
+    .expect("write");
+    let conflicting = c
+        .take_snapshot(TakeSnapshotRequest {
+            id: "pbc".into(),
+            return_immediately: false,
+        })
+        .await
+        .expect("snapshot")
+        .into_inner()
+        .url;
+    init(&mut c, "from-pbc", prebuild(&conflicting))
+        .await
+        .expect("prebuild with a conflict");
+    let co = checkout(&s.daemon, "from-pbc");
+    assert_eq!(git(&co, &["rev-parse", "HEAD"]), s.commits["main"]);
+    assert_eq!(
+        std::fs::read_to_string(co.join("file.txt")).expect("read"),
+        "version 3\n",
+        "the requested revision wins"
+    );
+    assert_eq!(
+        git(&co, &["stash", "list"]).lines().count(),
+        1,
+        "the local change is kept in the stash"
+    );
+
     let missing = "workspaces/meta-pb/snapshot-1.tar.zst@gitpod-user-owner-1";
     init(&mut c, "no-pb", prebuild(missing))
         .await
