@@ -150,14 +150,35 @@ impl NativeDaemon {
     pub async fn close(&self) -> CallOutcome {
         let daemon = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(daemon) = daemon {
-            // Closing joins the daemon's runtime, which must happen outside any async runtime.
             let (tx, rx) = napi::tokio::sync::oneshot::channel();
-            std::thread::spawn(move || {
-                daemon.close();
+            close_in_background(daemon, move || {
                 let _ = tx.send(());
             });
             let _ = rx.await;
         }
         CallOutcome::done(Ok(()))
+    }
+}
+
+/// Closing joins the daemon's runtime and waits up to the grace time: never on the JS thread nor
+/// inside an async runtime, so on a thread of its own.
+fn close_in_background(daemon: Arc<EmbeddedDaemon>, done: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        daemon.close();
+        done();
+    });
+}
+
+impl Drop for NativeDaemon {
+    /// A daemon collected by the GC without `close()` is closed off the JS thread.
+    fn drop(&mut self) {
+        let daemon = self
+            .inner
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(daemon) = daemon {
+            close_in_background(daemon, || {});
+        }
     }
 }
