@@ -131,7 +131,8 @@ impl Beneath {
         let fd = openat(
             dir.as_fd(),
             name,
-            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            // O_NONBLOCK: a FIFO swapped in after listing must not block the open.
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
             Mode::empty(),
         )
         .map_err(io_err)?;

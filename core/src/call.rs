@@ -42,7 +42,9 @@ impl CallContext {
                 None => std::future::pending().await,
             }
         };
+        // Biased towards the work: a result that is ready wins over a cancellation that is too.
         tokio::select! {
+            biased;
             result = work => result,
             _ = cancelled => Err(Error::Cancelled),
             _ = deadline => Err(Error::DeadlineExceeded(what)),

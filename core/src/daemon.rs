@@ -31,7 +31,9 @@ pub(crate) struct Inner {
     pub git: crate::git::Git,
     pub tasks: TaskTracker,
     pub closing: CancellationToken,
-    pub snapshots: Mutex<HashMap<String, SnapshotPhase>>,
+    /// Outcomes of snapshots by qualified name, with when they were recorded (expired with the
+    /// dispose-record TTL).
+    pub snapshots: Mutex<HashMap<String, (std::time::Instant, SnapshotPhase)>>,
 }
 
 /// The workspace daemon. Cheap to clone; every clone is the same daemon.
@@ -133,17 +135,18 @@ impl Daemon {
         }
     }
 
-    /// Runs `work` as tracked background work that a caller's cancellation does not stop, and
-    /// returns its result.
-    pub(crate) async fn detached<T: Send + 'static>(
+    /// Starts `work` at once as tracked background work that a caller's cancellation does not
+    /// stop, and returns a future of its result. Spawning happens here, not on first poll, so a
+    /// caller that is already cancelled cannot leave registered work that never runs.
+    pub(crate) fn detached<T: Send + 'static>(
         &self,
         work: impl std::future::Future<Output = Result<T>> + Send + 'static,
-    ) -> Result<T> {
-        self.inner
-            .tasks
-            .spawn(work)
-            .await
-            .map_err(|e| Error::Internal(format!("background work failed: {e}")))?
+    ) -> impl std::future::Future<Output = Result<T>> + Send + 'static {
+        let task = self.inner.tasks.spawn(work);
+        async move {
+            task.await
+                .map_err(|e| Error::Internal(format!("background work failed: {e}")))?
+        }
     }
 
     /// Refuses new work, lets in-flight work finish for up to `grace`, and stops background tasks.

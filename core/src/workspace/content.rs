@@ -368,11 +368,15 @@ impl Daemon {
     }
 
     fn set_snapshot_phase(&self, url: &str, phase: SnapshotPhase) {
-        self.inner
+        let ttl = std::time::Duration::from_secs(self.inner.config.limits.dispose_record_ttl_secs);
+        let mut snapshots = self
+            .inner
             .snapshots
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(url.to_string(), phase);
+            .unwrap_or_else(|p| p.into_inner());
+        snapshots
+            .retain(|_, (at, phase)| *phase == SnapshotPhase::InProgress || at.elapsed() < ttl);
+        snapshots.insert(url.to_string(), (Instant::now(), phase));
     }
 
     pub async fn snapshot_status(
@@ -387,7 +391,7 @@ impl Daemon {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&req.url)
-            .cloned();
+            .map(|(_, phase)| phase.clone());
         let mut resp = SnapshotStatusResponse::default();
         match phase {
             None => resp.set_phase(Phase::Unknown),
@@ -584,8 +588,12 @@ impl Daemon {
             }
         };
         let outcome = DisposeOutcome { git_status };
+        // Files first: if they cannot be removed the workspace stays known and a later
+        // DisposeWorkspace tries again. The record of the result exists before the instance is
+        // forgotten, so repeated calls always find one or the other.
+        self.inner.store.remove_files_of(&ws.id).await?;
         self.inner.store.record_disposed(&ws.id, outcome.clone());
-        self.inner.store.remove(&ws.id).await?;
+        self.inner.store.forget(&ws.id);
         metrics::counter!("wsd_workspace_disposals_total").increment(1);
         tracing::info!(id = %ws.id, backup, "workspace disposed");
         Ok(outcome)

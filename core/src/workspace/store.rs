@@ -253,18 +253,31 @@ impl Store {
             })
     }
 
-    /// Forgets an instance and removes its content, socket folder and state file.
-    pub async fn remove(&self, id: &str) -> Result<()> {
+    /// Removes an instance's content, socket folder and state file; the instance stays known
+    /// (and retryable) when that fails.
+    pub async fn remove_files_of(&self, id: &str) -> Result<()> {
         let owned = id.to_string();
         let area = self.area.clone();
-        let removed = tokio::task::spawn_blocking(move || remove_instance_files(&area, &owned))
+        tokio::task::spawn_blocking(move || remove_instance_files(&area, &owned))
             .await
-            .map_err(Error::internal)?;
+            .map_err(Error::internal)?
+            .map_err(|e| {
+                tracing::error!(id, error = %e, "cannot remove workspace files");
+                Error::Internal(format!("cannot remove the files of workspace {id}"))
+            })
+    }
+
+    /// Forgets an instance (after its files are gone).
+    pub fn forget(&self, id: &str) {
         lock(&self.live).remove(id);
-        removed.map_err(|e| {
-            tracing::error!(id, error = %e, "cannot remove workspace files");
-            Error::Internal(format!("cannot remove the files of workspace {id}"))
-        })
+    }
+
+    /// Removes an instance's files and forgets it; a failure still forgets it (used when an init
+    /// failed: the instance is gone for the caller either way, housekeeping retries the files).
+    pub async fn remove(&self, id: &str) -> Result<()> {
+        let removed = self.remove_files_of(id).await;
+        self.forget(id);
+        removed
     }
 
     fn remove_files(&self, id: &str) -> std::io::Result<()> {

@@ -126,3 +126,32 @@ async fn shutdown_refuses_new_work() {
     assert_eq!(err.expect_err("closed").code(), Code::Unavailable);
     assert!(!dir.path().join("area/late").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_cancelled_before_the_call_does_not_strand_the_init() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(config(dir.path())).await.expect("start");
+    for i in 0..30 {
+        let token = tokio_util::sync::CancellationToken::new();
+        token.cancel();
+        let ctx = CallContext {
+            deadline: None,
+            cancel: Some(token),
+        };
+        let id = format!("ws-{i}");
+        // Either answer is fine for the caller; the init must run either way.
+        let _ = d.init_workspace(init(&id), &ctx).await;
+        let waited = tokio::time::timeout(
+            Duration::from_secs(10),
+            d.wait_for_init(
+                wsd_proto::wsdaemon::WaitForInitRequest { id: id.clone() },
+                &CallContext::default(),
+            ),
+        )
+        .await;
+        assert!(
+            matches!(waited, Ok(Ok(_))),
+            "init of {id} never ran: {waited:?}"
+        );
+    }
+}
