@@ -20,6 +20,7 @@ struct State {
     requests: AtomicUsize,
     ots: Mutex<HashMap<String, Option<String>>>,
     ots_hits: AtomicUsize,
+    authorizations: AtomicUsize,
 }
 
 pub struct GitServer {
@@ -99,6 +100,11 @@ impl GitServer {
             .expect("ots")
             .insert(name.to_string(), Some(secret.to_string()));
         format!("http://{}/ots/{name}", self.addr)
+    }
+
+    /// How many requests carried an Authorization header.
+    pub fn authorizations(&self) -> usize {
+        self.state.authorizations.load(Ordering::SeqCst)
     }
 
     pub fn ots_hits(&self) -> usize {
@@ -187,6 +193,9 @@ async fn serve(stream: TcpStream, state: &State) -> std::io::Result<()> {
     {
         body.resize(len, 0);
         reader.read_exact(&mut body).await?;
+    }
+    if headers.contains_key("authorization") {
+        state.authorizations.fetch_add(1, Ordering::SeqCst);
     }
     let mut stream = reader.into_inner();
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));

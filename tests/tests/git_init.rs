@@ -425,6 +425,25 @@ async fn auth_failures_missing_repos_and_retries() {
     .await
     .expect_err("used secret");
     assert_eq!(err.code(), Code::FailedPrecondition);
+    // Credentials go to the repository's host only: the submodule lives on another server.
+    let spec = git_init(
+        &s.server.url("with-sub.git"),
+        CloneTargetMode::RemoteHead,
+        "",
+        Some(basic(USER, PASSWORD)),
+    );
+    init(&mut c, "sub-elsewhere", spec)
+        .await
+        .expect("clone with a submodule on another host");
+    assert!(checkout(&s.daemon, "sub-elsewhere")
+        .join("vendor/sub/sub.txt")
+        .is_file());
+    assert!(s.server.authorizations() > 0);
+    assert_eq!(
+        s._plain.authorizations(),
+        0,
+        "the other host never saw the credentials"
+    );
     assert_no_secret(&s, PASSWORD);
 }
 
@@ -471,6 +490,15 @@ async fn injections_are_refused_and_run_nothing() {
             "file url",
             git_init(
                 &format!("file://{}", s.root.join("repos/repo.git").display()),
+                CloneTargetMode::RemoteHead,
+                "",
+                None,
+            ),
+        ),
+        (
+            "password in the URL",
+            git_init(
+                &url.replace("http://", "http://u:secret@"),
                 CloneTargetMode::RemoteHead,
                 "",
                 None,
@@ -631,6 +659,44 @@ async fn dispose_reports_git_status() {
     assert_eq!(st.total_uncommited_files, 120);
     assert_eq!(st.total_untracked_files, 130);
     assert_eq!(st.total_unpushed_commits, 120);
+
+    // A repository whose config would make `git status` run a command gets no status and runs
+    // nothing.
+    init(
+        &mut c,
+        "evil",
+        git_init(
+            &s.server.url("repo.git"),
+            CloneTargetMode::RemoteHead,
+            "",
+            None,
+        ),
+    )
+    .await
+    .expect("clone");
+    let co = checkout(&s.daemon, "evil");
+    let marker = s.root.join("filter-ran");
+    git(
+        &co,
+        &[
+            "config",
+            "filter.x.clean",
+            &format!("sh -c 'touch {}; cat'", marker.display()),
+        ],
+    );
+    std::fs::write(co.join(".gitattributes"), "* filter=x\n").expect("write");
+    std::fs::write(co.join("file.txt"), "changed\n").expect("write");
+    let resp = c
+        .dispose_workspace(DisposeWorkspaceRequest {
+            id: "evil".into(),
+            backup: false,
+            backup_logs: false,
+        })
+        .await
+        .expect("dispose")
+        .into_inner();
+    assert_eq!(resp.git_status, None);
+    assert!(!marker.exists(), "the repository's filter did not run");
 
     // No repository: no status.
     init(&mut c, "norepo", Spec::Empty(Default::default()))

@@ -3,6 +3,7 @@
 //! through a credential helper that reads them from the environment: never in argv.
 
 use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -14,6 +15,10 @@ use crate::config::GitSettings;
 pub struct Credentials {
     pub user: String,
     pub password: String,
+    /// The URL scheme they are for, e.g. `https`.
+    pub protocol: String,
+    /// The host (with port) they are for.
+    pub host: String,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -41,9 +46,10 @@ pub struct Git {
     timeout: Duration,
 }
 
-/// The credential helper: prints the credentials from the environment of the git process.
-const CREDENTIAL_HELPER: &str =
-    "credential.helper=!f() { test \"$1\" = get && printf 'username=%s\\npassword=%s\\n' \"$WSD_GIT_USER\" \"$WSD_GIT_PASSWORD\"; }; f";
+/// The credential helper: prints the credentials from the environment of the git process, and only
+/// to the protocol and host of the repository they are for (a submodule, upstream or redirect on
+/// another host gets nothing).
+const CREDENTIAL_HELPER: &str = "credential.helper=!f() { test \"$1\" = get || return 0; p=; h=; while IFS='=' read -r k v; do case \"$k\" in protocol) p=\"$v\";; host) h=\"$v\";; esac; done; test \"$p\" = \"$WSD_GIT_PROTOCOL\" && test \"$h\" = \"$WSD_GIT_HOST\" && printf 'username=%s\\npassword=%s\\n' \"$WSD_GIT_USER\" \"$WSD_GIT_PASSWORD\"; }; f";
 
 impl Git {
     pub fn new(settings: &GitSettings, working_area: &Path) -> Git {
@@ -115,13 +121,18 @@ impl Git {
             cmd.arg("-c")
                 .arg(CREDENTIAL_HELPER)
                 .env("WSD_GIT_USER", &c.user)
-                .env("WSD_GIT_PASSWORD", &c.password);
+                .env("WSD_GIT_PASSWORD", &c.password)
+                .env("WSD_GIT_PROTOCOL", &c.protocol)
+                .env("WSD_GIT_HOST", &c.host);
         }
         cmd.args(args)
             .current_dir(cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        // Its own process group, so that stopping git also stops its helpers (remote-https, ssh,
+        // index-pack), which would otherwise keep writing into the checkout.
+        cmd.process_group(0);
         // std::process in a blocking thread rather than tokio::process, which would install a
         // process-wide SIGCHLD handler inside hosts (Node, Go) that manage their own children.
         let (pid_tx, pid_rx) = tokio::sync::oneshot::channel();
@@ -130,16 +141,15 @@ impl Git {
             let _ = pid_tx.send(child.id());
             child.wait_with_output()
         });
-        let pid = pid_rx.await.ok();
+        // Kills the group if this call is dropped (an init timeout) or times out.
+        let mut group = ProcessGroup(pid_rx.await.ok().and_then(|p| i32::try_from(p).ok()));
         let output = match tokio::time::timeout(self.timeout, waiter).await {
-            Ok(joined) => joined.map_err(std::io::Error::other)??,
+            Ok(joined) => {
+                group.0 = None;
+                joined.map_err(std::io::Error::other)??
+            }
             Err(_) => {
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
+                drop(group);
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "git took too long and was stopped",
@@ -158,11 +168,25 @@ impl Git {
     }
 }
 
+/// A running git process group, killed when dropped unless it finished.
+struct ProcessGroup(Option<i32>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 /// Replaces every credential in `text`.
 pub fn redact(text: &str, c: &Credentials) -> String {
     let mut out = text.to_string();
     for secret in [&c.password, &c.user] {
-        if secret.len() >= 3 {
+        if !secret.is_empty() {
             out = out.replace(secret.as_str(), "<redacted>");
         }
     }

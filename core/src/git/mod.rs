@@ -11,15 +11,78 @@ use wsd_proto::contentservice::GitStatus;
 
 pub use command::Git;
 
-/// The status of the checkout at `checkout`, or `None` when it is not a git working copy.
-pub async fn status_of(git: &Git, checkout: &Path) -> std::io::Result<Option<GitStatus>> {
-    if !checkout.join(".git").exists() {
+/// Checks that `checkout` (relative to `content`) is a working copy this daemon may run git in:
+/// no symlink on the way, `.git` a real folder, and no repository config that makes git run
+/// commands or read other files (the workspace user controls `.git/config`). `Ok(false)` when it
+/// is not a working copy or must not be touched (logged).
+pub async fn is_trusted_checkout(
+    git: &Git,
+    content: &Path,
+    checkout: &Path,
+) -> std::io::Result<bool> {
+    let content_dir = content.to_path_buf();
+    let rel = checkout.to_path_buf();
+    let real = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
+        let beneath = crate::beneath::Beneath::open(&content_dir)?;
+        if beneath.open_dir(&rel).is_err() {
+            return Ok(false);
+        }
+        match std::fs::symlink_metadata(content_dir.join(&rel).join(".git")) {
+            Ok(meta) => Ok(meta.is_dir()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    if !real {
+        return Ok(false);
+    }
+    let dir = content.join(checkout);
+    let out = git
+        .run(&dir, &["config", "--list", "--null", "--show-scope"], None)
+        .await?;
+    if !out.success {
+        tracing::warn!(error = %out.stderr.trim(), "cannot read the repository config; git not run");
+        return Ok(false);
+    }
+    // With --null each entry is `scope NUL key LF value NUL`; our own -c settings have scope
+    // "command".
+    let mut fields = out.stdout.split(|b| *b == 0);
+    while let (Some(scope), Some(entry)) = (fields.next(), fields.next()) {
+        if scope != b"local" && scope != b"worktree" {
+            continue;
+        }
+        let entry = String::from_utf8_lossy(entry);
+        let key = entry.split('\n').next().unwrap_or_default();
+        if safety::check_config_key(key).is_err() {
+            tracing::warn!(
+                key,
+                "repository config could run commands; git not run in this checkout"
+            );
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The status of the checkout at `<content>/<checkout>`, or `None` when it is not a working copy
+/// (or not one git may safely run in, see [`is_trusted_checkout`]).
+pub async fn status_of(
+    git: &Git,
+    content: &Path,
+    checkout: &Path,
+) -> std::io::Result<Option<GitStatus>> {
+    if !is_trusted_checkout(git, content, checkout).await? {
         return Ok(None);
     }
+    let checkout = content.join(checkout);
+    let checkout = checkout.as_path();
     let out = git
         .run(
             checkout,
             &[
+                "--no-optional-locks",
                 "status",
                 "--porcelain=v2",
                 "--branch",

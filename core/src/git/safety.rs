@@ -37,11 +37,32 @@ pub fn transport(url: &str) -> String {
     "file".to_string()
 }
 
+/// Scheme and host (with port) of a URL such as `https://user@host:8080/path`; `None` for
+/// scp-like or local paths.
+pub fn scheme_and_host(url: &str) -> Option<(String, String)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some((scheme.to_ascii_lowercase(), host.to_string()))
+}
+
 /// Checks a repository URL against the allow-list.
 pub fn check_url(field: &str, url: &str, allowed: &[String]) -> Result<()> {
     check_value(field, url)?;
     if url.is_empty() {
         return Err(refuse(field, "is required"));
+    }
+    if let Some((_, rest)) = url.split_once("://") {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if authority
+            .rsplit_once('@')
+            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
+        {
+            return Err(refuse(
+                field,
+                "must not contain a password: pass credentials in config (auth_user, auth_password)",
+            ));
+        }
     }
     let t = transport(url);
     if t == "ext" || t == "fd" {
@@ -119,9 +140,8 @@ const DANGEROUS_SUFFIXES: &[&str] = &[
 pub fn check_config(key: &str, value: &str) -> Result<()> {
     check_value("custom_config key", key)?;
     check_value(&format!("custom_config value of {key}"), value)?;
-    let lower = key.to_ascii_lowercase();
-    let valid_shape = lower.contains('.')
-        && lower
+    let valid_shape = key.contains('.')
+        && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
     if !valid_shape {
@@ -130,6 +150,13 @@ pub fn check_config(key: &str, value: &str) -> Result<()> {
             "is not a plain section.name key",
         ));
     }
+    check_config_key(key)
+}
+
+/// The key half of [`check_config`]: also used on the config a repository brings along, whose
+/// subsections (`submodule.<path>.url`) may hold any character.
+pub fn check_config_key(key: &str) -> Result<()> {
+    let lower = key.to_ascii_lowercase();
     let section = lower.split('.').next().unwrap_or_default();
     let last = lower.rsplit('.').next().unwrap_or_default();
     if DANGEROUS_SECTIONS.contains(&section)
@@ -167,6 +194,12 @@ mod tests {
     fn urls_outside_the_allow_list_are_refused() {
         assert!(check_url("remote_uri", "https://h/r.git", &allowed()).is_ok());
         assert!(check_url("remote_uri", "git@h:r.git", &allowed()).is_ok());
+        assert!(check_url("remote_uri", "https://token@h/r.git", &allowed()).is_ok());
+        assert!(check_url("remote_uri", "https://u:secret@h/r.git", &allowed()).is_err());
+        assert_eq!(
+            scheme_and_host("https://u@h.example:8443/o/r.git"),
+            Some(("https".into(), "h.example:8443".into()))
+        );
         for bad in [
             "/etc",
             "file:///etc",

@@ -68,10 +68,15 @@ impl GitPlan {
             .ok_or_else(|| Error::InvalidArgument("git initializer: config is required".into()))?;
         let auth = match GitAuthMethod::try_from(config.authentication) {
             Ok(GitAuthMethod::NoAuth) => Auth::None,
-            Ok(GitAuthMethod::BasicAuth) => Auth::Basic(Credentials {
-                user: config.auth_user.clone(),
-                password: config.auth_password.clone(),
-            }),
+            Ok(GitAuthMethod::BasicAuth) => {
+                let (protocol, host) = safety::scheme_and_host(&g.remote_uri).unwrap_or_default();
+                Auth::Basic(Credentials {
+                    user: config.auth_user.clone(),
+                    password: config.auth_password.clone(),
+                    protocol,
+                    host,
+                })
+            }
             Ok(GitAuthMethod::BasicAuthOts) => {
                 if config.auth_ots.is_empty() {
                     return Err(Error::InvalidArgument(
@@ -154,9 +159,13 @@ impl GitPlan {
                             "the one-time secret is not of the form user:password".into(),
                         )
                     })?;
+                    let (protocol, host) =
+                        safety::scheme_and_host(&self.remote_uri).unwrap_or_default();
                     return Ok(Some(Credentials {
                         user: user.to_string(),
                         password: password.to_string(),
+                        protocol,
+                        host,
                     }));
                 }
                 Ok(r) if r.status().is_server_error() => last = format!("HTTP {}", r.status()),
@@ -236,8 +245,12 @@ impl GitPlan {
     /// Clones into `<content>/<checkout_location>`; a checkout that is already a working copy is
     /// left as it is.
     pub async fn run(&self, ctx: &InitContext) -> Result<()> {
-        let started = Instant::now();
         let creds = self.credentials(ctx).await?;
+        self.run_with(ctx, creds).await
+    }
+
+    async fn run_with(&self, ctx: &InitContext, creds: Option<Credentials>) -> Result<()> {
+        let started = Instant::now();
         let target = ctx.content.join(&self.checkout);
         let (parent_rel, name) = match (self.checkout.parent(), self.checkout.file_name()) {
             (Some(p), Some(n)) => (p.to_path_buf(), n.to_os_string()),
@@ -445,9 +458,18 @@ impl GitPlan {
     pub async fn update_prebuild(&self, ctx: &InitContext) -> Result<bool> {
         let creds = self.credentials(ctx).await?;
         let target = ctx.content.join(&self.checkout);
-        if !target.join(".git").exists() {
-            // The prebuild has no checkout here: clone it.
-            self.run(ctx).await?;
+        let trusted = crate::git::is_trusted_checkout(&ctx.git, &ctx.content, &self.checkout)
+            .await
+            .map_err(|e| Error::InitFailed(format!("cannot inspect the prebuild checkout: {e}")))?;
+        if !trusted {
+            if target.join(".git").exists() {
+                return Err(Error::InitFailed(format!(
+                    "the prebuild checkout {} is not a plain git working copy or its config could run commands",
+                    self.checkout.display()
+                )));
+            }
+            // The prebuild has no checkout here: clone it (with the credentials fetched above).
+            self.run_with(ctx, creds).await?;
             return Ok(true);
         }
         let run = |args: Vec<String>| {

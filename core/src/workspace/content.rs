@@ -574,13 +574,9 @@ impl Daemon {
         }
 
         // The git status of the checkout, after the final backup and before the content goes.
-        let checkout = self
-            .inner
-            .store
-            .area()
-            .content_dir(&ws.id)
-            .join(record.checkout_location.as_deref().unwrap_or(""));
-        let git_status = match crate::git::status_of(&self.inner.git, &checkout).await {
+        let content = self.inner.store.area().content_dir(&ws.id);
+        let checkout = std::path::PathBuf::from(record.checkout_location.as_deref().unwrap_or(""));
+        let git_status = match crate::git::status_of(&self.inner.git, &content, &checkout).await {
             Ok(status) => status,
             Err(e) => {
                 tracing::warn!(id = %ws.id, error = %e, "cannot read the git status");
