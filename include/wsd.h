@@ -69,7 +69,8 @@ extern "C" {
 // callback runs exactly once with the outcome: the response, an error, WSD_CANCELLED after
 // [`wsd_pending_cancel`], or WSD_UNAVAILABLE when the daemon closes first. `user_data` is passed
 // through untouched and must be usable from another thread. `pending` may be NULL; otherwise it
-// receives a handle to cancel the call. When this function fails, the callback never runs.
+// receives a handle to cancel the call. When this function fails (WSD_UNAVAILABLE once the daemon
+// is closed), the callback never runs.
 enum wsd_status wsd_call_async(const struct wsd_daemon *daemon,
                                const char *method,
                                const uint8_t *request,

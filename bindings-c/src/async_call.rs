@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::boundary::{bytes_arg, ref_arg, str_arg};
 use crate::daemon::wsd_daemon;
-use crate::status::{fail_with, wsd_status};
+use crate::status::{fail, fail_with, wsd_status};
 
 /// Receives the result of [`wsd_call_async`], exactly once, on a daemon thread. `response` (encoded
 /// protobuf, `response_len` bytes) and `message` (the error text, NULL on success) are valid only
@@ -38,7 +38,8 @@ unsafe impl Send for UserData {}
 /// callback runs exactly once with the outcome: the response, an error, WSD_CANCELLED after
 /// [`wsd_pending_cancel`], or WSD_UNAVAILABLE when the daemon closes first. `user_data` is passed
 /// through untouched and must be usable from another thread. `pending` may be NULL; otherwise it
-/// receives a handle to cancel the call. When this function fails, the callback never runs.
+/// receives a handle to cancel the call. When this function fails (WSD_UNAVAILABLE once the daemon
+/// is closed), the callback never runs.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_call_async(
     daemon: *const wsd_daemon,
@@ -57,6 +58,9 @@ pub unsafe extern "C" fn wsd_call_async(
         let Some(callback) = callback else {
             return fail_with(wsd_status::WSD_NULL_ARGUMENT, "callback must not be NULL");
         };
+        if d.inner.is_closed() {
+            return fail(wsd_core::Error::ShuttingDown);
+        }
         let token = CancellationToken::new();
         if !pending.is_null() {
             let handle = Box::new(wsd_pending { token: token.clone() });

@@ -96,7 +96,7 @@ impl NativeDaemon {
 
     /// Calls the RPC at `method` with an encoded protobuf request. Answers at once when the call
     /// finishes without waiting, else with a Promise.
-    #[napi(ts_return_type = "CallOutcome | Promise<CallOutcome>")]
+    #[napi(catch_unwind, ts_return_type = "CallOutcome | Promise<CallOutcome>")]
     pub fn call<'env>(
         &self,
         env: &'env Env,
@@ -120,7 +120,7 @@ impl NativeDaemon {
 
     /// Calls the RPC at `method` with a request in the proto3 JSON mapping. Answers at once when
     /// the call finishes without waiting, else with a Promise.
-    #[napi(ts_return_type = "CallOutcome | Promise<CallOutcome>")]
+    #[napi(catch_unwind, ts_return_type = "CallOutcome | Promise<CallOutcome>")]
     pub fn call_json<'env>(
         &self,
         env: &'env Env,

@@ -27,6 +27,20 @@ fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> Cod
     }
 }
 
+/// Polls until the daemon knows `id` (an InitWorkspace started in the background has arrived).
+async fn wait_until_known(c: &mut Client, id: &str) {
+    for _ in 0..500 {
+        let r = c
+            .is_workspace_exists(IsWorkspaceExistsRequest { id: id.into() })
+            .await;
+        if r.is_ok_and(|r| r.into_inner().exists) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{id} never became known");
+}
+
 async fn init_ok(c: &mut Client, id: &str, meta: &str) {
     c.init_workspace(init_request(id, meta, empty()))
         .await
@@ -203,7 +217,7 @@ async fn states_gate_wait_snapshot_backup_and_duplicates() {
     let mut bg = c.clone();
     let init =
         tokio::spawn(async move { bg.init_workspace(init_request("ws-slow", "m", slow)).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until_known(&mut c, "ws-slow").await;
 
     let exists = c
         .is_workspace_exists(IsWorkspaceExistsRequest {
@@ -352,11 +366,11 @@ async fn wait_for_init_reports_a_failing_init() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = DaemonProcess::start(dir.path(), "").await;
     let mut c = d.client().await;
-    let (_server, failing) = download_after(Duration::from_secs(1), 404, "slow.txt").await;
+    let (_server, failing) = download_after(Duration::from_secs(3), 404, "slow.txt").await;
     let mut bg = c.clone();
     let init =
         tokio::spawn(async move { bg.init_workspace(init_request("ws-f", "m", failing)).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until_known(&mut c, "ws-f").await;
     let waited = c
         .wait_for_init(WaitForInitRequest { id: "ws-f".into() })
         .await;

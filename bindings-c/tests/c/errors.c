@@ -87,6 +87,7 @@ int main(int argc, char **argv) {
   CHECK_STATUS(wsd_daemon_close(d), WSD_OK);
   CHECK_STATUS(wsd_is_workspace_exists(d, "ws", &exists), WSD_UNAVAILABLE);
   CHECK_STATUS(wsd_call(d, "/wsdaemon.WorkspaceContentService/IsWorkspaceExists", NULL, 0, &response, &response_len), WSD_UNAVAILABLE);
+  CHECK_STATUS(wsd_call_async(d, "/wsdaemon.WorkspaceContentService/IsWorkspaceExists", NULL, 0, on_done, NULL, NULL), WSD_UNAVAILABLE);
   wsd_daemon_free(d);
   printf("errors ok\n");
   return 0;
