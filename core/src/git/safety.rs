@@ -52,15 +52,15 @@ pub fn check_url(field: &str, url: &str, allowed: &[String]) -> Result<()> {
     if url.is_empty() {
         return Err(refuse(field, "is required"));
     }
-    if let Some((_, rest)) = url.split_once("://") {
+    if let Some((scheme, rest)) = url.split_once("://") {
         let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if authority
-            .rsplit_once('@')
-            .is_some_and(|(userinfo, _)| userinfo.contains(':'))
-        {
+        let userinfo = authority.rsplit_once('@').map(|(u, _)| u);
+        // A password, or any user part of an http(s) URL (often a token), would reach git's argv.
+        let http = scheme.to_ascii_lowercase().starts_with("http");
+        if userinfo.is_some_and(|u| u.contains(':') || http) {
             return Err(refuse(
                 field,
-                "must not contain a password: pass credentials in config (auth_user, auth_password)",
+                "must not contain credentials: pass them in config (auth_user, auth_password)",
             ));
         }
     }
@@ -194,7 +194,8 @@ mod tests {
     fn urls_outside_the_allow_list_are_refused() {
         assert!(check_url("remote_uri", "https://h/r.git", &allowed()).is_ok());
         assert!(check_url("remote_uri", "git@h:r.git", &allowed()).is_ok());
-        assert!(check_url("remote_uri", "https://token@h/r.git", &allowed()).is_ok());
+        assert!(check_url("remote_uri", "https://token@h/r.git", &allowed()).is_err());
+        assert!(check_url("remote_uri", "ssh://git@h/r.git", &allowed()).is_ok());
         assert!(check_url("remote_uri", "https://u:secret@h/r.git", &allowed()).is_err());
         assert_eq!(
             scheme_and_host("https://u@h.example:8443/o/r.git"),
