@@ -12,16 +12,8 @@ use std::time::{Duration, Instant};
 use wsd_proto::contentservice::workspace_initializer::Spec;
 use wsd_proto::contentservice::EmptyInitializer;
 use wsd_proto::wsdaemon::{BackupWorkspaceRequest, DisposeWorkspaceRequest};
+use wsd_tests::bench::{arg, median, Scratch};
 use wsd_tests::{init_request, DaemonProcess};
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn sh(script: &str, dir: &Path) -> Duration {
     let started = Instant::now();
@@ -32,11 +24,6 @@ fn sh(script: &str, dir: &Path) -> Duration {
         .expect("run shell");
     assert!(status.success(), "{script} failed");
     started.elapsed()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 /// Resets the peak RSS of `pid` (clear_refs 5) so that a later VmHWM covers one phase only.
@@ -97,39 +84,13 @@ fn count_entries(dir: &Path) -> usize {
         .sum()
 }
 
-struct Tmpfs(PathBuf, bool);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        if self.1 {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let size_mib = arg("--size-mib", 1024);
     let rounds = arg("--rounds", 3).max(1) as usize;
-    let root = std::env::temp_dir().join(format!("wsd-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&root).expect("bench folder");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=12g", "wsd-bench"])
-        .arg(&root)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    let _cleanup = Tmpfs(root.clone(), mounted);
-    println!(
-        "bench folder: {} ({})",
-        root.display(),
-        if mounted {
-            "tmpfs"
-        } else {
-            "NOT tmpfs: run as root for meaningful figures"
-        }
-    );
+    let scratch = Scratch::new("wsd-bench", "12g");
+    let root = scratch.path().to_path_buf();
+    println!("bench folder: {} ({})", root.display(), scratch.describe());
 
     let d = DaemonProcess::start(&root.join("node"), "[limits]\ninit_timeout_secs = 7200\n").await;
     let pid = d.pid();

@@ -7,22 +7,14 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use wsd_proto::contentservice::workspace_initializer::Spec;
 use wsd_proto::contentservice::{GitConfig, GitInitializer};
 use wsd_proto::wsdaemon::DisposeWorkspaceRequest;
+use wsd_tests::bench::{arg, median, Scratch};
 use wsd_tests::git_server::{git, GitServer};
 use wsd_tests::{init_request, DaemonProcess};
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A bare repository with `files` files in the first commit and `commits` commits in all,
 /// written with git fast-import.
@@ -66,36 +58,13 @@ fn generate(dir: &Path, files: usize, commits: usize) -> PathBuf {
     bare
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
-struct Tmpfs(PathBuf, bool);
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        if self.1 {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let files = arg("--files", 20_000);
-    let commits = arg("--commits", 2_000);
-    let rounds = arg("--rounds", 3).max(1);
-    let root = std::env::temp_dir().join(format!("wsd-bench-git-{}", std::process::id()));
-    std::fs::create_dir_all(&root).expect("mkdir");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=8g", "wsd-bench-git"])
-        .arg(&root)
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    let _cleanup = Tmpfs(root.clone(), mounted);
+    let files = arg("--files", 20_000) as usize;
+    let commits = arg("--commits", 2_000) as usize;
+    let rounds = arg("--rounds", 3).max(1) as usize;
+    let scratch = Scratch::new("wsd-bench-git", "8g");
+    let root = scratch.path().to_path_buf();
     let repos = root.join("repos");
     std::fs::create_dir_all(&repos).expect("mkdir");
     let started = Instant::now();
@@ -103,7 +72,7 @@ async fn main() {
     println!(
         "repository: {files} files, {commits} commits, generated in {:.1}s ({})",
         started.elapsed().as_secs_f64(),
-        if mounted { "tmpfs" } else { "NOT tmpfs" }
+        scratch.describe()
     );
     let server = GitServer::start(&repos, None).await;
     let url = server.url("big.git");
