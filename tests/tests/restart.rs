@@ -148,3 +148,45 @@ async fn housekeeping_removes_orphaned_content_folders() {
     assert!(area.join("fresh-orphan").exists(), "young folders are kept");
     assert!(area.join("ws-live").exists(), "live workspaces are kept");
 }
+
+#[tokio::test]
+async fn a_repeated_dispose_after_a_restart_answers_the_same() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = DaemonProcess::start(dir.path(), "").await;
+    let mut c = d.client().await;
+    c.init_workspace(init_request(
+        "ws-gone",
+        "meta-g",
+        Spec::Empty(EmptyInitializer {}),
+    ))
+    .await
+    .expect("init");
+    let dispose = || DisposeWorkspaceRequest {
+        id: "ws-gone".into(),
+        backup: true,
+        backup_logs: false,
+    };
+    let first = c
+        .dispose_workspace(dispose())
+        .await
+        .expect("dispose")
+        .into_inner();
+    d.stop_with(Signal::SIGTERM).await;
+    d.restart().await;
+    let mut c = d.client().await;
+    let again = c
+        .dispose_workspace(dispose())
+        .await
+        .expect("dispose after restart")
+        .into_inner();
+    assert_eq!(again, first);
+    let never = c
+        .dispose_workspace(DisposeWorkspaceRequest {
+            id: "never-seen".into(),
+            backup: false,
+            backup_logs: false,
+        })
+        .await
+        .expect_err("never seen");
+    assert_eq!(never.code(), tonic::Code::NotFound);
+}

@@ -479,6 +479,7 @@ impl Daemon {
                 .inner
                 .store
                 .disposed(&req.id)
+                .await
                 .map(|outcome| DisposeWorkspaceResponse {
                     git_status: outcome.git_status,
                 })
@@ -542,7 +543,10 @@ impl Daemon {
             if failed {
                 // The failed init already removed everything.
                 let outcome = DisposeOutcome::default();
-                self.inner.store.record_disposed(&ws.id, outcome.clone());
+                self.inner
+                    .store
+                    .record_disposed(&ws.id, outcome.clone())
+                    .await;
                 return Ok(outcome);
             }
         }
@@ -588,7 +592,10 @@ impl Daemon {
         // DisposeWorkspace tries again. The record of the result exists before the instance is
         // forgotten, so repeated calls always find one or the other.
         self.inner.store.remove_files_of(&ws.id).await?;
-        self.inner.store.record_disposed(&ws.id, outcome.clone());
+        self.inner
+            .store
+            .record_disposed(&ws.id, outcome.clone())
+            .await;
         self.inner.store.forget(&ws.id);
         metrics::counter!("wsd_workspace_disposals_total").increment(1);
         tracing::info!(id = %ws.id, backup, "workspace disposed");

@@ -13,10 +13,13 @@ use tokio::sync::watch;
 
 use super::state::{write_atomically, ContentState, WorkspaceRecord};
 use crate::error::{Error, Result};
+use prost::Message;
 use wsd_proto::contentservice::GitStatus;
+use wsd_proto::wsdaemon::DisposeWorkspaceResponse;
 
 const STATE_SUFFIX: &str = ".workspace.json";
 const DAEMON_SUFFIX: &str = "-daemon";
+const DISPOSED_FOLDER: &str = ".disposed";
 
 #[derive(Debug, Clone)]
 pub struct WorkingArea {
@@ -223,6 +226,7 @@ impl Store {
             return Err(Error::WorkspaceExists(record.id));
         }
         lock(&self.disposed).remove(&record.id);
+        let _ = std::fs::remove_file(self.disposed_file(&record.id));
         let ws = Arc::new(Workspace::new(record, InitPhase::Running));
         live.insert(ws.id.clone(), ws.clone());
         Ok(ws)
@@ -284,28 +288,91 @@ impl Store {
         remove_instance_files(&self.area, id)
     }
 
-    pub fn record_disposed(&self, id: &str, outcome: DisposeOutcome) {
+    /// `<area>/.disposed/<id>.pb`: the answer of a finished disposal, so that a repeated
+    /// DisposeWorkspace answers the same also after a restart.
+    fn disposed_file(&self, id: &str) -> PathBuf {
+        self.area
+            .root()
+            .join(DISPOSED_FOLDER)
+            .join(format!("{id}.pb"))
+    }
+
+    /// Remembers the outcome of a finished disposal (in memory and on disk) for the record TTL.
+    pub async fn record_disposed(&self, id: &str, outcome: DisposeOutcome) {
         lock(&self.disposed).insert(
             id.to_string(),
             Disposed {
                 at: Instant::now(),
-                outcome,
+                outcome: outcome.clone(),
             },
         );
+        let path = self.disposed_file(id);
+        let bytes = DisposeWorkspaceResponse {
+            git_status: outcome.git_status,
+        }
+        .encode_to_vec();
+        let written = tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            write_atomically(&path, &bytes)
+        })
+        .await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::warn!(id, "cannot persist the dispose record; repeated calls after a restart answer NOT_FOUND");
+        }
     }
 
-    pub fn disposed(&self, id: &str) -> Option<DisposeOutcome> {
-        let disposed = lock(&self.disposed);
-        disposed
-            .get(id)
-            .filter(|d| d.at.elapsed() < self.disposed_ttl)
-            .map(|d| d.outcome.clone())
+    /// The outcome of a disposal finished less than the record TTL ago.
+    pub async fn disposed(&self, id: &str) -> Option<DisposeOutcome> {
+        if let Some(d) = lock(&self.disposed).get(id) {
+            return (d.at.elapsed() < self.disposed_ttl).then(|| d.outcome.clone());
+        }
+        let path = self.disposed_file(id);
+        let ttl = self.disposed_ttl;
+        let found = tokio::task::spawn_blocking(move || -> Option<(Duration, Vec<u8>)> {
+            let age = std::fs::metadata(&path)
+                .ok()?
+                .modified()
+                .ok()?
+                .elapsed()
+                .ok()?;
+            (age < ttl).then(|| std::fs::read(&path).ok().map(|b| (age, b)))?
+        })
+        .await
+        .ok()??;
+        let (age, bytes) = found;
+        let response = DisposeWorkspaceResponse::decode(bytes.as_slice()).ok()?;
+        let outcome = DisposeOutcome {
+            git_status: response.git_status,
+        };
+        lock(&self.disposed).insert(
+            id.to_string(),
+            Disposed {
+                at: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+                outcome: outcome.clone(),
+            },
+        );
+        Some(outcome)
     }
 
     /// Drops expired dispose records and removes content folders that no state file owns and that
     /// are older than `max_age`. Returns the names removed.
     pub fn housekeeping(&self, max_age: Duration) -> std::io::Result<Vec<String>> {
         lock(&self.disposed).retain(|_, d| d.at.elapsed() < self.disposed_ttl);
+        if let Ok(entries) = std::fs::read_dir(self.area.root().join(DISPOSED_FOLDER)) {
+            for entry in entries.flatten() {
+                let expired = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_none_or(|age| age >= self.disposed_ttl);
+                if expired {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
         let live: std::collections::HashSet<String> = lock(&self.live).keys().cloned().collect();
         let mut removed = Vec::new();
         for entry in std::fs::read_dir(self.area.root())? {
