@@ -327,48 +327,54 @@ export interface WorkspaceStateResponse {
   state?: WorkspaceContentState
 }
 
+/** Options of one call. */
+export interface CallOptions {
+  /** The caller's deadline in milliseconds: waits (e.g. WaitForInit) end with DEADLINE_EXCEEDED; started work goes on. */
+  timeoutMs?: number
+}
+
 /** One async method per RPC of the contract; RPCs this daemon does not serve reject with UNIMPLEMENTED. */
 export interface DaemonMethods {
   /** /wsdaemon.WorkspaceContentService/InitWorkspace */
-  initWorkspace(request?: InitWorkspaceRequest): Promise<InitWorkspaceResponse>
+  initWorkspace(request?: InitWorkspaceRequest, options?: CallOptions): Promise<InitWorkspaceResponse>
   /** /wsdaemon.WorkspaceContentService/WaitForInit */
-  waitForInit(request?: WaitForInitRequest): Promise<WaitForInitResponse>
+  waitForInit(request?: WaitForInitRequest, options?: CallOptions): Promise<WaitForInitResponse>
   /** /wsdaemon.WorkspaceContentService/IsWorkspaceExists */
-  isWorkspaceExists(request?: IsWorkspaceExistsRequest): Promise<IsWorkspaceExistsResponse>
+  isWorkspaceExists(request?: IsWorkspaceExistsRequest, options?: CallOptions): Promise<IsWorkspaceExistsResponse>
   /** /wsdaemon.WorkspaceContentService/TakeSnapshot */
-  takeSnapshot(request?: TakeSnapshotRequest): Promise<TakeSnapshotResponse>
+  takeSnapshot(request?: TakeSnapshotRequest, options?: CallOptions): Promise<TakeSnapshotResponse>
   /** /wsdaemon.WorkspaceContentService/DisposeWorkspace */
-  disposeWorkspace(request?: DisposeWorkspaceRequest): Promise<DisposeWorkspaceResponse>
+  disposeWorkspace(request?: DisposeWorkspaceRequest, options?: CallOptions): Promise<DisposeWorkspaceResponse>
   /** /wsdaemon.WorkspaceContentService/BackupWorkspace */
-  backupWorkspace(request?: BackupWorkspaceRequest): Promise<BackupWorkspaceResponse>
+  backupWorkspace(request?: BackupWorkspaceRequest, options?: CallOptions): Promise<BackupWorkspaceResponse>
   /** /wsdaemon.WorkspaceContentExt/SnapshotStatus */
-  snapshotStatus(request?: SnapshotStatusRequest): Promise<SnapshotStatusResponse>
+  snapshotStatus(request?: SnapshotStatusRequest, options?: CallOptions): Promise<SnapshotStatusResponse>
   /** /wsdaemon.WorkspaceContentExt/WorkspaceState */
-  workspaceState(request?: WorkspaceStateRequest): Promise<WorkspaceStateResponse>
+  workspaceState(request?: WorkspaceStateRequest, options?: CallOptions): Promise<WorkspaceStateResponse>
   /** /iws.InWorkspaceService/PrepareForUserNS (not served yet: rejects with UNIMPLEMENTED) */
-  prepareForUserNS(request?: PrepareForUserNSRequest): Promise<PrepareForUserNSResponse>
+  prepareForUserNS(request?: PrepareForUserNSRequest, options?: CallOptions): Promise<PrepareForUserNSResponse>
   /** /iws.InWorkspaceService/WriteIDMapping (not served yet: rejects with UNIMPLEMENTED) */
-  writeIDMapping(request?: WriteIDMappingRequest): Promise<WriteIDMappingResponse>
+  writeIDMapping(request?: WriteIDMappingRequest, options?: CallOptions): Promise<WriteIDMappingResponse>
   /** /iws.InWorkspaceService/EvacuateCGroup (not served yet: rejects with UNIMPLEMENTED) */
-  evacuateCGroup(request?: EvacuateCGroupRequest): Promise<EvacuateCGroupResponse>
+  evacuateCGroup(request?: EvacuateCGroupRequest, options?: CallOptions): Promise<EvacuateCGroupResponse>
   /** /iws.InWorkspaceService/MountProc (not served yet: rejects with UNIMPLEMENTED) */
-  mountProc(request?: MountProcRequest): Promise<MountProcResponse>
+  mountProc(request?: MountProcRequest, options?: CallOptions): Promise<MountProcResponse>
   /** /iws.InWorkspaceService/UmountProc (not served yet: rejects with UNIMPLEMENTED) */
-  umountProc(request?: UmountProcRequest): Promise<UmountProcResponse>
+  umountProc(request?: UmountProcRequest, options?: CallOptions): Promise<UmountProcResponse>
   /** /iws.InWorkspaceService/MountSysfs (not served yet: rejects with UNIMPLEMENTED) */
-  mountSysfs(request?: MountProcRequest): Promise<MountProcResponse>
+  mountSysfs(request?: MountProcRequest, options?: CallOptions): Promise<MountProcResponse>
   /** /iws.InWorkspaceService/UmountSysfs (not served yet: rejects with UNIMPLEMENTED) */
-  umountSysfs(request?: UmountProcRequest): Promise<UmountProcResponse>
+  umountSysfs(request?: UmountProcRequest, options?: CallOptions): Promise<UmountProcResponse>
   /** /iws.InWorkspaceService/MountNfs (not served yet: rejects with UNIMPLEMENTED) */
-  mountNfs(request?: MountNfsRequest): Promise<MountNfsResponse>
+  mountNfs(request?: MountNfsRequest, options?: CallOptions): Promise<MountNfsResponse>
   /** /iws.InWorkspaceService/UmountNfs (not served yet: rejects with UNIMPLEMENTED) */
-  umountNfs(request?: UmountNfsRequest): Promise<UmountNfsResponse>
+  umountNfs(request?: UmountNfsRequest, options?: CallOptions): Promise<UmountNfsResponse>
   /** /iws.InWorkspaceService/Teardown (not served yet: rejects with UNIMPLEMENTED) */
-  teardown(request?: TeardownRequest): Promise<TeardownResponse>
+  teardown(request?: TeardownRequest, options?: CallOptions): Promise<TeardownResponse>
   /** /iws.InWorkspaceService/WipingTeardown (not served yet: rejects with UNIMPLEMENTED) */
-  wipingTeardown(request?: WipingTeardownRequest): Promise<WipingTeardownResponse>
+  wipingTeardown(request?: WipingTeardownRequest, options?: CallOptions): Promise<WipingTeardownResponse>
   /** /iws.InWorkspaceService/SetupPairVeths (not served yet: rejects with UNIMPLEMENTED) */
-  setupPairVeths(request?: SetupPairVethsRequest): Promise<SetupPairVethsResponse>
+  setupPairVeths(request?: SetupPairVethsRequest, options?: CallOptions): Promise<SetupPairVethsResponse>
   /** /iws.InWorkspaceService/WorkspaceInfo (not served yet: rejects with UNIMPLEMENTED) */
-  workspaceInfo(request?: WorkspaceInfoRequest): Promise<WorkspaceInfoResponse>
+  workspaceInfo(request?: WorkspaceInfoRequest, options?: CallOptions): Promise<WorkspaceInfoResponse>
 }

@@ -20,12 +20,12 @@ export declare class NativeDaemon {
    * Calls the RPC at `method` with an encoded protobuf request. Answers at once when the call
    * finishes without waiting, else with a Promise.
    */
-  call(method: string, request: Buffer): CallOutcome | Promise<CallOutcome>
+  call(method: string, request: Buffer, timeoutMs?: number | undefined | null): CallOutcome | Promise<CallOutcome>
   /**
    * Calls the RPC at `method` with a request in the proto3 JSON mapping. Answers at once when
    * the call finishes without waiting, else with a Promise.
    */
-  callJson(method: string, requestJson: string): CallOutcome | Promise<CallOutcome>
+  callJson(method: string, requestJson: string, timeoutMs?: number | undefined | null): CallOutcome | Promise<CallOutcome>
   /**
    * Stops accepting calls, lets in-flight work finish (up to the shutdown grace time) and stops
    * the daemon's threads, without blocking the event loop. Idempotent.

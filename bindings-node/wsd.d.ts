@@ -1,6 +1,6 @@
 // Types of the facade (wsd.js). Message types and the per-RPC methods are generated in api.d.ts.
 import type { ApiMethod } from './index'
-import type { DaemonMethods } from './api'
+import type { CallOptions, DaemonMethods } from './api'
 
 export * from './api'
 export type { ApiMethod } from './index'
@@ -70,9 +70,9 @@ export interface Daemon extends DaemonMethods {}
 export declare class Daemon {
   constructor(options?: DaemonOptions)
   /** Calls the RPC at `method` with an encoded protobuf request; resolves to the encoded response. */
-  call(method: string, request: Uint8Array): Promise<Buffer>
+  call(method: string, request: Uint8Array, options?: CallOptions): Promise<Buffer>
   /** Calls the RPC at `method` with a plain object in the proto3 JSON mapping. */
-  callObject<T = unknown>(method: string, request?: object): Promise<T>
+  callObject<T = unknown>(method: string, request?: object, options?: CallOptions): Promise<T>
   /** Lets in-flight work finish and stops the daemon; later calls reject with UNAVAILABLE. */
   close(): Promise<void>
 }

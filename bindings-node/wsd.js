@@ -61,14 +61,14 @@ class Daemon {
   }
 
   /** Calls the RPC at `method` (e.g. "/wsdaemon.WorkspaceContentService/InitWorkspace") with an encoded protobuf request; resolves to the encoded response. */
-  async call(method, request) {
-    const outcome = check(await this.#native.call(String(method), Buffer.from(request ?? [])))
+  async call(method, request, options = {}) {
+    const outcome = check(await this.#native.call(String(method), Buffer.from(request ?? []), timeoutOf(options)))
     return outcome.response ?? Buffer.alloc(0)
   }
 
   /** Calls the RPC at `method` with a plain object in the proto3 JSON mapping; resolves to the response object. */
-  async callObject(method, request = {}) {
-    const outcome = check(await this.#native.callJson(String(method), JSON.stringify(request ?? {})))
+  async callObject(method, request = {}, options = {}) {
+    const outcome = check(await this.#native.callJson(String(method), JSON.stringify(request ?? {}), timeoutOf(options)))
     return JSON.parse(outcome.json)
   }
 
@@ -76,6 +76,12 @@ class Daemon {
   async close() {
     check(await this.#native.close())
   }
+}
+
+/** `options.timeoutMs`: the caller's deadline; waits end with DEADLINE_EXCEEDED. */
+function timeoutOf(options) {
+  const t = options?.timeoutMs
+  return typeof t === 'number' && Number.isFinite(t) && t >= 0 ? t : undefined
 }
 
 function lowerFirst(name) {
@@ -87,8 +93,8 @@ for (const m of methods) {
   const name = lowerFirst(m.name)
   if (Object.prototype.hasOwnProperty.call(Daemon.prototype, name)) continue
   Object.defineProperty(Daemon.prototype, name, {
-    value: function (request) {
-      return this.callObject(m.path, request)
+    value: function (request, options) {
+      return this.callObject(m.path, request, options)
     },
     writable: true,
     configurable: true,

@@ -49,6 +49,17 @@ pub fn version() -> String {
     wsd_core::version().to_string()
 }
 
+/// The caller's deadline: `timeout_ms` from now (waits such as WaitForInit end with
+/// DEADLINE_EXCEEDED; detached work such as an init goes on).
+fn context(timeout_ms: Option<f64>) -> CallContext {
+    match timeout_ms {
+        Some(ms) if ms.is_finite() && ms >= 0.0 => {
+            CallContext::with_timeout(std::time::Duration::from_secs_f64(ms / 1000.0))
+        }
+        _ => CallContext::default(),
+    }
+}
+
 /// Runs `work`: the outcome at once when it finishes on this thread (no thread hop, no Promise),
 /// else a Promise settled from the daemon's threads when it is done. The event loop never waits.
 fn settle<'env, T: Send + 'static>(
@@ -102,6 +113,7 @@ impl NativeDaemon {
         env: &'env Env,
         method: String,
         request: Buffer,
+        timeout_ms: Option<f64>,
     ) -> napi::Result<Either<CallOutcome, Object<'env>>> {
         let Some(daemon) = self.daemon() else {
             return Ok(Either::A(CallOutcome::bytes(Err(
@@ -113,7 +125,7 @@ impl NativeDaemon {
         settle(
             env,
             &daemon,
-            async move { core.call(&method, request, CallContext::default()).await },
+            async move { core.call(&method, request, context(timeout_ms)).await },
             CallOutcome::bytes,
         )
     }
@@ -126,6 +138,7 @@ impl NativeDaemon {
         env: &'env Env,
         method: String,
         request_json: String,
+        timeout_ms: Option<f64>,
     ) -> napi::Result<Either<CallOutcome, Object<'env>>> {
         let Some(daemon) = self.daemon() else {
             return Ok(Either::A(CallOutcome::json(Err(
@@ -137,7 +150,7 @@ impl NativeDaemon {
             env,
             &daemon,
             async move {
-                core.call_json(&method, &request_json, CallContext::default())
+                core.call_json(&method, &request_json, context(timeout_ms))
                     .await
             },
             CallOutcome::json,

@@ -153,6 +153,32 @@ test('the event loop keeps ticking during a long backup', async (t) => {
   assert.ok(existsSync(join(dir, 'storage/gitpod-user-owner-1/workspaces/m/full.tar.zst')))
 })
 
+test('a caller deadline ends a wait with DEADLINE_EXCEEDED, not the init', async (t) => {
+  const dir = scratch(t)
+  const d = new Daemon(options(dir))
+  t.after(() => d.close())
+  // A server that accepts and never answers keeps the init SETTING_UP.
+  const { createServer } = await import('node:net')
+  const sockets = []
+  const silent = createServer((s) => sockets.push(s))
+  await new Promise((r) => silent.listen(0, '127.0.0.1', r))
+  t.after(() => { sockets.forEach((s) => s.destroy()); silent.close() })
+  const url = `http://127.0.0.1:${silent.address().port}/never`
+  const init = d.initWorkspace(init_('ws-hang', 'm', url)).catch((e) => e)
+  for (let i = 0; i < 200 && !(await d.isWorkspaceExists({ id: 'ws-hang' })).exists; i++) {
+    await new Promise((r) => setTimeout(r, 10))
+  }
+  const started = Date.now()
+  await rejectsWith(d.waitForInit({ id: 'ws-hang' }, { timeoutMs: 200 }), 'DEADLINE_EXCEEDED')
+  assert.ok(Date.now() - started < 5000)
+  assert.deepEqual(await d.workspaceState({ id: 'ws-hang' }), { state: 'SETTING_UP' }, 'the init goes on')
+  void init
+})
+
+function init_(id, metaId, url) {
+  return init(id, metaId, { download: { files: [{ url, filePath: 'f', digest: `sha256:${'0'.repeat(64)}` }] } })
+}
+
 test('every RPC of the contract has a method', () => {
   assert.ok(methods.length >= 21)
   for (const m of methods) {

@@ -10,7 +10,7 @@ async function main(): Promise<void> {
     storageQuotaBytes: '0',
   }
   await d.initWorkspace(req)
-  const exists: IsWorkspaceExistsResponse = await d.isWorkspaceExists({ id: 'ws1' })
+  const exists: IsWorkspaceExistsResponse = await d.isWorkspaceExists({ id: 'ws1' }, { timeoutMs: 1000 })
   const flag: boolean | undefined = exists.exists
   const { url } = await d.backupWorkspace({ id: 'ws1' })
   const state = (await d.workspaceState({ id: 'ws1' })).state

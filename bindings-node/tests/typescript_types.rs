@@ -103,6 +103,7 @@ fn generate() -> String {
         out.push_str("}\n\n");
     }
 
+    out.push_str("/** Options of one call. */\nexport interface CallOptions {\n  /** The caller's deadline in milliseconds: waits (e.g. WaitForInit) end with DEADLINE_EXCEEDED; started work goes on. */\n  timeoutMs?: number\n}\n\n");
     out.push_str("/** One async method per RPC of the contract; RPCs this daemon does not serve reject with UNIMPLEMENTED. */\nexport interface DaemonMethods {\n");
     let mut seen = BTreeSet::new();
     for m in wsd_core::json::api_methods().expect("methods") {
@@ -114,7 +115,7 @@ fn generate() -> String {
         let output = pool.get_message_by_name(&m.output).expect("output type");
         writeln!(
             out,
-            "  /** {}{} */\n  {js}(request?: {}): Promise<{}>",
+            "  /** {}{} */\n  {js}(request?: {}, options?: CallOptions): Promise<{}>",
             m.path,
             if m.served {
                 ""
