@@ -126,6 +126,11 @@ impl Daemon {
         &self.inner.config
     }
 
+    /// Cancelled when shutdown begins: waits that run outside the daemon's tasks end on it.
+    pub fn closing(&self) -> CancellationToken {
+        self.inner.closing.clone()
+    }
+
     /// Fails new work once shutdown has begun.
     pub(crate) fn check_open(&self) -> Result<()> {
         if self.inner.closing.is_cancelled() {

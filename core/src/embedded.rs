@@ -92,7 +92,16 @@ impl EmbeddedDaemon {
                 "a blocking call was made from a thread of an async runtime (for example inside a callback); use the asynchronous call there".into(),
             ));
         }
-        self.handle.block_on(work)
+        // The work runs on the caller's thread, where the runtime's shutdown cannot drop it: end
+        // it when closing begins, so a blocked caller (a WaitForInit) never holds up a close.
+        let closing = self.daemon.closing();
+        self.handle.block_on(async move {
+            tokio::select! {
+                biased;
+                result = work => result,
+                _ = closing.cancelled() => Err(Error::ShuttingDown),
+            }
+        })
     }
 
     /// Polls `work` once on the calling thread (inside the daemon's runtime context): most calls
@@ -368,6 +377,65 @@ mod tests {
             Some(false)
         );
         assert!(init_rx.recv_timeout(Duration::from_millis(100)).is_err());
+    }
+
+    #[test]
+    fn close_wakes_a_caller_blocked_in_a_wait() {
+        use wsd_proto::contentservice::file_download_initializer::FileInfo;
+        use wsd_proto::contentservice::{workspace_initializer::Spec, FileDownloadInitializer};
+        use wsd_proto::wsdaemon::{InitWorkspaceRequest, WaitForInitRequest, WorkspaceMetadata};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!("{}[limits]\nshutdown_grace_secs = 1\n", config(dir.path()));
+        let d = std::sync::Arc::new(
+            EmbeddedDaemon::start(EmbeddedDaemon::parse_config(&text).expect("config"))
+                .expect("start"),
+        );
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/never", silent.local_addr().expect("addr"));
+        let init = InitWorkspaceRequest {
+            id: "ws-hang".into(),
+            metadata: Some(WorkspaceMetadata {
+                owner: "o".into(),
+                meta_id: "m".into(),
+            }),
+            initializer: Some(wsd_proto::contentservice::WorkspaceInitializer {
+                spec: Some(Spec::Download(FileDownloadInitializer {
+                    files: vec![FileInfo {
+                        url,
+                        file_path: "f".into(),
+                        digest: format!("sha256:{}", "0".repeat(64)),
+                    }],
+                    target_location: String::new(),
+                })),
+            }),
+            ..Default::default()
+        };
+        d.call_with_callback(
+            "/wsdaemon.WorkspaceContentService/InitWorkspace",
+            init.encode_to_vec(),
+            CancellationToken::new(),
+            |_| {},
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let d = d.clone();
+            std::thread::spawn(move || {
+                let req = WaitForInitRequest {
+                    id: "ws-hang".into(),
+                }
+                .encode_to_vec();
+                let r = d.call_blocking("/wsdaemon.WorkspaceContentService/WaitForInit", req, None);
+                let _ = tx.send(r.map_err(|e| e.code()));
+            });
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        d.close();
+        let got = rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("the blocked caller returned");
+        assert_eq!(got.expect_err("woken by close"), crate::Code::Unavailable);
     }
 
     #[test]
