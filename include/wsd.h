@@ -53,8 +53,8 @@ typedef struct wsd_daemon wsd_daemon;
 typedef struct wsd_pending wsd_pending;
 
 // Receives the result of [`wsd_call_async`], exactly once, on a daemon thread. `response` (encoded
-// protobuf, `response_len` bytes) and `message` (the error text, NULL on success) are valid only
-// during the callback. The callback must not block for long nor call `wsd_daemon_close`/`_free`.
+// protobuf, `response_len` bytes; NULL when empty) and `message` (the error text, NULL on success)
+// are valid only during the callback. The callback must not block for long nor call `wsd_daemon_close`/`_free`.
 typedef void (*wsd_callback)(void *user_data,
                              enum wsd_status status,
                              const uint8_t *response,
@@ -88,7 +88,8 @@ void wsd_pending_free(struct wsd_pending *pending);
 
 // Calls the operation at `method` (a full gRPC path such as
 // "/wsdaemon.WorkspaceContentService/InitWorkspace") with an encoded protobuf request. On success
-// `*response`/`*response_len` receive the encoded response, to be freed with `wsd_bytes_free`.
+// `*response`/`*response_len` receive the encoded response (NULL and 0 when it is empty), to be
+// freed with `wsd_bytes_free`.
 // Blocks the calling thread until the operation is done.
 enum wsd_status wsd_call(const struct wsd_daemon *daemon,
                          const char *method,

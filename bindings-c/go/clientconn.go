@@ -33,6 +33,10 @@ func (c clientConn) Invoke(ctx context.Context, method string, args, reply any, 
 	if !ok {
 		return &Error{Code: codes.Internal, Message: fmt.Sprintf("reply type %T is not a proto.Message", reply)}
 	}
+	// A typed nil (e.g. (*IsWorkspaceExistsResponse)(nil)) cannot be unmarshalled into.
+	if !req.ProtoReflect().IsValid() || !rep.ProtoReflect().IsValid() {
+		return &Error{Code: codes.Internal, Message: "request and reply must not be nil messages"}
+	}
 	return c.d.invokeMessage(ctx, method, req, rep)
 }
 

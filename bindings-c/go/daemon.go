@@ -258,6 +258,9 @@ func (d *Daemon) callAsync(ctx context.Context, method string, req []byte) ([]by
 	defer release()
 	reqPtr, reqLen := cBytes(req)
 
+	// d must stay reachable until the result is read: otherwise a GC during the wait could run
+	// the finalizer and close the daemon under the call.
+	defer runtime.KeepAlive(d)
 	ch := make(chan asyncResult, 1)
 	h := cgo.NewHandle(ch)
 
@@ -292,6 +295,14 @@ func (d *Daemon) callAsync(ctx context.Context, method string, req []byte) ([]by
 		}
 		return nil, errorFromStatus(res.status, res.message)
 	case <-ctx.Done():
+		// A result that arrived together with the end of ctx wins.
+		select {
+		case res := <-ch:
+			if res.status == statusOK {
+				return res.resp, nil
+			}
+		default:
+		}
 		// Only the wait ends: work that must not be abandoned half-way goes on in the daemon.
 		// The callback still runs (with CANCELLED) and releases the handle.
 		C.wsd_pending_cancel(pending)

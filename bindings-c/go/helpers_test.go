@@ -92,6 +92,8 @@ func testDaemon(t testing.TB) (*Daemon, string) {
 		"working_area": area,
 		"storage":      map[string]any{"local_path": filepath.Join(dir, "storage")},
 		"limits":       map[string]any{"shutdown_grace_secs": 1},
+		// Tests that keep a download hanging must not see it time out.
+		"download": map[string]any{"attempt_timeout_secs": 3600},
 	})
 	d, err := New(string(cfg))
 	if err != nil {

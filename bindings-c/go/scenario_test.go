@@ -236,6 +236,11 @@ func TestClientConnStreamsUnimplemented(t *testing.T) {
 		t.Fatalf("Invoke with a string: %v, want Internal", err)
 	}
 	// A method path with a NUL byte cannot reach C.
+	var nilReply *wsdaemon.IsWorkspaceExistsResponse
+	err = d.ClientConn().Invoke(context.Background(), wsdaemon.WorkspaceContentService_IsWorkspaceExists_FullMethodName, &wsdaemon.IsWorkspaceExistsRequest{Id: "x"}, nilReply)
+	if status.Code(err) != codes.Internal {
+		t.Fatalf("Invoke with a nil reply: %v, want Internal", err)
+	}
 	err = d.ClientConn().Invoke(context.Background(), "/a\x00b", &wsdaemon.IsWorkspaceExistsRequest{}, new(wsdaemon.IsWorkspaceExistsResponse))
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("Invoke with a NUL byte: %v, want InvalidArgument", err)

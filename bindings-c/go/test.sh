@@ -38,7 +38,8 @@ go vet ./...
 rc=0
 echo "== go test (normal)"
 go test -v -count=1 -timeout 300s ./... || rc=1
-echo "== go test (GOGC=1 GODEBUG=invalidptr=1,cgocheck=1)"
-# -exec sets the variables for the test binaries only, so the compiler does not run with GOGC=1.
-go test -count=1 -timeout 600s -exec "env GOGC=1 GODEBUG=invalidptr=1,cgocheck=1" ./... || rc=1
+echo "== go test (GOEXPERIMENT=cgocheck2, GOGC=1)"
+# cgocheck2 checks every pointer write into C-visible memory; -exec sets GOGC=1 (a collection at
+# nearly every allocation) for the test binaries only, not for the compiler.
+GOEXPERIMENT=cgocheck2 go test -count=1 -timeout 600s -exec "env GOGC=1" ./... || rc=1
 exit $rc

@@ -10,8 +10,8 @@ use crate::daemon::wsd_daemon;
 use crate::status::{fail, fail_with, wsd_status};
 
 /// Receives the result of [`wsd_call_async`], exactly once, on a daemon thread. `response` (encoded
-/// protobuf, `response_len` bytes) and `message` (the error text, NULL on success) are valid only
-/// during the callback. The callback must not block for long nor call `wsd_daemon_close`/`_free`.
+/// protobuf, `response_len` bytes; NULL when empty) and `message` (the error text, NULL on success)
+/// are valid only during the callback. The callback must not block for long nor call `wsd_daemon_close`/`_free`.
 pub type wsd_callback = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -75,9 +75,11 @@ pub unsafe extern "C" fn wsd_call_async(
                 Err(e) => (wsd_status::from(e.code()), Vec::new(), CString::new(e.to_string().replace('\0', "?")).ok()),
             };
             let message_ptr = message.as_ref().map_or(std::ptr::null(), |m| m.as_ptr());
+            // NULL for an empty response, never Rust's dangling pointer (see memory::bytes_out).
+            let response_ptr = if bytes.is_empty() { std::ptr::null() } else { bytes.as_ptr() };
             // SAFETY: the callback is a valid function pointer by contract; the buffers outlive
             // the call.
-            unsafe { callback(user_data.0, status, bytes.as_ptr(), bytes.len(), message_ptr) };
+            unsafe { callback(user_data.0, status, response_ptr, bytes.len(), message_ptr) };
         });
         wsd_status::WSD_OK
     }

@@ -9,7 +9,8 @@ use crate::status::{fail, wsd_status};
 
 /// Calls the operation at `method` (a full gRPC path such as
 /// "/wsdaemon.WorkspaceContentService/InitWorkspace") with an encoded protobuf request. On success
-/// `*response`/`*response_len` receive the encoded response, to be freed with `wsd_bytes_free`.
+/// `*response`/`*response_len` receive the encoded response (NULL and 0 when it is empty), to be
+/// freed with `wsd_bytes_free`.
 /// Blocks the calling thread until the operation is done.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_call(

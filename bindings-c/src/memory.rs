@@ -2,8 +2,13 @@
 
 use std::ffi::{c_char, CString};
 
-/// Hands a byte vector to C as pointer + length; free it with [`wsd_bytes_free`].
+/// Hands a byte vector to C as pointer + length; free it with [`wsd_bytes_free`]. An empty vector
+/// is NULL with length 0: Rust's dangling non-NULL pointer for empty buffers must not reach callers
+/// (Go, for one, aborts when it finds such a value in a pointer variable).
 pub(crate) fn bytes_out(v: Vec<u8>) -> (*mut u8, usize) {
+    if v.is_empty() {
+        return (std::ptr::null_mut(), 0);
+    }
     let boxed = v.into_boxed_slice();
     let len = boxed.len();
     (Box::into_raw(boxed).cast::<u8>(), len)

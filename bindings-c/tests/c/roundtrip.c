@@ -116,7 +116,7 @@ int main(int argc, char **argv) {
   uint8_t *response = NULL;
   size_t response_len = 99;
   CHECK_STATUS(wsd_call(d, method("InitWorkspace"), init.data, init.len, &response, &response_len), WSD_OK);
-  CHECK(response_len == 0);
+  CHECK(response_len == 0 && response == NULL); /* empty responses are NULL */
   wsd_bytes_free(response, response_len);
   snprintf(path, sizeof(path), "%s/area/ws2/hello.txt", dir);
   CHECK(strcmp(read_file(path), "changed after the snapshot\n") == 0);
