@@ -42,6 +42,17 @@ enum Attempt {
     Final(Error),
 }
 
+impl Attempt {
+    /// The error for the caller, with every credential removed from its message.
+    fn into_error(self, creds: Option<&Credentials>) -> Error {
+        let e = match self {
+            Attempt::Final(e) => e,
+            Attempt::Transient(why) => Error::InitFailed(why),
+        };
+        redact_error(e, creds)
+    }
+}
+
 /// A repository URL for messages: without user and password.
 fn shown(url: &str) -> String {
     match url.split_once("://") {
@@ -224,6 +235,20 @@ impl GitPlan {
             )));
         }
         Attempt::Transient(format!("{what} failed: {}", last_line(err)))
+    }
+
+    /// Runs one git command that must succeed, with its failure as the caller's error.
+    async fn step(
+        &self,
+        ctx: &InitContext,
+        cwd: &Path,
+        creds: Option<&Credentials>,
+        what: &'static str,
+        args: &[&str],
+    ) -> Result<Output> {
+        self.must(ctx, cwd, what, args, creds)
+            .await
+            .map_err(|a| a.into_error(creds))
     }
 
     async fn must(
@@ -472,100 +497,52 @@ impl GitPlan {
             self.run_with(ctx, creds).await?;
             return Ok(true);
         }
-        let run = |args: Vec<String>| {
-            let target = target.clone();
-            let creds = creds.clone();
-            async move {
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                self.git(ctx, &target, &args, creds.as_ref()).await
-            }
-        };
-        let fail = |what: &str, out: &Output| match self.failed(what, out) {
-            Attempt::Final(e) => redact_error(e, creds.as_ref()),
-            Attempt::Transient(why) => Error::InitFailed(why),
-        };
-        let to_err = |a: Attempt| match a {
-            Attempt::Final(e) => e,
-            Attempt::Transient(why) => Error::InitFailed(why),
-        };
-        let head = |out: &Output| String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let before = run(vec!["rev-parse".into(), "HEAD".into()])
-            .await
-            .map_err(to_err)?;
-        let before = head(&before);
-
-        let status = run(vec!["status".into(), "--porcelain".into()])
-            .await
-            .map_err(to_err)?;
+        let creds = creds.as_ref();
+        // Every command here must succeed; failures become the caller's error.
+        macro_rules! step {
+            ($what:expr, $args:expr) => {
+                self.step(ctx, &target, creds, $what, $args)
+            };
+        }
+        let head = |out: Output| String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let before = head(step!("git rev-parse", &["rev-parse", "HEAD"]).await?);
+        let status = step!("git status", &["status", "--porcelain"]).await?;
         let dirty = !status.stdout.is_empty();
         if dirty {
-            let out = run(vec![
-                "stash".into(),
-                "push".into(),
-                "--include-untracked".into(),
-                "--quiet".into(),
-            ])
-            .await
-            .map_err(to_err)?;
-            if !out.success {
-                return Err(fail("git stash", &out));
-            }
+            let stash = ["stash", "push", "--include-untracked", "--quiet"];
+            step!("git stash", &stash).await?;
         }
         let revision = match self.mode {
-            CloneTargetMode::RemoteHead => "HEAD".to_string(),
-            _ => self.target.clone(),
+            CloneTargetMode::RemoteHead => "HEAD",
+            _ => self.target.as_str(),
         };
-        let mut fetch = vec!["fetch".to_string(), "--quiet".to_string()];
+        let mut fetch = vec!["fetch", "--quiet"];
         if !self.full_clone {
-            fetch.push("--depth=1".into());
+            fetch.push("--depth=1");
         }
-        fetch.extend(["origin".to_string(), "--".to_string(), revision.clone()]);
-        let out = run(fetch).await.map_err(to_err)?;
-        if !out.success {
-            return Err(fail("git fetch", &out));
-        }
-        let out = run(vec![
-            "checkout".into(),
-            "--quiet".into(),
-            "--force".into(),
-            "FETCH_HEAD".into(),
-        ])
-        .await
-        .map_err(to_err)?;
-        if !out.success {
-            return Err(fail("git checkout", &out));
-        }
+        fetch.extend(["origin", "--", revision]);
+        step!("git fetch", &fetch).await?;
+        let checkout = ["checkout", "--quiet", "--force", "FETCH_HEAD"];
+        step!("git checkout", &checkout).await?;
         if matches!(
             self.mode,
             CloneTargetMode::RemoteBranch | CloneTargetMode::LocalBranch
         ) {
-            let out = run(vec![
-                "checkout".into(),
-                "--quiet".into(),
-                "-B".into(),
-                self.target.clone(),
-            ])
-            .await
-            .map_err(to_err)?;
-            if !out.success {
-                return Err(fail("git checkout", &out));
-            }
+            let branch = ["checkout", "--quiet", "-B", self.target.as_str()];
+            step!("git checkout", &branch).await?;
         }
-        if dirty {
-            let out = run(vec!["stash".into(), "pop".into(), "--quiet".into()])
+        if dirty
+            && step!("git stash pop", &["stash", "pop", "--quiet"])
                 .await
-                .map_err(to_err)?;
-            if !out.success {
-                // The requested revision wins: undo the half-applied stash, keep it in the list.
-                let _ = run(vec!["reset".into(), "--hard".into(), "--quiet".into()]).await;
-                let _ = run(vec!["clean".into(), "-fdq".into()]).await;
-                tracing::warn!(checkout = %self.checkout.display(), "local changes of the prebuild conflict with the requested revision; they stay in the stash");
-            }
+                .is_err()
+        {
+            // The requested revision wins: undo the half-applied stash, keep it in the list.
+            let _ = step!("git reset", &["reset", "--hard", "--quiet"]).await;
+            let _ = step!("git clean", &["clean", "-fdq"]).await;
+            tracing::warn!(checkout = %self.checkout.display(), "local changes of the prebuild conflict with the requested revision; they stay in the stash");
         }
-        let after = run(vec!["rev-parse".into(), "HEAD".into()])
-            .await
-            .map_err(to_err)?;
-        Ok(head(&after) != before)
+        let after = head(step!("git rev-parse", &["rev-parse", "HEAD"]).await?);
+        Ok(after != before)
     }
 }
 
