@@ -304,26 +304,24 @@ mod tests {
         );
     }
 
-    #[test]
-    fn callbacks_run_once_also_when_cancelled() {
+    /// An InitWorkspace request for `id` whose download goes to a server that accepts
+    /// connections but never answers, so the init stays SETTING_UP; keep the listener alive.
+    fn hanging_init(id: &str) -> (std::net::TcpListener, Vec<u8>) {
         use wsd_proto::contentservice::file_download_initializer::FileInfo;
-        use wsd_proto::contentservice::{workspace_initializer::Spec, FileDownloadInitializer};
-        use wsd_proto::wsdaemon::{InitWorkspaceRequest, WaitForInitRequest, WorkspaceMetadata};
+        use wsd_proto::contentservice::{
+            workspace_initializer::Spec, FileDownloadInitializer, WorkspaceInitializer,
+        };
+        use wsd_proto::wsdaemon::{InitWorkspaceRequest, WorkspaceMetadata};
 
-        let dir = tempfile::tempdir().expect("tempdir");
-        let text = format!("{}[limits]\nshutdown_grace_secs = 1\n", config(dir.path()));
-        let d = EmbeddedDaemon::start(EmbeddedDaemon::parse_config(&text).expect("config"))
-            .expect("start");
-        // A server that accepts connections but never answers keeps the init SETTING_UP.
         let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}/never", silent.local_addr().expect("addr"));
         let init = InitWorkspaceRequest {
-            id: "ws-hang".into(),
+            id: id.into(),
             metadata: Some(WorkspaceMetadata {
                 owner: "o".into(),
                 meta_id: "m".into(),
             }),
-            initializer: Some(wsd_proto::contentservice::WorkspaceInitializer {
+            initializer: Some(WorkspaceInitializer {
                 spec: Some(Spec::Download(FileDownloadInitializer {
                     files: vec![FileInfo {
                         url,
@@ -335,16 +333,23 @@ mod tests {
             }),
             ..Default::default()
         };
+        (silent, init.encode_to_vec())
+    }
+
+    #[test]
+    fn callbacks_run_once_also_when_cancelled() {
+        use wsd_proto::wsdaemon::WaitForInitRequest;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = format!("{}[limits]\nshutdown_grace_secs = 1\n", config(dir.path()));
+        let d = EmbeddedDaemon::start(EmbeddedDaemon::parse_config(&text).expect("config"))
+            .expect("start");
+        let (_silent, init) = hanging_init("ws-hang");
         let (init_tx, init_rx) = std::sync::mpsc::channel();
         let init_path = "/wsdaemon.WorkspaceContentService/InitWorkspace";
-        d.call_with_callback(
-            init_path,
-            init.encode_to_vec(),
-            CancellationToken::new(),
-            move |r| {
-                let _ = init_tx.send(r.is_ok());
-            },
-        );
+        d.call_with_callback(init_path, init, CancellationToken::new(), move |r| {
+            let _ = init_tx.send(r.is_ok());
+        });
         std::thread::sleep(Duration::from_millis(200));
 
         let token = CancellationToken::new();
@@ -381,9 +386,7 @@ mod tests {
 
     #[test]
     fn close_wakes_a_caller_blocked_in_a_wait() {
-        use wsd_proto::contentservice::file_download_initializer::FileInfo;
-        use wsd_proto::contentservice::{workspace_initializer::Spec, FileDownloadInitializer};
-        use wsd_proto::wsdaemon::{InitWorkspaceRequest, WaitForInitRequest, WorkspaceMetadata};
+        use wsd_proto::wsdaemon::WaitForInitRequest;
 
         let dir = tempfile::tempdir().expect("tempdir");
         let text = format!("{}[limits]\nshutdown_grace_secs = 1\n", config(dir.path()));
@@ -391,29 +394,10 @@ mod tests {
             EmbeddedDaemon::start(EmbeddedDaemon::parse_config(&text).expect("config"))
                 .expect("start"),
         );
-        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}/never", silent.local_addr().expect("addr"));
-        let init = InitWorkspaceRequest {
-            id: "ws-hang".into(),
-            metadata: Some(WorkspaceMetadata {
-                owner: "o".into(),
-                meta_id: "m".into(),
-            }),
-            initializer: Some(wsd_proto::contentservice::WorkspaceInitializer {
-                spec: Some(Spec::Download(FileDownloadInitializer {
-                    files: vec![FileInfo {
-                        url,
-                        file_path: "f".into(),
-                        digest: format!("sha256:{}", "0".repeat(64)),
-                    }],
-                    target_location: String::new(),
-                })),
-            }),
-            ..Default::default()
-        };
+        let (_silent, init) = hanging_init("ws-hang");
         d.call_with_callback(
             "/wsdaemon.WorkspaceContentService/InitWorkspace",
-            init.encode_to_vec(),
+            init,
             CancellationToken::new(),
             |_| {},
         );
