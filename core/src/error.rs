@@ -104,7 +104,9 @@ pub enum Error {
     SnapshotNotFound(String),
 
     /// Writing a backup or snapshot to storage failed; what was stored before is intact.
-    #[error("cannot upload {what}: {reason}; the previous backup is intact")]
+    #[error(
+        "cannot upload {what}: {reason}; nothing partial was stored and earlier objects are intact"
+    )]
     UploadFailed { what: String, reason: String },
 
     /// The storage backend failed in a way that is not an upload.

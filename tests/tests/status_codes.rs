@@ -460,7 +460,18 @@ async fn failed_final_backup_is_data_loss_and_retryable() {
     let backup = c
         .backup_workspace(BackupWorkspaceRequest { id: "ws-d".into() })
         .await;
-    assert_eq!(code(backup), Code::DataLoss);
+    let status = backup.expect_err("the upload cannot land");
+    assert_eq!(status.code(), Code::DataLoss);
+    assert!(
+        status.message().contains("not a directory"),
+        "the cause is named: {}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains(d.dir.to_str().expect("utf-8")),
+        "no host path: {}",
+        status.message()
+    );
     let disposed = c.dispose_workspace(dispose_req("ws-d", true)).await;
     assert_eq!(code(disposed), Code::DataLoss);
     assert_eq!(

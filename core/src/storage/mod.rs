@@ -304,9 +304,10 @@ impl Storage {
     }
 }
 
-/// A caller-facing description of a backend error: the kind, never a host path or credential.
+/// A caller-facing description of a backend error: the kind and, for I/O failures, the operating
+/// system's reason, never a host path or credential (those stay in the daemon's log).
 fn describe(e: &object_store::Error) -> String {
-    match e {
+    let what = match e {
         object_store::Error::NotFound { .. } => "the object does not exist".to_string(),
         object_store::Error::PermissionDenied { .. } => {
             "permission denied by the storage".to_string()
@@ -319,7 +320,23 @@ fn describe(e: &object_store::Error) -> String {
         }
         object_store::Error::Generic { store, .. } => format!("the {store} storage backend failed"),
         _ => "the storage backend failed".to_string(),
+    };
+    match io_cause(e) {
+        Some(kind) => format!("{what} ({kind})"),
+        None => what,
     }
+}
+
+/// The kind of the first I/O error in the cause chain, e.g. "not a directory", "storage full".
+fn io_cause(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return Some(io.kind());
+        }
+        cause = c.source();
+    }
+    None
 }
 
 fn storage_error(op: &str, what: &str, e: &object_store::Error) -> Error {
