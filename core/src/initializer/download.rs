@@ -149,7 +149,7 @@ enum Failure {
 
 async fn download_with_retries(ctx: &InitContext, file: &DownloadFile) -> Result<u64> {
     let shown = redact(file.url.as_str());
-    let attempts = ctx.download.attempts.max(1);
+    let attempts = ctx.tools.download.attempts.max(1);
     let mut last = String::new();
     for attempt in 1..=attempts {
         match download_once(ctx, file, &shown).await {
@@ -174,7 +174,7 @@ async fn download_once(
     file: &DownloadFile,
     shown: &str,
 ) -> std::result::Result<u64, Failure> {
-    let timeout = Duration::from_secs(ctx.download.attempt_timeout_secs);
+    let timeout = Duration::from_secs(ctx.tools.download.attempt_timeout_secs);
     let content = ctx.content.clone();
     let rel = file.path.clone();
     let opened = tokio::task::spawn_blocking(move || {
@@ -240,6 +240,7 @@ async fn fetch_into(
     tmp: std::fs::File,
 ) -> std::result::Result<(u64, Hasher), Failure> {
     let response = ctx
+        .tools
         .http
         .get(file.url.clone())
         .send()

@@ -154,10 +154,10 @@ impl GitPlan {
             Auth::Basic(c) => return Ok(Some(c.clone())),
             Auth::OneTimeSecret(url) => url,
         };
-        let attempts = ctx.git_settings.ots_attempts.max(1);
+        let attempts = ctx.tools.git_settings.ots_attempts.max(1);
         let mut last = String::new();
         for attempt in 1..=attempts {
-            match ctx.http.get(url).send().await {
+            match ctx.tools.http.get(url).send().await {
                 Ok(r) if r.status().is_success() => {
                     let body = r.text().await.map_err(|e| {
                         Error::InitFailed(format!(
@@ -204,7 +204,8 @@ impl GitPlan {
         args: &[&str],
         creds: Option<&Credentials>,
     ) -> std::result::Result<Output, Attempt> {
-        ctx.git
+        ctx.tools
+            .git
             .run(cwd, args, creds)
             .await
             .map_err(|e| Attempt::Final(Error::InitFailed(format!("cannot run git: {e}"))))
@@ -294,7 +295,7 @@ impl GitPlan {
             tracing::info!(checkout = %self.checkout.display(), "checkout is already a working copy; left as it is");
             return Ok(());
         }
-        let attempts = ctx.git_settings.clone_attempts.max(1);
+        let attempts = ctx.tools.git_settings.clone_attempts.max(1);
         let mut last = String::new();
         for attempt in 1..=attempts {
             if !name.is_empty() {
@@ -483,7 +484,7 @@ impl GitPlan {
     pub async fn update_prebuild(&self, ctx: &InitContext) -> Result<bool> {
         let creds = self.credentials(ctx).await?;
         let target = ctx.content.join(&self.checkout);
-        let trusted = crate::git::is_trusted_checkout(&ctx.git, &ctx.content, &self.checkout)
+        let trusted = crate::git::is_trusted_checkout(&ctx.tools.git, &ctx.content, &self.checkout)
             .await
             .map_err(|e| Error::InitFailed(format!("cannot inspect the prebuild checkout: {e}")))?;
         if !trusted {

@@ -180,11 +180,7 @@ pub struct InitContext {
     pub storage: Option<Arc<Storage>>,
     pub owner: String,
     pub meta_id: String,
-    pub archive: Arc<ArchiveOptions>,
-    pub http: reqwest::Client,
-    pub download: DownloadConfig,
-    pub git: Git,
-    pub git_settings: GitSettings,
+    pub tools: InitTools,
     metrics: Mutex<Vec<InitMetric>>,
 }
 
@@ -201,11 +197,7 @@ impl InitContext {
             storage,
             owner,
             meta_id,
-            archive: tools.archive,
-            http: tools.http,
-            download: tools.download,
-            git: tools.git,
-            git_settings: tools.git_settings,
+            tools,
             metrics: Mutex::new(Vec::new()),
         }
     }

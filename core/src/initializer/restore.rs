@@ -72,7 +72,7 @@ async fn restore_kind(ctx: &InitContext, loc: &ObjectLocation, kind: &str) -> Re
         ))
     })?;
     let started = Instant::now();
-    let stats = restore_archive(storage, loc, &ctx.content, &ctx.archive).await?;
+    let stats = restore_archive(storage, loc, &ctx.content, &ctx.tools.archive).await?;
     Ok(stats.map(|s| ctx.record(kind, started, s.archive_bytes)))
 }
 
