@@ -71,13 +71,6 @@ pub fn find(path: &str) -> Option<&'static Method> {
     METHODS.iter().find(|m| m.path == path)
 }
 
-/// The services that have at least one method in the table.
-pub fn services() -> Vec<&'static str> {
-    let mut names: Vec<&'static str> = METHODS.iter().map(|m| m.service).collect();
-    names.dedup();
-    names
-}
-
 impl Daemon {
     /// Calls the operation at `path` with an encoded request and returns the encoded response.
     /// Records per-method request counts and latencies.

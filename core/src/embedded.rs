@@ -66,19 +66,6 @@ impl EmbeddedDaemon {
         }
     }
 
-    /// Runs `work` on the daemon's runtime and returns a handle to await it from any runtime.
-    pub fn spawn<T: Send + 'static>(
-        &self,
-        work: impl Future<Output = Result<T>> + Send + 'static,
-    ) -> impl Future<Output = Result<T>> + Send + 'static {
-        let task = self.check_open().map(|_| self.handle.spawn(work));
-        async move {
-            task?
-                .await
-                .map_err(|e| Error::Internal(format!("the call failed: {e}")))?
-        }
-    }
-
     /// Runs `work` on the calling thread inside the daemon's runtime context (its timers, I/O and
     /// spawned work run on the daemon's threads) and blocks until it is done: no thread hop for
     /// calls that finish at once. Refused on a thread of an async runtime, e.g. inside a callback.

@@ -215,10 +215,6 @@ impl Store {
         self.len() == 0
     }
 
-    pub fn ids(&self) -> Vec<String> {
-        lock(&self.live).keys().cloned().collect()
-    }
-
     /// Registers a new instance in SETTING_UP, or ALREADY_EXISTS for a known id.
     pub fn insert_new(&self, record: WorkspaceRecord) -> Result<Arc<Workspace>> {
         let mut live = lock(&self.live);
