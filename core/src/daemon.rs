@@ -69,7 +69,8 @@ impl Daemon {
                 e.kind()
             ))
         })?;
-        let storage = Storage::from_config(&config.storage)?.map(Arc::new);
+        let storage =
+            Storage::from_config(&config.storage, &crate::storage::process_env)?.map(Arc::new);
         let archive = Arc::new(ArchiveOptions {
             compression: match config.archive.format {
                 ArchiveFormat::Zstd => Compression::Zstd,

@@ -29,8 +29,9 @@ pub struct Cli {
     /// Folder of workspace contents and state files.
     #[arg(long, env = "WSD_WORKING_AREA")]
     pub working_area: Option<PathBuf>,
-    /// Backup storage backend: local or none.
-    #[arg(long, env = "WSD_STORAGE_BACKEND", value_parser = ["local", "none"])]
+    /// Backup storage backend: local, s3, gcs, azure or none (remote backends take their settings
+    /// from the config file and the usual AWS_*, GOOGLE_*, AZURE_STORAGE_* variables).
+    #[arg(long, env = "WSD_STORAGE_BACKEND", value_parser = ["local", "s3", "gcs", "azure", "none"])]
     pub storage_backend: Option<String>,
     /// Root folder of the local backup storage.
     #[arg(long, env = "WSD_STORAGE_PATH")]
@@ -70,10 +71,12 @@ impl Cli {
             config.working_area = v.clone();
         }
         if let Some(v) = &self.storage_backend {
-            config.storage.backend = if v == "none" {
-                StorageBackend::None
-            } else {
-                StorageBackend::Local
+            config.storage.backend = match v.as_str() {
+                "s3" => StorageBackend::S3,
+                "gcs" => StorageBackend::Gcs,
+                "azure" => StorageBackend::Azure,
+                "none" => StorageBackend::None,
+                _ => StorageBackend::Local,
             };
         }
         if let Some(v) = &self.storage_path {

@@ -8,6 +8,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+mod storage;
+pub use storage::*;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -49,58 +52,6 @@ fn default_data_dir() -> PathBuf {
         return PathBuf::from(home).join(".local/share/ws-daemon");
     }
     PathBuf::from("var")
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum StorageBackend {
-    /// Backups on the local filesystem under `local_path` (the embedded default).
-    Local,
-    /// No backup storage: every workspace behaves as if `remote_storage_disabled` were set.
-    None,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum BucketLayout {
-    /// One bucket per owner, named by `bucket_template`.
-    BucketPerOwner,
-    /// One bucket (`shared_bucket`) for everybody, objects prefixed with `<owner>/`.
-    Shared,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct StorageConfig {
-    pub backend: StorageBackend,
-    /// Root folder of the local backend; each bucket is a folder below it.
-    pub local_path: PathBuf,
-    pub layout: BucketLayout,
-    /// Bucket name for `bucket-per-owner`; `{owner}` is replaced by the owner id.
-    pub bucket_template: String,
-    /// Bucket name for the `shared` layout.
-    pub shared_bucket: String,
-    /// At most this many uploads run at once per daemon.
-    pub max_concurrent_uploads: usize,
-    /// How long an upload waits for a free slot before it fails (seconds).
-    pub upload_wait_timeout_secs: u64,
-    /// Size of the parts in which archives are uploaded (bytes).
-    pub part_size_bytes: usize,
-}
-
-impl Default for StorageConfig {
-    fn default() -> Self {
-        StorageConfig {
-            backend: StorageBackend::Local,
-            local_path: PathBuf::from("var/storage"),
-            layout: BucketLayout::BucketPerOwner,
-            bucket_template: "gitpod-user-{owner}".to_string(),
-            shared_bucket: "gitpod-workspaces".to_string(),
-            max_concurrent_uploads: 5,
-            upload_wait_timeout_secs: 600,
-            part_size_bytes: 8 << 20,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -326,21 +277,8 @@ impl Config {
         if self.working_area.as_os_str().is_empty() {
             return bad("working_area must not be empty");
         }
-        if self.storage.backend == StorageBackend::Local
-            && self.storage.local_path.as_os_str().is_empty()
-        {
-            return bad("storage.local_path must not be empty for the local backend");
-        }
-        if self.storage.max_concurrent_uploads == 0 {
-            return bad("storage.max_concurrent_uploads must be at least 1");
-        }
-        if self.storage.part_size_bytes < (1 << 20) {
-            return bad("storage.part_size_bytes must be at least 1 MiB");
-        }
-        if self.storage.layout == BucketLayout::BucketPerOwner
-            && !self.storage.bucket_template.contains("{owner}")
-        {
-            return bad("storage.bucket_template must contain {owner}");
+        if let Err(msg) = self.storage.check() {
+            return bad(&msg);
         }
         if !(-7..=22).contains(&self.archive.zstd_level) {
             return bad("archive.zstd_level must be between -7 and 22");

@@ -1,0 +1,489 @@
+//! Turns the storage configuration into object stores, one per bucket: the local filesystem, or a
+//! remote backend (S3-compatible, GCS, Azure) with resolved credentials, timeouts and retries.
+//! Missing credentials are found here, at daemon start, not at the first backup.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
+use object_store::local::LocalFileSystem;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+
+use crate::config::{Secret, StorageBackend, StorageConfig};
+use crate::error::{Error, Result};
+
+/// Reads an environment variable; a parameter so credential resolution unit-tests without touching
+/// the process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment, read once when the daemon starts (never written).
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+pub(super) enum Backend {
+    Local { root: PathBuf },
+    S3(S3Settings),
+    Gcs(GcsSettings),
+    Azure(AzureSettings),
+}
+
+pub(super) struct S3Settings {
+    endpoint: String,
+    region: String,
+    virtual_hosted_style: bool,
+    credentials: S3Credentials,
+}
+
+enum S3Credentials {
+    Static {
+        key_id: String,
+        secret: Secret,
+        token: Secret,
+    },
+    /// object_store's provider chain: web identity, ECS task role, instance metadata.
+    Environment,
+}
+
+pub(super) enum GcsSettings {
+    ServiceAccountPath(String),
+    ServiceAccountKey(Secret),
+    ApplicationCredentials(String),
+    InstanceMetadata,
+}
+
+pub(super) struct AzureSettings {
+    account: String,
+    endpoint: String,
+    credentials: AzureCredentials,
+}
+
+enum AzureCredentials {
+    AccessKey(Secret),
+    SasToken(Secret),
+    Emulator,
+    ManagedIdentity,
+}
+
+/// The stores of one bucket: `requests` for uploads and lookups (each attempt bounded by the
+/// request timeout), `downloads` for streaming reads (bounded by the read timeout, so a large
+/// restore is not cut off), and for S3 the signer used to create the bucket.
+pub(super) struct BucketStores {
+    pub requests: Arc<dyn ObjectStore>,
+    pub downloads: Arc<dyn ObjectStore>,
+    pub s3: Option<Arc<AmazonS3>>,
+}
+
+fn config_error(msg: impl Into<String>) -> Error {
+    Error::InvalidArgument(format!("invalid storage configuration: {}", msg.into()))
+}
+
+fn first(config: &str, env: EnvLookup, names: &[&str]) -> Option<String> {
+    if !config.is_empty() {
+        return Some(config.to_string());
+    }
+    names.iter().find_map(|name| env(name))
+}
+
+impl Backend {
+    /// Resolves the configured backend, reading credentials from the configuration first and the
+    /// environment second. `None` for a daemon without backup storage.
+    pub fn from_config(config: &StorageConfig, env: EnvLookup) -> Result<Option<Backend>> {
+        let backend = match config.backend {
+            StorageBackend::None => return Ok(None),
+            StorageBackend::Local => Backend::Local {
+                root: config.local_path.clone(),
+            },
+            StorageBackend::S3 => Backend::S3(s3_settings(config, env)?),
+            StorageBackend::Gcs => Backend::Gcs(gcs_settings(config, env)?),
+            StorageBackend::Azure => Backend::Azure(azure_settings(config, env)?),
+        };
+        Ok(Some(backend))
+    }
+
+    pub fn s3_region(&self) -> Option<&str> {
+        match self {
+            Backend::S3(s3) => Some(&s3.region),
+            _ => None,
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self, Backend::Local { .. })
+    }
+
+    /// Opens the stores of one bucket. Remote backends do no I/O here.
+    pub fn open_bucket(&self, bucket: &str, config: &StorageConfig) -> Result<BucketStores> {
+        let open_failed = |e: object_store::Error| {
+            tracing::warn!(bucket, error = %e, "storage: cannot open bucket");
+            config_error(format!(
+                "cannot open bucket {bucket}: {}",
+                super::describe(&e)
+            ))
+        };
+        match self {
+            Backend::Local { root } => {
+                let dir = root.join(bucket);
+                std::fs::create_dir_all(&dir).map_err(|e| {
+                    Error::Storage(format!("cannot create bucket {bucket}: {}", e.kind()))
+                })?;
+                let fs: Arc<dyn ObjectStore> = Arc::new(
+                    LocalFileSystem::new_with_prefix(&dir)
+                        .map_err(open_failed)?
+                        .with_fsync(true)
+                        .with_automatic_cleanup(false),
+                );
+                Ok(BucketStores {
+                    requests: fs.clone(),
+                    downloads: fs,
+                    s3: None,
+                })
+            }
+            Backend::S3(s3) => {
+                let build = |options: ClientOptions| {
+                    let mut b = match &s3.credentials {
+                        S3Credentials::Environment => AmazonS3Builder::from_env(),
+                        S3Credentials::Static { .. } => AmazonS3Builder::new(),
+                    };
+                    if let S3Credentials::Static {
+                        key_id,
+                        secret,
+                        token,
+                    } = &s3.credentials
+                    {
+                        b = b
+                            .with_access_key_id(key_id)
+                            .with_secret_access_key(secret.expose());
+                        if !token.is_empty() {
+                            b = b.with_token(token.expose());
+                        }
+                    }
+                    if !s3.endpoint.is_empty() {
+                        b = b.with_endpoint(&s3.endpoint);
+                    }
+                    // Client options carry allow_http: set it on them, not on the builder,
+                    // whose setting with_client_options would replace.
+                    let options = options.with_allow_http(s3.endpoint.starts_with("http://"));
+                    b.with_bucket_name(bucket)
+                        .with_region(&s3.region)
+                        .with_virtual_hosted_style_request(s3.virtual_hosted_style)
+                        .with_retry(retry_config(config))
+                        .with_client_options(options)
+                        .build()
+                };
+                let requests = Arc::new(build(request_options(config)).map_err(open_failed)?);
+                let downloads = build(download_options(config)).map_err(open_failed)?;
+                Ok(BucketStores {
+                    requests: requests.clone(),
+                    downloads: Arc::new(downloads),
+                    s3: Some(requests),
+                })
+            }
+            Backend::Gcs(gcs) => {
+                let build = |options: ClientOptions| {
+                    let b = GoogleCloudStorageBuilder::new();
+                    let b = match gcs {
+                        GcsSettings::ServiceAccountPath(p) => b.with_service_account_path(p),
+                        GcsSettings::ServiceAccountKey(k) => b.with_service_account_key(k.expose()),
+                        GcsSettings::ApplicationCredentials(p) => b.with_application_credentials(p),
+                        GcsSettings::InstanceMetadata => b,
+                    };
+                    b.with_bucket_name(bucket)
+                        .with_retry(retry_config(config))
+                        .with_client_options(options)
+                        .build()
+                };
+                Ok(BucketStores {
+                    requests: Arc::new(build(request_options(config)).map_err(open_failed)?),
+                    downloads: Arc::new(build(download_options(config)).map_err(open_failed)?),
+                    s3: None,
+                })
+            }
+            Backend::Azure(az) => {
+                let build = |options: ClientOptions| {
+                    let mut b = MicrosoftAzureBuilder::new().with_container_name(bucket);
+                    b = match &az.credentials {
+                        AzureCredentials::Emulator => b.with_use_emulator(true),
+                        AzureCredentials::AccessKey(k) => {
+                            b.with_account(&az.account).with_access_key(k.expose())
+                        }
+                        AzureCredentials::SasToken(t) => b
+                            .with_account(&az.account)
+                            .with_config(object_store::azure::AzureConfigKey::SasKey, t.expose()),
+                        AzureCredentials::ManagedIdentity => b.with_account(&az.account),
+                    };
+                    if !az.endpoint.is_empty() {
+                        b = b.with_endpoint(az.endpoint.clone());
+                    }
+                    let plain_http = az.endpoint.starts_with("http://")
+                        || (az.endpoint.is_empty()
+                            && matches!(az.credentials, AzureCredentials::Emulator));
+                    let options = options.with_allow_http(plain_http);
+                    b.with_retry(retry_config(config))
+                        .with_client_options(options)
+                        .build()
+                };
+                Ok(BucketStores {
+                    requests: Arc::new(build(request_options(config)).map_err(open_failed)?),
+                    downloads: Arc::new(build(download_options(config)).map_err(open_failed)?),
+                    s3: None,
+                })
+            }
+        }
+    }
+}
+
+fn s3_settings(config: &StorageConfig, env: EnvLookup) -> Result<S3Settings> {
+    let c = &config.s3;
+    let key_id = first(&c.access_key_id, env, &["AWS_ACCESS_KEY_ID"]);
+    let secret = first(
+        c.secret_access_key.expose(),
+        env,
+        &["AWS_SECRET_ACCESS_KEY"],
+    );
+    let token = first(c.session_token.expose(), env, &["AWS_SESSION_TOKEN"]);
+    let credentials = match (key_id, secret) {
+        (Some(key_id), Some(secret)) => S3Credentials::Static {
+            key_id,
+            secret: Secret::new(secret),
+            token: Secret::new(token.unwrap_or_default()),
+        },
+        (Some(_), None) => {
+            return Err(config_error(
+                "an S3 access key id is set but no secret access key \
+                 (storage.s3.secret_access_key or AWS_SECRET_ACCESS_KEY)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(config_error(
+                "an S3 secret access key is set but no access key id \
+                 (storage.s3.access_key_id or AWS_ACCESS_KEY_ID)",
+            ))
+        }
+        (None, None) if c.use_instance_metadata => S3Credentials::Environment,
+        (None, None) => {
+            return Err(config_error(
+                "storage.backend is s3 but no credentials are configured: set \
+                 storage.s3.access_key_id and storage.s3.secret_access_key, or the environment \
+                 variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or \
+                 storage.s3.use_instance_metadata = true",
+            ))
+        }
+    };
+    Ok(S3Settings {
+        endpoint: c.endpoint.trim_end_matches('/').to_string(),
+        region: first(&c.region, env, &["AWS_REGION", "AWS_DEFAULT_REGION"])
+            .unwrap_or_else(|| "us-east-1".to_string()),
+        virtual_hosted_style: c.virtual_hosted_style,
+        credentials,
+    })
+}
+
+fn gcs_settings(config: &StorageConfig, env: EnvLookup) -> Result<GcsSettings> {
+    let c = &config.gcs;
+    let path = c.service_account_path.to_string_lossy();
+    if let Some(path) = first(
+        &path,
+        env,
+        &["GOOGLE_SERVICE_ACCOUNT_PATH", "GOOGLE_SERVICE_ACCOUNT"],
+    ) {
+        return Ok(GcsSettings::ServiceAccountPath(path));
+    }
+    if let Some(key) = first(
+        c.service_account_key.expose(),
+        env,
+        &["GOOGLE_SERVICE_ACCOUNT_KEY"],
+    ) {
+        return Ok(GcsSettings::ServiceAccountKey(Secret::new(key)));
+    }
+    if let Some(path) = env("GOOGLE_APPLICATION_CREDENTIALS") {
+        return Ok(GcsSettings::ApplicationCredentials(path));
+    }
+    if c.use_instance_metadata {
+        return Ok(GcsSettings::InstanceMetadata);
+    }
+    Err(config_error(
+        "storage.backend is gcs but no credentials are configured: set \
+         storage.gcs.service_account_path or storage.gcs.service_account_key, or the environment \
+         variable GOOGLE_APPLICATION_CREDENTIALS, or storage.gcs.use_instance_metadata = true",
+    ))
+}
+
+fn azure_settings(config: &StorageConfig, env: EnvLookup) -> Result<AzureSettings> {
+    let c = &config.azure;
+    let endpoint = c.endpoint.trim_end_matches('/').to_string();
+    if c.use_emulator {
+        return Ok(AzureSettings {
+            account: String::new(),
+            endpoint,
+            credentials: AzureCredentials::Emulator,
+        });
+    }
+    let Some(account) = first(&c.account, env, &["AZURE_STORAGE_ACCOUNT_NAME"]) else {
+        return Err(config_error(
+            "storage.backend is azure but no storage account is configured: set \
+             storage.azure.account or AZURE_STORAGE_ACCOUNT_NAME",
+        ));
+    };
+    let credentials = if let Some(key) = first(
+        c.access_key.expose(),
+        env,
+        &["AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCESS_KEY"],
+    ) {
+        AzureCredentials::AccessKey(Secret::new(key))
+    } else if let Some(sas) = first(c.sas_token.expose(), env, &["AZURE_STORAGE_SAS_TOKEN"]) {
+        AzureCredentials::SasToken(Secret::new(sas))
+    } else if c.use_managed_identity {
+        AzureCredentials::ManagedIdentity
+    } else {
+        return Err(config_error(
+            "storage.backend is azure but no credentials are configured: set \
+             storage.azure.access_key or storage.azure.sas_token, or the environment variable \
+             AZURE_STORAGE_ACCOUNT_KEY, or storage.azure.use_managed_identity = true",
+        ));
+    };
+    Ok(AzureSettings {
+        account,
+        endpoint,
+        credentials,
+    })
+}
+
+fn retry_config(config: &StorageConfig) -> RetryConfig {
+    let r = &config.retry;
+    RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(r.initial_backoff_ms),
+            max_backoff: Duration::from_millis(r.max_backoff_ms),
+            base: 2.0,
+        },
+        max_retries: r.max_retries,
+        retry_timeout: Duration::from_secs(r.timeout_secs),
+    }
+}
+
+fn base_options(config: &StorageConfig) -> ClientOptions {
+    let t = &config.timeouts;
+    ClientOptions::new()
+        .with_connect_timeout(Duration::from_secs(t.connect_secs))
+        .with_read_timeout(Duration::from_secs(t.read_secs))
+}
+
+fn request_options(config: &StorageConfig) -> ClientOptions {
+    base_options(config).with_timeout(Duration::from_secs(config.timeouts.request_secs))
+}
+
+fn download_options(config: &StorageConfig) -> ClientOptions {
+    base_options(config).with_timeout_disabled()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn config(backend: StorageBackend) -> StorageConfig {
+        StorageConfig {
+            backend,
+            ..StorageConfig::default()
+        }
+    }
+
+    fn error_of(config: &StorageConfig, env: &[(&str, &str)]) -> String {
+        match Backend::from_config(config, &env_of(env)) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("expected a configuration error"),
+        }
+    }
+
+    #[test]
+    fn remote_backends_without_credentials_say_what_to_set() {
+        let s3 = error_of(&config(StorageBackend::S3), &[]);
+        assert!(
+            s3.contains("AWS_ACCESS_KEY_ID") && s3.contains("storage.s3"),
+            "{s3}"
+        );
+        let gcs = error_of(&config(StorageBackend::Gcs), &[]);
+        assert!(gcs.contains("GOOGLE_APPLICATION_CREDENTIALS"), "{gcs}");
+        let azure = error_of(&config(StorageBackend::Azure), &[]);
+        assert!(azure.contains("AZURE_STORAGE_ACCOUNT_NAME"), "{azure}");
+        let azure = error_of(
+            &config(StorageBackend::Azure),
+            &[("AZURE_STORAGE_ACCOUNT_NAME", "acct")],
+        );
+        assert!(azure.contains("AZURE_STORAGE_ACCOUNT_KEY"), "{azure}");
+    }
+
+    #[test]
+    fn half_configured_s3_credentials_are_refused() {
+        let e = error_of(
+            &config(StorageBackend::S3),
+            &[("AWS_ACCESS_KEY_ID", "AKID")],
+        );
+        assert!(e.contains("no secret access key"), "{e}");
+        assert!(!e.contains("AKID"), "{e}");
+    }
+
+    #[test]
+    fn configuration_wins_over_the_environment() {
+        let mut c = config(StorageBackend::S3);
+        c.s3.access_key_id = "from-config".into();
+        c.s3.secret_access_key = Secret::new("config-secret");
+        let env = env_of(&[
+            ("AWS_ACCESS_KEY_ID", "from-env"),
+            ("AWS_SECRET_ACCESS_KEY", "env-secret"),
+            ("AWS_REGION", "eu-west-1"),
+        ]);
+        let Ok(Some(Backend::S3(s3))) = Backend::from_config(&c, &env) else {
+            panic!("expected s3");
+        };
+        assert_eq!(s3.region, "eu-west-1");
+        match s3.credentials {
+            S3Credentials::Static { key_id, secret, .. } => {
+                assert_eq!(key_id, "from-config");
+                assert_eq!(secret.expose(), "config-secret");
+            }
+            S3Credentials::Environment => panic!("expected static credentials"),
+        }
+    }
+
+    #[test]
+    fn remote_buckets_open_without_network() {
+        let env = env_of(&[
+            ("AWS_ACCESS_KEY_ID", "k"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+            ("AZURE_STORAGE_ACCOUNT_KEY", "a2V5"),
+        ]);
+        for backend in [StorageBackend::S3, StorageBackend::Azure] {
+            let c = config(backend);
+            let b = Backend::from_config(&c, &env).ok().flatten();
+            let stores = b.map(|b| b.open_bucket("bucket-1", &c));
+            assert!(matches!(stores, Some(Ok(_))), "{backend:?}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_gcs_key_is_a_clear_configuration_error() {
+        let mut c = config(StorageBackend::Gcs);
+        c.gcs.service_account_key = Secret::new("{not json");
+        let backend = Backend::from_config(&c, &env_of(&[])).ok().flatten();
+        let Some(Err(e)) = backend.map(|b| b.open_bucket("bucket-1", &c)) else {
+            panic!("expected an error");
+        };
+        let msg = e.to_string();
+        assert!(msg.contains("cannot open bucket bucket-1"), "{msg}");
+        assert!(!msg.contains("not json"), "{msg}");
+    }
+}
