@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod git_server;
 pub mod http;
+pub mod s3;
 pub mod tree;
 
 use std::net::TcpListener;

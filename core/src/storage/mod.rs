@@ -1,41 +1,51 @@
 //! Backup storage: an abstraction over `object_store`, with the local filesystem as the embedded
-//! default. Uploads stream the archive while it is produced (a producer thread writes into a bounded
-//! channel, the async side feeds a multipart upload that becomes visible only when complete);
-//! downloads hand a blocking reader to a consumer thread. At most `max_concurrent_uploads` uploads
-//! run at once.
+//! default and S3-compatible stores, GCS and Azure as remote backends. Uploads stream the archive
+//! while it is produced (a producer thread writes into a bounded channel, the async side feeds a
+//! multipart upload that becomes visible only when complete); downloads hand a blocking reader to a
+//! consumer thread. At most `max_concurrent_uploads` uploads run at once.
 
+mod backend;
 mod location;
+mod multipart;
 mod pipe;
+
+pub use backend::{process_env, EnvLookup};
 
 pub use location::{full_backup_key, log_key, snapshot_key, ObjectLocation};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
-use object_store::{GetResultPayload, ObjectMeta, ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::signer::Signer;
+use object_store::{GetResultPayload, ObjectMeta, ObjectStoreExt};
 use tokio::sync::Semaphore;
 
-use crate::config::{BucketLayout, StorageBackend, StorageConfig};
+use crate::config::{BucketLayout, StorageConfig};
 use crate::error::{Error, Result};
+use backend::{Backend, BucketStores};
+use multipart::PartSender;
 
-/// How many parts of one upload may be in flight at once.
-const PARTS_IN_FLIGHT: usize = 2;
-
-enum Backend {
-    Local { root: PathBuf },
-}
+/// Opened buckets are kept up to this many; beyond it the cache starts over.
+const MAX_OPEN_BUCKETS: usize = 1024;
 
 pub struct Storage {
     backend: Backend,
     config: StorageConfig,
-    buckets: Mutex<HashMap<String, Arc<dyn ObjectStore>>>,
+    buckets: Mutex<HashMap<String, Arc<Bucket>>>,
     upload_slots: Arc<Semaphore>,
+    /// Plain HTTP client for requests object_store does not offer (S3 CreateBucket).
+    http: reqwest::Client,
+}
+
+struct Bucket {
+    name: String,
+    stores: BucketStores,
+    /// Set once the bucket is known to exist (created, or found to be ours already).
+    exists: std::sync::atomic::AtomicBool,
 }
 
 /// What an upload did.
@@ -46,27 +56,35 @@ pub struct UploadStats {
 }
 
 impl Storage {
-    /// The configured backup storage, or `None` when the daemon has none.
-    pub fn from_config(config: &StorageConfig) -> Result<Option<Storage>> {
-        let backend = match config.backend {
-            StorageBackend::None => return Ok(None),
-            StorageBackend::Local => {
-                std::fs::create_dir_all(&config.local_path).map_err(|e| {
-                    Error::InvalidArgument(format!(
-                        "cannot create the local storage folder (storage.local_path): {}",
-                        e.kind()
-                    ))
-                })?;
-                Backend::Local {
-                    root: config.local_path.clone(),
-                }
-            }
+    /// The configured backup storage, or `None` when the daemon has none. Credentials missing from
+    /// `config` are looked up with `env`.
+    pub fn from_config(config: &StorageConfig, env: EnvLookup) -> Result<Option<Storage>> {
+        let Some(backend) = Backend::from_config(config, env)? else {
+            return Ok(None);
         };
+        if backend.is_local() {
+            std::fs::create_dir_all(&config.local_path).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "cannot create the local storage folder (storage.local_path): {}",
+                    e.kind()
+                ))
+            })?;
+        } else {
+            // Catches unusable credentials (an unreadable key file, say) at start, not at the
+            // first backup. Remote backends do no I/O here.
+            backend.open_bucket("wsd-configuration-check", config)?;
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(config.timeouts.connect_secs))
+            .timeout(Duration::from_secs(config.timeouts.request_secs))
+            .build()
+            .map_err(Error::internal)?;
         Ok(Some(Storage {
             backend,
             config: config.clone(),
             buckets: Mutex::new(HashMap::new()),
             upload_slots: Arc::new(Semaphore::new(config.max_concurrent_uploads)),
+            http,
         }))
     }
 
@@ -108,31 +126,91 @@ impl Storage {
         self.owner_location(owner, log_key(meta_id, instance, task))
     }
 
-    fn bucket(&self, bucket: &str) -> Result<Arc<dyn ObjectStore>> {
+    fn bucket(&self, bucket: &str) -> Result<Arc<Bucket>> {
         if !location::is_valid_bucket(bucket) {
             return Err(Error::InvalidArgument(format!(
                 "invalid bucket name {bucket:?}"
             )));
         }
         let mut buckets = self.buckets.lock().map_err(Error::internal)?;
-        if let Some(store) = buckets.get(bucket) {
-            return Ok(store.clone());
+        if let Some(open) = buckets.get(bucket) {
+            return Ok(open.clone());
         }
-        let store: Arc<dyn ObjectStore> = match &self.backend {
-            Backend::Local { root } => {
-                let dir = root.join(bucket);
-                std::fs::create_dir_all(&dir).map_err(|e| {
-                    Error::Storage(format!("cannot create bucket {bucket}: {}", e.kind()))
-                })?;
-                let fs = LocalFileSystem::new_with_prefix(&dir)
-                    .map_err(|e| storage_error("open bucket", bucket, &e))?
-                    .with_fsync(true)
-                    .with_automatic_cleanup(false);
-                Arc::new(fs)
-            }
+        let open = Arc::new(Bucket {
+            name: bucket.to_string(),
+            stores: self.backend.open_bucket(bucket, &self.config)?,
+            exists: std::sync::atomic::AtomicBool::new(self.backend.is_local()),
+        });
+        if buckets.len() >= MAX_OPEN_BUCKETS {
+            buckets.clear();
+        }
+        buckets.insert(bucket.to_string(), open.clone());
+        Ok(open)
+    }
+
+    /// Before the first upload into an S3 bucket: creates it when it is missing. Other failures
+    /// (no permission to create buckets, say) are logged and left to the upload to report.
+    async fn ensure_bucket(&self, bucket: &Bucket) {
+        use std::sync::atomic::Ordering;
+        if !self.config.create_buckets || bucket.exists.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(s3) = &bucket.stores.s3 else {
+            return;
         };
-        buckets.insert(bucket.to_string(), store.clone());
-        Ok(store)
+        match self.create_s3_bucket(s3).await {
+            Ok(created) => {
+                if created {
+                    metrics::counter!("wsd_buckets_created_total").increment(1);
+                    tracing::info!(bucket = %bucket.name, "created bucket");
+                }
+                bucket.exists.store(true, Ordering::Release);
+            }
+            Err(why) => {
+                tracing::warn!(bucket = %bucket.name, error = %why, "cannot create bucket")
+            }
+        }
+    }
+
+    /// Sends a signed S3 CreateBucket. `Ok(true)` when created, `Ok(false)` when it was already
+    /// ours.
+    async fn create_s3_bucket(
+        &self,
+        s3: &object_store::aws::AmazonS3,
+    ) -> std::result::Result<bool, String> {
+        let root = ObjectPath::from("");
+        let url = s3
+            .signed_url(http::Method::PUT, &root, Duration::from_secs(300))
+            .await
+            .map_err(|e| e.to_string())?;
+        let region = self.backend.s3_region().unwrap_or("us-east-1");
+        let body = if region == "us-east-1" {
+            String::new()
+        } else {
+            format!(
+                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+                 <LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
+            )
+        };
+        let response = self
+            .http
+            .put(url)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(true);
+        }
+        let text = response.text().await.unwrap_or_default();
+        match s3_error_code(&text) {
+            // Some stores (s3s, MinIO) answer BucketAlreadyExists for a bucket the caller owns; if
+            // somebody else owns it, the upload reports the refusal.
+            Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists") => Ok(false),
+            Some(code) => Err(format!("{status} {code}")),
+            None => Err(status.to_string()),
+        }
     }
 
     fn object_path(loc: &ObjectLocation) -> Result<ObjectPath> {
@@ -142,7 +220,7 @@ impl Storage {
 
     /// Metadata of an object, `None` when it does not exist.
     pub async fn head(&self, loc: &ObjectLocation) -> Result<Option<ObjectMeta>> {
-        let store = self.bucket(&loc.bucket)?;
+        let store = self.bucket(&loc.bucket)?.stores.requests.clone();
         match store.head(&Self::object_path(loc)?).await {
             Ok(meta) => Ok(Some(meta)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -151,21 +229,25 @@ impl Storage {
     }
 
     pub async fn delete(&self, loc: &ObjectLocation) -> Result<()> {
-        let store = self.bucket(&loc.bucket)?;
+        let store = self.bucket(&loc.bucket)?.stores.requests.clone();
         match store.delete(&Self::object_path(loc)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(storage_error("delete", &loc.qualified(), &e)),
         }
     }
 
-    /// Waits (bounded) for one of the daemon's upload slots.
-    async fn upload_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+    /// Waits (bounded) for one of the daemon's upload slots; the wait is measured, and the slot
+    /// counts as an upload in flight until dropped.
+    async fn upload_slot(&self) -> Result<UploadSlot> {
         let wait = Duration::from_secs(self.config.upload_wait_timeout_secs);
         let started = Instant::now();
         let permit = tokio::time::timeout(wait, self.upload_slots.clone().acquire_owned()).await;
         metrics::histogram!("wsd_upload_slot_wait_seconds").record(started.elapsed().as_secs_f64());
         match permit {
-            Ok(Ok(permit)) => Ok(permit),
+            Ok(Ok(permit)) => {
+                metrics::gauge!("wsd_uploads_in_flight").increment(1.0);
+                Ok(UploadSlot { _permit: permit })
+            }
             Ok(Err(_)) => Err(Error::ShuttingDown),
             Err(_) => {
                 metrics::counter!("wsd_upload_slot_timeouts_total").increment(1);
@@ -178,8 +260,8 @@ impl Storage {
     }
 
     /// Streams what `produce` writes into the object at `loc`. The object appears only when the
-    /// upload is complete; on any failure nothing is visible and an existing object stays intact.
-    /// `produce` runs on a blocking thread.
+    /// upload is complete; on any failure nothing is visible, an existing object stays intact and
+    /// the incomplete upload is aborted. `produce` runs on a blocking thread.
     pub async fn upload<T, F>(&self, loc: &ObjectLocation, produce: F) -> Result<(T, UploadStats)>
     where
         T: Send + 'static,
@@ -187,7 +269,41 @@ impl Storage {
     {
         let _slot = self.upload_slot().await?;
         let started = Instant::now();
-        let store = self.bucket(&loc.bucket)?;
+        let what = loc.qualified();
+        let limit = match self.config.timeouts.upload_secs {
+            0 => Duration::MAX,
+            secs => Duration::from_secs(secs),
+        };
+        let outcome = match tokio::time::timeout(limit, self.upload_unbounded(loc, produce)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(Error::UploadFailed {
+                what: what.clone(),
+                reason: format!(
+                    "the upload did not finish within storage.timeouts.upload_secs ({}s)",
+                    limit.as_secs()
+                ),
+            }),
+        };
+        let label = if outcome.is_ok() { "ok" } else { "failed" };
+        metrics::counter!("wsd_uploads_total", "outcome" => label).increment(1);
+        let (value, bytes) = outcome?;
+        metrics::counter!("wsd_upload_bytes_total").increment(bytes);
+        Ok((
+            value,
+            UploadStats {
+                bytes,
+                duration: started.elapsed(),
+            },
+        ))
+    }
+
+    async fn upload_unbounded<T, F>(&self, loc: &ObjectLocation, produce: F) -> Result<(T, u64)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Write) -> std::io::Result<T> + Send + 'static,
+    {
+        let bucket = self.bucket(&loc.bucket)?;
+        self.ensure_bucket(&bucket).await;
         let path = Self::object_path(loc)?;
         let what = loc.qualified();
         let upload_failed = |reason: String| Error::UploadFailed {
@@ -195,11 +311,18 @@ impl Storage {
             reason,
         };
 
-        let upload = store
+        let upload = bucket
+            .stores
+            .requests
             .put_multipart(&path)
             .await
-            .map_err(|e| upload_failed(describe(&e)))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.config.part_size_bytes);
+            .map_err(|e| upload_failed(describe_logged(&e, &what)))?;
+        let mut parts = PartSender::new(
+            upload,
+            self.config.part_size_bytes,
+            self.config.upload_parallelism,
+            what.clone(),
+        );
 
         let (pipe_writer, mut chunks) = pipe::channel(1 << 20, 4);
         let producer = tokio::task::spawn_blocking(move || {
@@ -211,61 +334,47 @@ impl Storage {
 
         let mut backend_error = None;
         while let Some(chunk) = chunks.recv().await {
-            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+            if let Err(e) = parts.write(chunk).await {
                 backend_error = Some(e);
                 break;
             }
-            writer.put(chunk);
         }
         // Dropping the receiver makes a still-running producer fail with a broken pipe.
         drop(chunks);
         let produced = producer.await;
 
-        let failure = match (&backend_error, produced) {
-            (Some(e), _) => Err(upload_failed(describe(e))),
+        let outcome = match (backend_error, produced) {
+            (Some(e), _) => Err(upload_failed(describe_logged(&e, &what))),
             (None, Err(join)) => Err(upload_failed(format!("the archive writer stopped: {join}"))),
             (None, Ok(Err(io))) => Err(upload_failed(format!(
                 "cannot read the workspace content: {io}"
             ))),
-            (None, Ok(Ok(done))) => Ok(done),
+            (None, Ok(Ok(done))) => match parts.finish().await {
+                Ok(_) => Ok(done),
+                Err(e) => Err(upload_failed(describe_logged(&e, &what))),
+            },
         };
-        match failure {
-            Ok((value, bytes)) => {
-                writer
-                    .finish()
-                    .await
-                    .map_err(|e| upload_failed(describe(&e)))?;
-                Ok((
-                    value,
-                    UploadStats {
-                        bytes,
-                        duration: started.elapsed(),
-                    },
-                ))
-            }
-            Err(err) => {
-                if let Some(e) = backend_error {
-                    tracing::warn!(object = %what, error = %e, "upload failed");
-                }
-                if let Err(e) = writer.abort().await {
-                    tracing::warn!(object = %what, error = %e, "cannot abort a failed upload");
-                }
-                Err(err)
-            }
+        if outcome.is_err() {
+            parts.abort();
         }
+        outcome
     }
 
     /// Stores a small object in one request.
     pub async fn put_bytes(&self, loc: &ObjectLocation, bytes: Vec<u8>) -> Result<()> {
         let _slot = self.upload_slot().await?;
-        let store = self.bucket(&loc.bucket)?;
-        store
+        let bucket = self.bucket(&loc.bucket)?;
+        self.ensure_bucket(&bucket).await;
+        let what = loc.qualified();
+        bucket
+            .stores
+            .requests
             .put(&Self::object_path(loc)?, bytes.into())
             .await
             .map(|_| ())
             .map_err(|e| Error::UploadFailed {
-                what: loc.qualified(),
-                reason: describe(&e),
+                reason: describe_logged(&e, &what),
+                what,
             })
     }
 
@@ -276,7 +385,7 @@ impl Storage {
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> T + Send + 'static,
     {
-        let store = self.bucket(&loc.bucket)?;
+        let store = self.bucket(&loc.bucket)?.stores.downloads.clone();
         let got = match store.get(&Self::object_path(loc)?).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
@@ -304,13 +413,45 @@ impl Storage {
     }
 }
 
-/// A caller-facing description of a backend error: the kind and, for I/O failures, the operating
-/// system's reason, never a host path or credential (those stay in the daemon's log).
+/// Holds one of the daemon's upload slots.
+struct UploadSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for UploadSlot {
+    fn drop(&mut self) {
+        metrics::gauge!("wsd_uploads_in_flight").decrement(1.0);
+    }
+}
+
+/// The error code of an S3 error document (`<Code>NoSuchBucket</Code>`), if there is one.
+fn s3_error_code(text: &str) -> Option<&str> {
+    let start = text.find("<Code>")? + "<Code>".len();
+    let len = text[start..].find("</Code>")?;
+    let code = &text[start..start + len];
+    code.bytes()
+        .all(|b| b.is_ascii_alphanumeric())
+        .then_some(code)
+}
+
+/// [`describe`], after logging the full error (URL and all) for the operator.
+fn describe_logged(e: &object_store::Error, what: &str) -> String {
+    tracing::warn!(object = %what, error = %e, "storage request failed");
+    describe(e)
+}
+
+/// A caller-facing description of a backend error: the kind, the store's error code or the
+/// transport failure, and how many retries were made; never a URL, host path or credential (those
+/// stay in the daemon's log).
 fn describe(e: &object_store::Error) -> String {
+    let text = e.to_string();
     let what = match e {
+        object_store::Error::NotFound { .. } if s3_error_code(&text) == Some("NoSuchBucket") => {
+            "the bucket does not exist".to_string()
+        }
         object_store::Error::NotFound { .. } => "the object does not exist".to_string(),
         object_store::Error::PermissionDenied { .. } => {
-            "permission denied by the storage".to_string()
+            "the storage refused access: wrong credentials or missing permissions".to_string()
         }
         object_store::Error::Unauthenticated { .. } => {
             "the storage refused the credentials".to_string()
@@ -321,18 +462,48 @@ fn describe(e: &object_store::Error) -> String {
         object_store::Error::Generic { store, .. } => format!("the {store} storage backend failed"),
         _ => "the storage backend failed".to_string(),
     };
-    match io_cause(e) {
-        Some(kind) => format!("{what} ({kind})"),
-        None => what,
+    let mut details = Vec::new();
+    if let Some(code) = s3_error_code(&text) {
+        details.push(code.to_string());
+    } else if let Some(http) = cause::<object_store::client::HttpError>(e) {
+        use object_store::client::HttpErrorKind as Kind;
+        match http.kind() {
+            Kind::Connect => details.push("cannot connect".to_string()),
+            Kind::Timeout => details.push("timed out".to_string()),
+            Kind::Interrupted => details.push("connection lost".to_string()),
+            _ => {}
+        }
+    }
+    if let Some(kind) = cause::<std::io::Error>(e).map(|io| io.kind()) {
+        if kind != std::io::ErrorKind::Other {
+            details.push(kind.to_string());
+        }
+    }
+    if let Some(retries) = retries_of(&text) {
+        details.push(format!("gave up after {retries} retries"));
+    }
+    if details.is_empty() {
+        what
+    } else {
+        format!("{what} ({})", details.join(", "))
     }
 }
 
-/// The kind of the first I/O error in the cause chain, e.g. "not a directory", "storage full".
-fn io_cause(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
+/// The number of retries object_store reports in its error text ("after 3 retries").
+fn retries_of(text: &str) -> Option<usize> {
+    let start = text.find(", after ")? + ", after ".len();
+    let digits = text[start..].split(' ').next()?;
+    digits.parse().ok()
+}
+
+/// The first error of type `E` in the cause chain.
+fn cause<'a, E: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
     let mut cause = e.source();
     while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return Some(io.kind());
+        if let Some(found) = c.downcast_ref::<E>() {
+            return Some(found);
         }
         cause = c.source();
     }

@@ -9,7 +9,7 @@ fn local(dir: &std::path::Path, uploads: usize) -> Storage {
         part_size_bytes: 1 << 20,
         ..StorageConfig::default()
     };
-    Storage::from_config(&config)
+    Storage::from_config(&config, &|_| None)
         .expect("storage config")
         .expect("local storage is configured")
 }
@@ -123,7 +123,7 @@ async fn shared_layout_prefixes_objects_with_the_owner() {
         layout: crate::config::BucketLayout::Shared,
         ..StorageConfig::default()
     };
-    let storage = Storage::from_config(&config)
+    let storage = Storage::from_config(&config, &|_| None)
         .expect("config")
         .expect("storage");
     let loc = storage.full_backup_location("u1", "m1", "tar");
