@@ -36,6 +36,10 @@ if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 
   rustup component add clippy rustfmt
 fi
 
+log "S3 test server (s3s-fs, installed once into the cache)"
+WSD_S3S_FS="$(scripts/install-s3s-fs.sh)"
+export WSD_S3S_FS
+
 log "format"
 cargo fmt --all -- --check
 

@@ -117,13 +117,30 @@ impl Backend {
 
     /// Opens the stores of one bucket. Remote backends do no I/O here.
     pub fn open_bucket(&self, bucket: &str, config: &StorageConfig) -> Result<BucketStores> {
-        let open_failed = |e: object_store::Error| {
+        self.open_bucket_or(bucket, config, &|e| {
             tracing::warn!(bucket, error = %e, "storage: cannot open bucket");
             config_error(format!(
                 "cannot open bucket {bucket}: {}",
                 super::describe(&e)
             ))
-        };
+        })
+    }
+
+    /// At daemon start: builds the stores of a bucket once, so unusable settings (an unreadable
+    /// key file, say) stop the start with the backend's own explanation, meant for the operator.
+    pub fn check(&self, config: &StorageConfig) -> Result<()> {
+        self.open_bucket_or("wsd-configuration-check", config, &|e| {
+            config_error(format!("the storage backend cannot be set up: {e}"))
+        })
+        .map(|_| ())
+    }
+
+    fn open_bucket_or(
+        &self,
+        bucket: &str,
+        config: &StorageConfig,
+        open_failed: &dyn Fn(object_store::Error) -> Error,
+    ) -> Result<BucketStores> {
         match self {
             Backend::Local { root } => {
                 let dir = root.join(bucket);

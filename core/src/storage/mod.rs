@@ -72,7 +72,7 @@ impl Storage {
         } else {
             // Catches unusable credentials (an unreadable key file, say) at start, not at the
             // first backup. Remote backends do no I/O here.
-            backend.open_bucket("wsd-configuration-check", config)?;
+            backend.check(config)?;
         }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(config.timeouts.connect_secs))
