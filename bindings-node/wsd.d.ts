@@ -33,15 +33,40 @@ export interface DaemonOptions {
   /** Folder of workspace contents, socket folders and state files. */
   workingArea?: string
   storage?: {
-    /** "local" (default) or "none". */
-    backend?: 'local' | 'none'
+    /** "local" (default), an object store ("s3", "gcs", "azure") or "none". */
+    backend?: 'local' | 's3' | 'gcs' | 'azure' | 'none'
     localPath?: string
     layout?: 'bucket-per-owner' | 'shared'
     bucketTemplate?: string
     sharedBucket?: string
+    /** Create a missing bucket before the first upload (S3 and local). */
+    createBuckets?: boolean
     maxConcurrentUploads?: number
     uploadWaitTimeoutSecs?: number
     partSizeBytes?: number
+    /** Parts of one upload sent at once. */
+    uploadParallelism?: number
+    timeouts?: { requestSecs?: number; connectSecs?: number; readSecs?: number; uploadSecs?: number }
+    retry?: { maxRetries?: number; timeoutSecs?: number; initialBackoffMs?: number; maxBackoffMs?: number }
+    /** Credentials not given here come from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN. */
+    s3?: {
+      endpoint?: string
+      region?: string
+      virtualHostedStyle?: boolean
+      accessKeyId?: string
+      secretAccessKey?: string
+      sessionToken?: string
+      useInstanceMetadata?: boolean
+    }
+    gcs?: { serviceAccountPath?: string; serviceAccountKey?: string; useInstanceMetadata?: boolean }
+    azure?: {
+      account?: string
+      accessKey?: string
+      sasToken?: string
+      endpoint?: string
+      useEmulator?: boolean
+      useManagedIdentity?: boolean
+    }
   }
   archive?: {
     format?: 'zstd' | 'tar'
