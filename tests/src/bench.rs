@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The value after `name` on the command line, or `default`.
 pub fn arg(name: &str, default: u64) -> u64 {
@@ -59,4 +59,77 @@ impl Drop for Scratch {
         }
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// Runs a bash script in `dir`, returns how long it took.
+pub fn sh(script: &str, dir: &Path) -> Duration {
+    let started = Instant::now();
+    let status = Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir)
+        .status()
+        .expect("run shell");
+    assert!(status.success(), "{script} failed");
+    started.elapsed()
+}
+
+/// Resets the peak RSS of `pid` (clear_refs 5) so that a later VmHWM covers one phase only.
+pub fn reset_peak(pid: i32) {
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+pub fn peak_mib(pid: i32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// `shared/bench/mkworkspace.py`, found from the current folder upwards, or `$MKWORKSPACE`.
+pub fn mkworkspace() -> PathBuf {
+    if let Some(p) = std::env::var_os("MKWORKSPACE") {
+        return PathBuf::from(p);
+    }
+    let here = std::env::current_dir().expect("cwd");
+    for base in here.ancestors() {
+        let candidate = base.join("shared/bench/mkworkspace.py");
+        if candidate.is_file() {
+            return candidate;
+        }
+        let sibling = base.join("../shared/bench/mkworkspace.py");
+        if sibling.is_file() {
+            return sibling;
+        }
+    }
+    panic!("shared/bench/mkworkspace.py not found: set MKWORKSPACE");
+}
+
+/// Apparent size of a tree.
+pub fn du_bytes(dir: &Path) -> u64 {
+    let out = Command::new("du")
+        .args(["-sb", "--apparent-size"])
+        .arg(dir)
+        .output()
+        .expect("du");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Files, folders and links in a tree.
+pub fn count_entries(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            let is_dir = e.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            1 + if is_dir { count_entries(&e.path()) } else { 0 }
+        })
+        .sum()
 }
