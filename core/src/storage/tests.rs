@@ -1,6 +1,8 @@
 use super::*;
 use crate::config::StorageConfig;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 fn local(dir: &std::path::Path, uploads: usize) -> Storage {
     let config = StorageConfig {
@@ -66,13 +68,20 @@ async fn failed_producer_leaves_the_previous_object_intact_and_nothing_else() {
         read_all(&storage, &loc).await,
         Some(b"good backup".to_vec())
     );
+    // The incomplete upload is aborted in the background, right after the failure.
     let folder = dir.path().join("gitpod-user-o/workspaces/m");
-    let names: Vec<_> = std::fs::read_dir(folder)
-        .expect("ls")
-        .map(|e| e.expect("entry").file_name())
-        .collect();
+    let names = || -> Vec<_> {
+        std::fs::read_dir(&folder)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name())
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while names().len() > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert_eq!(
-        names,
+        names(),
         vec![std::ffi::OsString::from("full.tar")],
         "no staging leftovers"
     );
@@ -129,4 +138,70 @@ async fn shared_layout_prefixes_objects_with_the_owner() {
     let loc = storage.full_backup_location("u1", "m1", "tar");
     assert_eq!(loc.bucket, "gitpod-workspaces");
     assert_eq!(loc.key, "u1/workspaces/m1/full.tar");
+}
+
+/// A multipart upload that records what it is asked to do.
+#[derive(Debug, Default, Clone)]
+struct Recorder {
+    parts: Arc<Mutex<Vec<usize>>>,
+    completed: Arc<AtomicUsize>,
+    aborted: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl object_store::MultipartUpload for Recorder {
+    fn put_part(&mut self, data: object_store::PutPayload) -> object_store::UploadPart {
+        self.parts.lock().expect("lock").push(data.content_length());
+        Box::pin(async { Ok(()) })
+    }
+
+    async fn complete(&mut self) -> object_store::Result<object_store::PutResult> {
+        self.completed.fetch_add(1, Ordering::SeqCst);
+        Ok(object_store::PutResult {
+            e_tag: None,
+            version: None,
+            extensions: Default::default(),
+        })
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.aborted.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn parts_have_exactly_the_part_size_whatever_the_chunks() {
+    let rec = Recorder::default();
+    let mut sender = PartSender::new(Box::new(rec.clone()), 10, 2, "t".into());
+    for len in [3usize, 7, 15, 1, 0, 24, 2] {
+        sender
+            .write(bytes::Bytes::from(vec![0u8; len]))
+            .await
+            .expect("write");
+    }
+    sender.finish().await.expect("finish");
+    assert_eq!(
+        *rec.parts.lock().expect("lock"),
+        vec![10, 10, 10, 10, 10, 2]
+    );
+    assert_eq!(rec.completed.load(Ordering::SeqCst), 1);
+    assert_eq!(rec.aborted.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn an_upload_dropped_half_way_is_aborted() {
+    let rec = Recorder::default();
+    let mut sender = PartSender::new(Box::new(rec.clone()), 10, 2, "t".into());
+    sender
+        .write(bytes::Bytes::from(vec![0u8; 25]))
+        .await
+        .expect("write");
+    drop(sender);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rec.aborted.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(rec.aborted.load(Ordering::SeqCst), 1);
+    assert_eq!(rec.completed.load(Ordering::SeqCst), 0);
 }
