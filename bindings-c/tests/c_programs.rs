@@ -116,6 +116,13 @@ fn c_programs_pass_with_address_sanitizer() {
     }
 }
 
+/// The one dependency whose own C API a Rust cdylib cannot hide: object_store's S3 client depends
+/// on crc-fast with its default `ffi` feature, which defines `#[no_mangle]` `crc_fast_*` functions,
+/// and rustc exports every such function of the crate graph (a second version script only adds to
+/// the list). Nothing of ours calls them through that API, so an interposed copy changes nothing
+/// here; the allowance is this exact prefix, so any other foreign symbol still fails the test.
+const DEPENDENCY_C_API: &str = "crc_fast_";
+
 #[test]
 fn every_exported_symbol_has_the_prefix() {
     let output = Command::new("nm")
@@ -135,7 +142,10 @@ fn every_exported_symbol_has_the_prefix() {
         })
         .collect();
     assert!(symbols.contains(&"wsd_call"), "{symbols:?}");
-    let foreign: Vec<&&str> = symbols.iter().filter(|s| !s.starts_with("wsd_")).collect();
+    let foreign: Vec<&&str> = symbols
+        .iter()
+        .filter(|s| !s.starts_with("wsd_") && !s.starts_with(DEPENDENCY_C_API))
+        .collect();
     assert!(
         foreign.is_empty(),
         "symbols without the wsd_ prefix: {foreign:?}"
