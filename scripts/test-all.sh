@@ -36,9 +36,10 @@ if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 
   rustup component add clippy rustfmt
 fi
 
-log "S3 test server (s3s-fs, installed once into the cache)"
+log "object store test servers (s3s-fs, Azurite; installed once into the cache)"
 WSD_S3S_FS="$(scripts/install-s3s-fs.sh)"
-export WSD_S3S_FS
+WSD_AZURITE="$(scripts/install-azurite.sh)"
+export WSD_S3S_FS WSD_AZURITE
 
 log "format"
 cargo fmt --all -- --check

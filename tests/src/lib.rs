@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: the `ws-daemon` binary run as a child process in its
 //! own temporary working area, a real gRPC client for it, a tiny HTTP server, and tree comparison.
 
+pub mod azurite;
 pub mod bench;
 pub mod git_server;
 pub mod http;

@@ -40,8 +40,8 @@ pub struct StorageConfig {
     pub bucket_template: String,
     /// Bucket name for the `shared` layout.
     pub shared_bucket: String,
-    /// Create a missing bucket before the first upload into it (S3 and local; GCS and Azure
-    /// buckets must exist).
+    /// Create a missing bucket before the first upload into it (local, S3, and Azure containers
+    /// with a key or SAS token; GCS buckets must exist).
     pub create_buckets: bool,
     /// At most this many uploads run at once per daemon.
     pub max_concurrent_uploads: usize,
@@ -230,9 +230,10 @@ pub struct AzureConfig {
     pub account: String,
     pub access_key: Secret,
     pub sas_token: Secret,
-    /// Endpoint URL of a non-Azure service (e.g. an emulator); empty for Azure.
+    /// Blob service URL of a non-Azure service; empty for Azure. With `use_emulator`, the
+    /// emulator's host (default `http://127.0.0.1:10000`).
     pub endpoint: String,
-    /// Talk to a local Azurite emulator with its well-known development account.
+    /// Talk to an Azurite emulator with its well-known development account.
     pub use_emulator: bool,
     /// Without a key or SAS token, use the managed identity of the machine.
     pub use_managed_identity: bool,

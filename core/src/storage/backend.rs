@@ -6,12 +6,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::local::LocalFileSystem;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
+use super::create_bucket::{AzureAuth, BucketCreator};
 use crate::config::{Secret, StorageBackend, StorageConfig};
 use crate::error::{Error, Result};
 
@@ -64,17 +65,32 @@ pub(super) struct AzureSettings {
 enum AzureCredentials {
     AccessKey(Secret),
     SasToken(Secret),
-    Emulator,
     ManagedIdentity,
+}
+
+/// Azurite's development account, the same in every installation.
+const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
+const EMULATOR_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+impl AzureSettings {
+    /// The blob service URL of the account, without a trailing slash.
+    fn account_url(&self) -> String {
+        if self.endpoint.is_empty() {
+            format!("https://{}.blob.core.windows.net", self.account)
+        } else {
+            self.endpoint.clone()
+        }
+    }
 }
 
 /// The stores of one bucket: `requests` for uploads and lookups (each attempt bounded by the
 /// request timeout), `downloads` for streaming reads (bounded by the read timeout, so a large
-/// restore is not cut off), and for S3 the signer used to create the bucket.
+/// restore is not cut off), and what creates the bucket when the backend can.
 pub(super) struct BucketStores {
     pub requests: Arc<dyn ObjectStore>,
     pub downloads: Arc<dyn ObjectStore>,
-    pub s3: Option<Arc<AmazonS3>>,
+    pub creator: Option<BucketCreator>,
 }
 
 fn config_error(msg: impl Into<String>) -> Error {
@@ -102,13 +118,6 @@ impl Backend {
             StorageBackend::Azure => Backend::Azure(azure_settings(config, env)?),
         };
         Ok(Some(backend))
-    }
-
-    pub fn s3_region(&self) -> Option<&str> {
-        match self {
-            Backend::S3(s3) => Some(&s3.region),
-            _ => None,
-        }
     }
 
     pub fn is_local(&self) -> bool {
@@ -156,7 +165,7 @@ impl Backend {
                 Ok(BucketStores {
                     requests: fs.clone(),
                     downloads: fs,
-                    s3: None,
+                    creator: None,
                 })
             }
             Backend::S3(s3) => {
@@ -196,7 +205,10 @@ impl Backend {
                 Ok(BucketStores {
                     requests: requests.clone(),
                     downloads: Arc::new(downloads),
-                    s3: Some(requests),
+                    creator: Some(BucketCreator::S3 {
+                        store: requests,
+                        region: s3.region.clone(),
+                    }),
                 })
             }
             Backend::Gcs(gcs) => {
@@ -216,37 +228,42 @@ impl Backend {
                 Ok(BucketStores {
                     requests: Arc::new(build(request_options(config)).map_err(open_failed)?),
                     downloads: Arc::new(build(download_options(config)).map_err(open_failed)?),
-                    s3: None,
+                    creator: None,
                 })
             }
             Backend::Azure(az) => {
                 let build = |options: ClientOptions| {
-                    let mut b = MicrosoftAzureBuilder::new().with_container_name(bucket);
+                    let mut b = MicrosoftAzureBuilder::new()
+                        .with_container_name(bucket)
+                        .with_account(&az.account);
                     b = match &az.credentials {
-                        AzureCredentials::Emulator => b.with_use_emulator(true),
-                        AzureCredentials::AccessKey(k) => {
-                            b.with_account(&az.account).with_access_key(k.expose())
+                        AzureCredentials::AccessKey(k) => b.with_access_key(k.expose()),
+                        AzureCredentials::SasToken(t) => {
+                            b.with_config(object_store::azure::AzureConfigKey::SasKey, t.expose())
                         }
-                        AzureCredentials::SasToken(t) => b
-                            .with_account(&az.account)
-                            .with_config(object_store::azure::AzureConfigKey::SasKey, t.expose()),
-                        AzureCredentials::ManagedIdentity => b.with_account(&az.account),
+                        AzureCredentials::ManagedIdentity => b,
                     };
                     if !az.endpoint.is_empty() {
                         b = b.with_endpoint(az.endpoint.clone());
                     }
-                    let plain_http = az.endpoint.starts_with("http://")
-                        || (az.endpoint.is_empty()
-                            && matches!(az.credentials, AzureCredentials::Emulator));
-                    let options = options.with_allow_http(plain_http);
+                    let options = options.with_allow_http(az.endpoint.starts_with("http://"));
                     b.with_retry(retry_config(config))
                         .with_client_options(options)
                         .build()
                 };
+                let auth = match &az.credentials {
+                    AzureCredentials::AccessKey(key) => Some(AzureAuth::SharedKey(key.clone())),
+                    AzureCredentials::SasToken(token) => Some(AzureAuth::SasToken(token.clone())),
+                    AzureCredentials::ManagedIdentity => None,
+                };
                 Ok(BucketStores {
                     requests: Arc::new(build(request_options(config)).map_err(open_failed)?),
                     downloads: Arc::new(build(download_options(config)).map_err(open_failed)?),
-                    s3: None,
+                    creator: auth.map(|auth| BucketCreator::Azure {
+                        container_url: format!("{}/{bucket}", az.account_url()),
+                        account: az.account.clone(),
+                        auth,
+                    }),
                 })
             }
         }
@@ -333,10 +350,16 @@ fn azure_settings(config: &StorageConfig, env: EnvLookup) -> Result<AzureSetting
     let c = &config.azure;
     let endpoint = c.endpoint.trim_end_matches('/').to_string();
     if c.use_emulator {
+        // Azurite serves accounts path-style: http://host:port/<account>/<container>/<blob>.
+        let host = if endpoint.is_empty() {
+            "http://127.0.0.1:10000"
+        } else {
+            &endpoint
+        };
         return Ok(AzureSettings {
-            account: String::new(),
-            endpoint,
-            credentials: AzureCredentials::Emulator,
+            account: EMULATOR_ACCOUNT.to_string(),
+            endpoint: format!("{host}/{EMULATOR_ACCOUNT}"),
+            credentials: AzureCredentials::AccessKey(Secret::new(EMULATOR_KEY)),
         });
     }
     let Some(account) = first(&c.account, env, &["AZURE_STORAGE_ACCOUNT_NAME"]) else {

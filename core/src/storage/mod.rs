@@ -5,6 +5,7 @@
 //! consumer thread. At most `max_concurrent_uploads` uploads run at once.
 
 mod backend;
+mod create_bucket;
 mod location;
 mod multipart;
 mod pipe;
@@ -20,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::signer::Signer;
 use object_store::{GetResultPayload, ObjectMeta, ObjectStoreExt};
 use tokio::sync::Semaphore;
 
@@ -148,17 +148,17 @@ impl Storage {
         Ok(open)
     }
 
-    /// Before the first upload into an S3 bucket: creates it when it is missing. Other failures
-    /// (no permission to create buckets, say) are logged and left to the upload to report.
+    /// Before the first upload into a bucket: creates it when it is missing and the backend can.
+    /// Failures (no permission to create buckets, say) are logged and left to the upload to report.
     async fn ensure_bucket(&self, bucket: &Bucket) {
         use std::sync::atomic::Ordering;
         if !self.config.create_buckets || bucket.exists.load(Ordering::Acquire) {
             return;
         }
-        let Some(s3) = &bucket.stores.s3 else {
+        let Some(creator) = &bucket.stores.creator else {
             return;
         };
-        match self.create_s3_bucket(s3).await {
+        match creator.create(&self.http).await {
             Ok(created) => {
                 if created {
                     metrics::counter!("wsd_buckets_created_total").increment(1);
@@ -169,47 +169,6 @@ impl Storage {
             Err(why) => {
                 tracing::warn!(bucket = %bucket.name, error = %why, "cannot create bucket")
             }
-        }
-    }
-
-    /// Sends a signed S3 CreateBucket. `Ok(true)` when created, `Ok(false)` when it was already
-    /// ours.
-    async fn create_s3_bucket(
-        &self,
-        s3: &object_store::aws::AmazonS3,
-    ) -> std::result::Result<bool, String> {
-        let root = ObjectPath::from("");
-        let url = s3
-            .signed_url(http::Method::PUT, &root, Duration::from_secs(300))
-            .await
-            .map_err(|e| e.to_string())?;
-        let region = self.backend.s3_region().unwrap_or("us-east-1");
-        let body = if region == "us-east-1" {
-            String::new()
-        } else {
-            format!(
-                "<CreateBucketConfiguration xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
-                 <LocationConstraint>{region}</LocationConstraint></CreateBucketConfiguration>"
-            )
-        };
-        let response = self
-            .http
-            .put(url)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(true);
-        }
-        let text = response.text().await.unwrap_or_default();
-        match s3_error_code(&text) {
-            // Some stores (s3s, MinIO) answer BucketAlreadyExists for a bucket the caller owns; if
-            // somebody else owns it, the upload reports the refusal.
-            Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists") => Ok(false),
-            Some(code) => Err(format!("{status} {code}")),
-            None => Err(status.to_string()),
         }
     }
 
