@@ -36,10 +36,15 @@ if ! cargo clippy --version >/dev/null 2>&1 || ! cargo fmt --version >/dev/null 
   rustup component add clippy rustfmt
 fi
 
-log "object store test servers (s3s-fs, Azurite; installed once into the cache)"
+log "object store test servers (s3s-fs, Azurite, fake-gcs-server; installed once into the cache)"
+if ! command -v go >/dev/null; then
+  echo "go is missing: install Go 1.26 or newer (the grpc module requires it) and run again" >&2
+  exit 1
+fi
 WSD_S3S_FS="$(scripts/install-s3s-fs.sh)"
 WSD_AZURITE="$(scripts/install-azurite.sh)"
-export WSD_S3S_FS WSD_AZURITE
+WSD_FAKE_GCS="$(scripts/install-fake-gcs-server.sh)"
+export WSD_S3S_FS WSD_AZURITE WSD_FAKE_GCS
 
 log "format"
 cargo fmt --all -- --check

@@ -44,7 +44,7 @@ async fn backups_travel_through_azure_blob_storage() {
     let url = ca
         .backup_workspace(BackupWorkspaceRequest { id: "ws-a".into() })
         .await
-        .expect("backup: the container is created first")
+        .unwrap_or_else(|e| panic!("backup: {e:?}\n{}", a.logs()))
         .into_inner()
         .url;
     assert_eq!(url, "workspaces/meta-a/full.tar.zst@gitpod-user-owner-1");

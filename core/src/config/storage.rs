@@ -40,8 +40,8 @@ pub struct StorageConfig {
     pub bucket_template: String,
     /// Bucket name for the `shared` layout.
     pub shared_bucket: String,
-    /// Create a missing bucket before the first upload into it (local, S3, and Azure containers
-    /// with a key or SAS token; GCS buckets must exist).
+    /// Create a missing bucket before the first upload into it (local, S3, Azure containers with a
+    /// key or SAS token, GCS buckets when `gcs.project` is set).
     pub create_buckets: bool,
     /// At most this many uploads run at once per daemon.
     pub max_concurrent_uploads: usize,
@@ -127,6 +127,7 @@ impl StorageConfig {
         }
         for (key, url) in [
             ("storage.s3.endpoint", &self.s3.endpoint),
+            ("storage.gcs.endpoint", &self.gcs.endpoint),
             ("storage.azure.endpoint", &self.azure.endpoint),
         ] {
             if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
@@ -220,6 +221,10 @@ pub struct GcsConfig {
     pub service_account_key: Secret,
     /// Without a service account, use the instance's metadata server.
     pub use_instance_metadata: bool,
+    /// Base URL of a non-Google service (an emulator); empty for Google.
+    pub endpoint: String,
+    /// Project in which missing buckets are created; empty: buckets must exist.
+    pub project: String,
 }
 
 /// Azure Blob Storage. Values not given here come from `AZURE_STORAGE_ACCOUNT_NAME`,

@@ -49,12 +49,22 @@ enum S3Credentials {
     Environment,
 }
 
-pub(super) enum GcsSettings {
+pub(super) struct GcsSettings {
+    credentials: GcsCredentials,
+    /// The JSON/XML API base URL when it is not Google's.
+    endpoint: String,
+    /// Project in which missing buckets are created; empty: buckets must exist.
+    project: String,
+}
+
+enum GcsCredentials {
     ServiceAccountPath(String),
     ServiceAccountKey(Secret),
     ApplicationCredentials(String),
     InstanceMetadata,
 }
+
+const GCS_DEFAULT_BASE_URL: &str = "https://storage.googleapis.com";
 
 pub(super) struct AzureSettings {
     account: String,
@@ -214,21 +224,40 @@ impl Backend {
             Backend::Gcs(gcs) => {
                 let build = |options: ClientOptions| {
                     let b = GoogleCloudStorageBuilder::new();
-                    let b = match gcs {
-                        GcsSettings::ServiceAccountPath(p) => b.with_service_account_path(p),
-                        GcsSettings::ServiceAccountKey(k) => b.with_service_account_key(k.expose()),
-                        GcsSettings::ApplicationCredentials(p) => b.with_application_credentials(p),
-                        GcsSettings::InstanceMetadata => b,
+                    let mut b = match &gcs.credentials {
+                        GcsCredentials::ServiceAccountPath(p) => b.with_service_account_path(p),
+                        GcsCredentials::ServiceAccountKey(k) => {
+                            b.with_service_account_key(k.expose())
+                        }
+                        GcsCredentials::ApplicationCredentials(p) => {
+                            b.with_application_credentials(p)
+                        }
+                        GcsCredentials::InstanceMetadata => b,
                     };
+                    if !gcs.endpoint.is_empty() {
+                        b = b.with_base_url(&gcs.endpoint);
+                    }
+                    let options = options.with_allow_http(gcs.endpoint.starts_with("http://"));
                     b.with_bucket_name(bucket)
                         .with_retry(retry_config(config))
                         .with_client_options(options)
                         .build()
                 };
+                let requests = Arc::new(build(request_options(config)).map_err(open_failed)?);
+                let creator = (!gcs.project.is_empty()).then(|| BucketCreator::Gcs {
+                    store: requests.clone(),
+                    base_url: if gcs.endpoint.is_empty() {
+                        GCS_DEFAULT_BASE_URL.to_string()
+                    } else {
+                        gcs.endpoint.clone()
+                    },
+                    project: gcs.project.clone(),
+                    bucket: bucket.to_string(),
+                });
                 Ok(BucketStores {
-                    requests: Arc::new(build(request_options(config)).map_err(open_failed)?),
+                    requests,
                     downloads: Arc::new(build(download_options(config)).map_err(open_failed)?),
-                    creator: None,
+                    creator,
                 })
             }
             Backend::Azure(az) => {
@@ -319,31 +348,35 @@ fn s3_settings(config: &StorageConfig, env: EnvLookup) -> Result<S3Settings> {
 fn gcs_settings(config: &StorageConfig, env: EnvLookup) -> Result<GcsSettings> {
     let c = &config.gcs;
     let path = c.service_account_path.to_string_lossy();
-    if let Some(path) = first(
+    let credentials = if let Some(path) = first(
         &path,
         env,
         &["GOOGLE_SERVICE_ACCOUNT_PATH", "GOOGLE_SERVICE_ACCOUNT"],
     ) {
-        return Ok(GcsSettings::ServiceAccountPath(path));
-    }
-    if let Some(key) = first(
+        GcsCredentials::ServiceAccountPath(path)
+    } else if let Some(key) = first(
         c.service_account_key.expose(),
         env,
         &["GOOGLE_SERVICE_ACCOUNT_KEY"],
     ) {
-        return Ok(GcsSettings::ServiceAccountKey(Secret::new(key)));
-    }
-    if let Some(path) = env("GOOGLE_APPLICATION_CREDENTIALS") {
-        return Ok(GcsSettings::ApplicationCredentials(path));
-    }
-    if c.use_instance_metadata {
-        return Ok(GcsSettings::InstanceMetadata);
-    }
-    Err(config_error(
-        "storage.backend is gcs but no credentials are configured: set \
-         storage.gcs.service_account_path or storage.gcs.service_account_key, or the environment \
-         variable GOOGLE_APPLICATION_CREDENTIALS, or storage.gcs.use_instance_metadata = true",
-    ))
+        GcsCredentials::ServiceAccountKey(Secret::new(key))
+    } else if let Some(path) = env("GOOGLE_APPLICATION_CREDENTIALS") {
+        GcsCredentials::ApplicationCredentials(path)
+    } else if c.use_instance_metadata {
+        GcsCredentials::InstanceMetadata
+    } else {
+        return Err(config_error(
+            "storage.backend is gcs but no credentials are configured: set \
+             storage.gcs.service_account_path or storage.gcs.service_account_key, or the \
+             environment variable GOOGLE_APPLICATION_CREDENTIALS, or \
+             storage.gcs.use_instance_metadata = true",
+        ));
+    };
+    Ok(GcsSettings {
+        credentials,
+        endpoint: c.endpoint.trim_end_matches('/').to_string(),
+        project: c.project.clone(),
+    })
 }
 
 fn azure_settings(config: &StorageConfig, env: EnvLookup) -> Result<AzureSettings> {

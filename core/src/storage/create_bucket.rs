@@ -1,6 +1,7 @@
 //! Creating a missing bucket before the first upload into it. object_store has no API for this, so
-//! these are the backends' own requests: S3 CreateBucket presigned by object_store's signer, and
-//! Azure Create Container signed with the account's shared key (or carrying its SAS token).
+//! these are the backends' own requests: S3 CreateBucket presigned by object_store's signer, Azure
+//! Create Container signed with the account's shared key (or carrying its SAS token), and GCS
+//! buckets.insert with the store's OAuth token.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -8,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use object_store::aws::AmazonS3;
+use object_store::gcp::GoogleCloudStorage;
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer;
 use sha2::Sha256;
@@ -28,6 +30,12 @@ pub(super) enum BucketCreator {
         account: String,
         auth: AzureAuth,
     },
+    Gcs {
+        store: Arc<GoogleCloudStorage>,
+        base_url: String,
+        project: String,
+        bucket: String,
+    },
 }
 
 pub(super) enum AzureAuth {
@@ -45,6 +53,12 @@ impl BucketCreator {
                 account,
                 auth,
             } => create_azure_container(http, container_url, account, auth).await,
+            BucketCreator::Gcs {
+                store,
+                base_url,
+                project,
+                bucket,
+            } => create_gcs_bucket(http, store, base_url, project, bucket).await,
         }
     }
 }
@@ -132,6 +146,41 @@ async fn create_azure_container(
         "ContainerAlreadyExists" => Ok(false),
         "" => Err(status.to_string()),
         code => Err(format!("{status} {code}")),
+    }
+}
+
+async fn create_gcs_bucket(
+    http: &reqwest::Client,
+    store: &GoogleCloudStorage,
+    base_url: &str,
+    project: &str,
+    bucket: &str,
+) -> Result<bool, String> {
+    let credential = store
+        .credentials()
+        .get_credential()
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut url =
+        reqwest::Url::parse(&format!("{base_url}/storage/v1/b")).map_err(|e| e.to_string())?;
+    url.query_pairs_mut().append_pair("project", project);
+    let mut request = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "name": bucket }).to_string());
+    // Emulators run without OAuth and hand out an empty token.
+    if !credential.bearer.is_empty() {
+        request = request.bearer_auth(&credential.bearer);
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| e.without_url().to_string())?;
+    match response.status() {
+        s if s.is_success() => Ok(true),
+        // Already ours, or taken by somebody else: the upload reports the latter.
+        reqwest::StatusCode::CONFLICT => Ok(false),
+        s => Err(s.to_string()),
     }
 }
 
