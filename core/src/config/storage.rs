@@ -279,3 +279,24 @@ impl fmt::Debug for Secret {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let mut config = StorageConfig::default();
+        config.s3.secret_access_key = Secret::new("s3-secret-value");
+        config.azure.access_key = Secret::new("azure-key-value");
+        let debug = format!("{config:?}");
+        let json = serde_json::to_string(&config).expect("serialize");
+        for text in [&debug, &json] {
+            assert!(!text.contains("s3-secret-value"), "{text}");
+            assert!(!text.contains("azure-key-value"), "{text}");
+        }
+        assert!(json.contains("<redacted>"));
+        // An unset secret stays visibly unset.
+        assert!(json.contains("\"session_token\":\"\""), "{json}");
+    }
+}

@@ -48,6 +48,16 @@ struct Bucket {
     exists: std::sync::atomic::AtomicBool,
 }
 
+impl Bucket {
+    /// A bucket removed behind the daemon's back is created again by the next upload.
+    fn forget_existence_on(&self, e: &object_store::Error) {
+        if matches!(e, object_store::Error::NotFound { .. }) && self.stores.creator.is_some() {
+            self.exists
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+}
+
 /// What an upload did.
 #[derive(Debug, Clone, Copy)]
 pub struct UploadStats {
@@ -270,12 +280,13 @@ impl Storage {
             reason,
         };
 
-        let upload = bucket
-            .stores
-            .requests
-            .put_multipart(&path)
-            .await
-            .map_err(|e| upload_failed(describe_logged(&e, &what)))?;
+        let upload = match bucket.stores.requests.put_multipart(&path).await {
+            Ok(upload) => upload,
+            Err(e) => {
+                bucket.forget_existence_on(&e);
+                return Err(upload_failed(describe_logged(&e, &what)));
+            }
+        };
         let mut parts = PartSender::new(
             upload,
             self.config.part_size_bytes,
@@ -325,16 +336,21 @@ impl Storage {
         let bucket = self.bucket(&loc.bucket)?;
         self.ensure_bucket(&bucket).await;
         let what = loc.qualified();
-        bucket
+        match bucket
             .stores
             .requests
             .put(&Self::object_path(loc)?, bytes.into())
             .await
-            .map(|_| ())
-            .map_err(|e| Error::UploadFailed {
-                reason: describe_logged(&e, &what),
-                what,
-            })
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                bucket.forget_existence_on(&e);
+                Err(Error::UploadFailed {
+                    reason: describe_logged(&e, &what),
+                    what,
+                })
+            }
+        }
     }
 
     /// Hands a blocking reader of the object at `loc` to `consume`, on a blocking thread.

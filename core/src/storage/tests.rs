@@ -205,3 +205,31 @@ async fn an_upload_dropped_half_way_is_aborted() {
     assert_eq!(rec.aborted.load(Ordering::SeqCst), 1);
     assert_eq!(rec.completed.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn an_upload_over_its_overall_time_limit_fails_and_stores_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = StorageConfig {
+        local_path: dir.path().to_path_buf(),
+        timeouts: crate::config::StorageTimeouts {
+            upload_secs: 1,
+            ..Default::default()
+        },
+        ..StorageConfig::default()
+    };
+    let storage = Storage::from_config(&config, &|_| None)
+        .expect("config")
+        .expect("local");
+    let loc = storage.full_backup_location("o", "m", "tar");
+    let err = storage
+        .upload(&loc, |w| {
+            w.write_all(b"start")?;
+            std::thread::sleep(Duration::from_secs(3));
+            w.write_all(b"too late")
+        })
+        .await
+        .expect_err("over the limit");
+    assert_eq!(err.code(), crate::Code::DataLoss);
+    assert!(err.to_string().contains("upload_secs"), "{err}");
+    assert_eq!(read_all(&storage, &loc).await, None);
+}
