@@ -30,10 +30,7 @@ impl Default for Config {
         let data = default_data_dir();
         Config {
             working_area: data.join("workspaces"),
-            storage: StorageConfig {
-                local_path: data.join("storage"),
-                ..StorageConfig::default()
-            },
+            storage: StorageConfig::default(),
             archive: ArchiveConfig::default(),
             limits: LimitsConfig::default(),
             download: DownloadConfig::default(),
@@ -44,7 +41,7 @@ impl Default for Config {
 }
 
 /// `$XDG_DATA_HOME/ws-daemon`, else `$HOME/.local/share/ws-daemon`, else `./var`.
-fn default_data_dir() -> PathBuf {
+pub(crate) fn default_data_dir() -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(xdg).join("ws-daemon");
     }
@@ -332,6 +329,12 @@ fn snake_case_keys(value: serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_storage_table_without_local_path_keeps_the_default_folder() {
+        let c = Config::from_toml("[storage]\nmax_concurrent_uploads = 2").expect("config");
+        assert_eq!(c.storage.local_path, Config::default().storage.local_path);
+    }
 
     #[test]
     fn camel_case_json_options_are_accepted() {
