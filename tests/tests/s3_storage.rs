@@ -408,3 +408,62 @@ async fn twenty_concurrent_backups_never_exceed_five_uploads() {
         Some(20.0)
     );
 }
+
+#[tokio::test]
+async fn a_server_killed_mid_restore_fails_the_init_cleanly_and_a_retry_restores() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s3 = S3Server::start(&dir.path().join("s3")).await;
+    let a = daemon(&dir.path().join("node-a"), &s3.endpoint(), "", "").await;
+    let mut ca = a.client().await;
+    init(&mut ca, "ws-a", "meta-1", Spec::Empty(EmptyInitializer {})).await;
+    let content = a.working_area().join("ws-a");
+    tree::populate(&content);
+    write_random(&content.join("big.bin"), 160);
+    let original = tree::snapshot(&content, SKIP);
+    backup(&mut ca, "ws-a").await.expect("backup");
+
+    let b = daemon(
+        &dir.path().join("node-b"),
+        &s3.endpoint(),
+        "",
+        SHORT_RETRIES,
+    )
+    .await;
+    let cb = b.client().await;
+    let restoring = {
+        let mut cb = cb.clone();
+        tokio::spawn(async move {
+            cb.init_workspace(init_request(
+                "ws-b",
+                "meta-1",
+                Spec::Empty(EmptyInitializer {}),
+            ))
+            .await
+        })
+    };
+    let partial = b.working_area().join("ws-b/big.bin");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !partial.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore never started"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    s3.kill().await;
+    let err = restoring.await.expect("join").expect_err("the server died");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(!err.message().contains("127.0.0.1"), "{}", err.message());
+    assert!(
+        !b.working_area().join("ws-b").exists(),
+        "a partial workspace was left"
+    );
+
+    s3.restart().await;
+    let mut cb = cb;
+    init(&mut cb, "ws-b", "meta-1", Spec::Empty(EmptyInitializer {})).await;
+    assert_eq!(
+        tree::snapshot(&b.working_area().join("ws-b"), SKIP),
+        original
+    );
+}

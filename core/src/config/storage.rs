@@ -62,7 +62,9 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             backend: StorageBackend::Local,
-            local_path: PathBuf::from("var/storage"),
+            // Also when a config names other [storage] keys only: serde fills the missing ones
+            // from here.
+            local_path: super::default_data_dir().join("storage"),
             layout: BucketLayout::BucketPerOwner,
             bucket_template: "gitpod-user-{owner}".to_string(),
             shared_bucket: "gitpod-workspaces".to_string(),
@@ -92,8 +94,8 @@ impl StorageConfig {
         if self.upload_parallelism == 0 {
             return Err("storage.upload_parallelism must be at least 1".into());
         }
-        // S3 refuses parts below 5 MiB (except the last); the others accept 1 MiB.
-        let min_part = if self.backend == StorageBackend::S3 {
+        // S3 and GCS (XML multipart) refuse parts below 5 MiB, except the last.
+        let min_part = if matches!(self.backend, StorageBackend::S3 | StorageBackend::Gcs) {
             5 << 20
         } else {
             1 << 20
@@ -150,7 +152,8 @@ pub struct StorageTimeouts {
     pub connect_secs: u64,
     /// A connection that delivers no bytes for this long is given up and the request retried.
     pub read_secs: u64,
-    /// A whole upload (all of its parts) must finish within this time; 0 means no limit.
+    /// A whole upload (reading the content and sending all parts) must finish within this time, so
+    /// a hung filesystem cannot hold an upload slot forever; 0 means no limit.
     pub upload_secs: u64,
 }
 
@@ -160,7 +163,7 @@ impl Default for StorageTimeouts {
             request_secs: 120,
             connect_secs: 5,
             read_secs: 30,
-            upload_secs: 0,
+            upload_secs: 6 * 3600,
         }
     }
 }

@@ -39,6 +39,29 @@ pub(super) struct S3Settings {
     credentials: S3Credentials,
 }
 
+impl S3Settings {
+    /// The endpoint for one bucket. object_store takes a custom endpoint as it is in the
+    /// virtual-hosted style, so the bucket goes into the host name here (`bucket.host`), or every
+    /// owner's bucket would be the same.
+    fn bucket_endpoint(&self, bucket: &str) -> object_store::Result<String> {
+        if !self.virtual_hosted_style || self.endpoint.is_empty() {
+            return Ok(self.endpoint.clone());
+        }
+        let bad = |why: &str| object_store::Error::Generic {
+            store: "S3",
+            source: format!("storage.s3.endpoint {why}").into(),
+        };
+        let mut url = reqwest::Url::parse(&self.endpoint).map_err(|_| bad("is not a URL"))?;
+        let host = url
+            .host_str()
+            .ok_or_else(|| bad("has no host"))?
+            .to_string();
+        url.set_host(Some(&format!("{bucket}.{host}")))
+            .map_err(|_| bad("cannot take the bucket name in its host"))?;
+        Ok(url.as_str().trim_end_matches('/').to_string())
+    }
+}
+
 enum S3Credentials {
     Static {
         key_id: String,
@@ -148,8 +171,23 @@ impl Backend {
     /// At daemon start: builds the stores of a bucket once, so unusable settings (an unreadable
     /// key file, say) stop the start with the backend's own explanation, meant for the operator.
     pub fn check(&self, config: &StorageConfig) -> Result<()> {
+        let inline_key = matches!(
+            self,
+            Backend::Gcs(GcsSettings {
+                credentials: GcsCredentials::ServiceAccountKey(_),
+                ..
+            })
+        );
         self.open_bucket_or("wsd-configuration-check", config, &|e| {
-            config_error(format!("the storage backend cannot be set up: {e}"))
+            if inline_key {
+                // A parse error may quote the key itself.
+                config_error(
+                    "storage.gcs.service_account_key (or GOOGLE_SERVICE_ACCOUNT_KEY) is not a \
+                     usable service account key: expected the JSON key file's content",
+                )
+            } else {
+                config_error(format!("the storage backend cannot be set up: {e}"))
+            }
         })
         .map(|_| ())
     }
@@ -179,7 +217,8 @@ impl Backend {
                 })
             }
             Backend::S3(s3) => {
-                let build = |options: ClientOptions| {
+                let endpoint = s3.bucket_endpoint(bucket).map_err(open_failed)?;
+                let build = |(options, retry): (ClientOptions, RetryConfig)| {
                     let mut b = match &s3.credentials {
                         S3Credentials::Environment => AmazonS3Builder::from_env(),
                         S3Credentials::Static { .. } => AmazonS3Builder::new(),
@@ -197,8 +236,8 @@ impl Backend {
                             b = b.with_token(token.expose());
                         }
                     }
-                    if !s3.endpoint.is_empty() {
-                        b = b.with_endpoint(&s3.endpoint);
+                    if !endpoint.is_empty() {
+                        b = b.with_endpoint(&endpoint);
                     }
                     // Client options carry allow_http: set it on them, not on the builder,
                     // whose setting with_client_options would replace.
@@ -206,12 +245,12 @@ impl Backend {
                     b.with_bucket_name(bucket)
                         .with_region(&s3.region)
                         .with_virtual_hosted_style_request(s3.virtual_hosted_style)
-                        .with_retry(retry_config(config))
+                        .with_retry(retry)
                         .with_client_options(options)
                         .build()
                 };
-                let requests = Arc::new(build(request_options(config)).map_err(open_failed)?);
-                let downloads = build(download_options(config)).map_err(open_failed)?;
+                let requests = Arc::new(build(request_setup(config)).map_err(open_failed)?);
+                let downloads = build(download_setup(config)).map_err(open_failed)?;
                 Ok(BucketStores {
                     requests: requests.clone(),
                     downloads: Arc::new(downloads),
@@ -222,7 +261,7 @@ impl Backend {
                 })
             }
             Backend::Gcs(gcs) => {
-                let build = |options: ClientOptions| {
+                let build = |(options, retry): (ClientOptions, RetryConfig)| {
                     let b = GoogleCloudStorageBuilder::new();
                     let mut b = match &gcs.credentials {
                         GcsCredentials::ServiceAccountPath(p) => b.with_service_account_path(p),
@@ -239,11 +278,11 @@ impl Backend {
                     }
                     let options = options.with_allow_http(gcs.endpoint.starts_with("http://"));
                     b.with_bucket_name(bucket)
-                        .with_retry(retry_config(config))
+                        .with_retry(retry)
                         .with_client_options(options)
                         .build()
                 };
-                let requests = Arc::new(build(request_options(config)).map_err(open_failed)?);
+                let requests = Arc::new(build(request_setup(config)).map_err(open_failed)?);
                 let creator = (!gcs.project.is_empty()).then(|| BucketCreator::Gcs {
                     store: requests.clone(),
                     base_url: if gcs.endpoint.is_empty() {
@@ -256,12 +295,12 @@ impl Backend {
                 });
                 Ok(BucketStores {
                     requests,
-                    downloads: Arc::new(build(download_options(config)).map_err(open_failed)?),
+                    downloads: Arc::new(build(download_setup(config)).map_err(open_failed)?),
                     creator,
                 })
             }
             Backend::Azure(az) => {
-                let build = |options: ClientOptions| {
+                let build = |(options, retry): (ClientOptions, RetryConfig)| {
                     let mut b = MicrosoftAzureBuilder::new()
                         .with_container_name(bucket)
                         .with_account(&az.account);
@@ -276,9 +315,7 @@ impl Backend {
                         b = b.with_endpoint(az.endpoint.clone());
                     }
                     let options = options.with_allow_http(az.endpoint.starts_with("http://"));
-                    b.with_retry(retry_config(config))
-                        .with_client_options(options)
-                        .build()
+                    b.with_retry(retry).with_client_options(options).build()
                 };
                 let auth = match &az.credentials {
                     AzureCredentials::AccessKey(key) => Some(AzureAuth::SharedKey(key.clone())),
@@ -286,8 +323,8 @@ impl Backend {
                     AzureCredentials::ManagedIdentity => None,
                 };
                 Ok(BucketStores {
-                    requests: Arc::new(build(request_options(config)).map_err(open_failed)?),
-                    downloads: Arc::new(build(download_options(config)).map_err(open_failed)?),
+                    requests: Arc::new(build(request_setup(config)).map_err(open_failed)?),
+                    downloads: Arc::new(build(download_setup(config)).map_err(open_failed)?),
                     creator: auth.map(|auth| BucketCreator::Azure {
                         container_url: format!("{}/{bucket}", az.account_url()),
                         account: az.account.clone(),
@@ -348,17 +385,18 @@ fn s3_settings(config: &StorageConfig, env: EnvLookup) -> Result<S3Settings> {
 fn gcs_settings(config: &StorageConfig, env: EnvLookup) -> Result<GcsSettings> {
     let c = &config.gcs;
     let path = c.service_account_path.to_string_lossy();
-    let credentials = if let Some(path) = first(
-        &path,
+    // Configured values first (path, then key), the environment after.
+    let credentials = if !path.is_empty() {
+        GcsCredentials::ServiceAccountPath(path.into_owned())
+    } else if !c.service_account_key.is_empty() {
+        GcsCredentials::ServiceAccountKey(c.service_account_key.clone())
+    } else if let Some(path) = first(
+        "",
         env,
         &["GOOGLE_SERVICE_ACCOUNT_PATH", "GOOGLE_SERVICE_ACCOUNT"],
     ) {
         GcsCredentials::ServiceAccountPath(path)
-    } else if let Some(key) = first(
-        c.service_account_key.expose(),
-        env,
-        &["GOOGLE_SERVICE_ACCOUNT_KEY"],
-    ) {
+    } else if let Some(key) = env("GOOGLE_SERVICE_ACCOUNT_KEY") {
         GcsCredentials::ServiceAccountKey(Secret::new(key))
     } else if let Some(path) = env("GOOGLE_APPLICATION_CREDENTIALS") {
         GcsCredentials::ApplicationCredentials(path)
@@ -401,13 +439,18 @@ fn azure_settings(config: &StorageConfig, env: EnvLookup) -> Result<AzureSetting
              storage.azure.account or AZURE_STORAGE_ACCOUNT_NAME",
         ));
     };
-    let credentials = if let Some(key) = first(
-        c.access_key.expose(),
+    // Configured values first (key, then SAS token), the environment after.
+    let credentials = if !c.access_key.is_empty() {
+        AzureCredentials::AccessKey(c.access_key.clone())
+    } else if !c.sas_token.is_empty() {
+        AzureCredentials::SasToken(c.sas_token.clone())
+    } else if let Some(key) = first(
+        "",
         env,
         &["AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCESS_KEY"],
     ) {
         AzureCredentials::AccessKey(Secret::new(key))
-    } else if let Some(sas) = first(c.sas_token.expose(), env, &["AZURE_STORAGE_SAS_TOKEN"]) {
+    } else if let Some(sas) = env("AZURE_STORAGE_SAS_TOKEN") {
         AzureCredentials::SasToken(Secret::new(sas))
     } else if c.use_managed_identity {
         AzureCredentials::ManagedIdentity
@@ -445,13 +488,28 @@ fn base_options(config: &StorageConfig) -> ClientOptions {
         .with_read_timeout(Duration::from_secs(t.read_secs))
 }
 
-fn request_options(config: &StorageConfig) -> ClientOptions {
-    base_options(config).with_timeout(Duration::from_secs(config.timeouts.request_secs))
+/// Uploads and lookups: each attempt bounded by the request timeout, retries by the configuration.
+fn request_setup(config: &StorageConfig) -> (ClientOptions, RetryConfig) {
+    (
+        base_options(config).with_timeout(Duration::from_secs(config.timeouts.request_secs)),
+        retry_config(config),
+    )
 }
 
-fn download_options(config: &StorageConfig) -> ClientOptions {
-    base_options(config).with_timeout_disabled()
+/// Streaming downloads: no overall timeout (a large restore takes as long as it takes; a stalled
+/// connection is caught by the read timeout), and object_store's retry budget of a GET covers the
+/// whole body, so its time limit must not end a long download at its first hiccup. The number of
+/// retries stays bounded.
+fn download_setup(config: &StorageConfig) -> (ClientOptions, RetryConfig) {
+    let mut retry = retry_config(config);
+    retry.retry_timeout = retry
+        .retry_timeout
+        .max(Duration::from_secs(DOWNLOAD_RETRY_WINDOW_SECS));
+    (base_options(config).with_timeout_disabled(), retry)
 }
+
+/// How long after its start a download may still be resumed after an error.
+const DOWNLOAD_RETRY_WINDOW_SECS: u64 = 24 * 3600;
 
 #[cfg(test)]
 mod tests {
@@ -496,6 +554,52 @@ mod tests {
             &[("AZURE_STORAGE_ACCOUNT_NAME", "acct")],
         );
         assert!(azure.contains("AZURE_STORAGE_ACCOUNT_KEY"), "{azure}");
+    }
+
+    #[test]
+    fn virtual_hosted_buckets_get_their_own_host() {
+        let s3 = S3Settings {
+            endpoint: "http://s3.example:9000".into(),
+            region: "us-east-1".into(),
+            virtual_hosted_style: true,
+            credentials: S3Credentials::Environment,
+        };
+        assert_eq!(
+            s3.bucket_endpoint("gitpod-user-a").ok().as_deref(),
+            Some("http://gitpod-user-a.s3.example:9000")
+        );
+        let path_style = S3Settings {
+            virtual_hosted_style: false,
+            ..s3
+        };
+        assert_eq!(
+            path_style.bucket_endpoint("b").ok().as_deref(),
+            Some("http://s3.example:9000")
+        );
+    }
+
+    #[test]
+    fn configured_credentials_win_over_the_environment_for_every_backend() {
+        let mut gcs = config(StorageBackend::Gcs);
+        gcs.gcs.service_account_key = Secret::new("{}");
+        let env = env_of(&[
+            ("GOOGLE_SERVICE_ACCOUNT_PATH", "/env/key.json"),
+            ("AZURE_STORAGE_ACCOUNT_NAME", "acct"),
+            ("AZURE_STORAGE_ACCOUNT_KEY", "ZW52"),
+        ]);
+        let Ok(Some(Backend::Gcs(g))) = Backend::from_config(&gcs, &env) else {
+            panic!("expected gcs");
+        };
+        assert!(matches!(
+            g.credentials,
+            GcsCredentials::ServiceAccountKey(_)
+        ));
+        let mut azure = config(StorageBackend::Azure);
+        azure.azure.sas_token = Secret::new("sv=1&sig=x");
+        let Ok(Some(Backend::Azure(a))) = Backend::from_config(&azure, &env) else {
+            panic!("expected azure");
+        };
+        assert!(matches!(a.credentials, AzureCredentials::SasToken(_)));
     }
 
     #[test]

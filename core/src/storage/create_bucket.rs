@@ -38,14 +38,25 @@ pub(super) enum BucketCreator {
     },
 }
 
+/// What a creation attempt found.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Creation {
+    Created,
+    /// The bucket exists already (ours, or somebody else's: then the upload reports the refusal).
+    Existed,
+    /// The store refused (no permission to create buckets, say): the upload will tell whether the
+    /// bucket is usable; asking again on every upload would not change the answer.
+    Refused(String),
+}
+
 pub(super) enum AzureAuth {
     SharedKey(Secret),
     SasToken(Secret),
 }
 
 impl BucketCreator {
-    /// `Ok(true)` when the bucket was created, `Ok(false)` when it already existed.
-    pub async fn create(&self, http: &reqwest::Client) -> Result<bool, String> {
+    /// Creates the bucket unless it exists. `Err` for transient failures, worth another attempt.
+    pub async fn create(&self, http: &reqwest::Client) -> Result<Creation, String> {
         match self {
             BucketCreator::S3 { store, region } => create_s3_bucket(http, store, region).await,
             BucketCreator::Azure {
@@ -67,15 +78,29 @@ async fn create_s3_bucket(
     http: &reqwest::Client,
     store: &AmazonS3,
     region: &str,
-) -> Result<bool, String> {
-    let url = store
-        .signed_url(
-            http::Method::PUT,
-            &ObjectPath::from(""),
-            Duration::from_secs(300),
+) -> Result<Creation, String> {
+    let root = ObjectPath::from("");
+    let bucket_url = |method| store.signed_url(method, &root, Duration::from_secs(300));
+    // HeadBucket first: CreateBucket on a bucket we own is not always harmless (in us-east-1 it
+    // answers 200 and resets the bucket's ACLs).
+    let head = http
+        .head(
+            bucket_url(http::Method::HEAD)
+                .await
+                .map_err(|e| e.to_string())?,
         )
+        .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.without_url().to_string())?;
+    match head.status() {
+        s if s.is_success() => return Ok(Creation::Existed),
+        reqwest::StatusCode::NOT_FOUND => {}
+        reqwest::StatusCode::FORBIDDEN => {
+            return Ok(Creation::Refused("403 Forbidden on HeadBucket".into()))
+        }
+        s if s.is_server_error() => return Err(s.to_string()),
+        _ => {}
+    }
     let body = if region == "us-east-1" {
         String::new()
     } else {
@@ -85,22 +110,29 @@ async fn create_s3_bucket(
         )
     };
     let response = http
-        .put(url)
+        .put(
+            bucket_url(http::Method::PUT)
+                .await
+                .map_err(|e| e.to_string())?,
+        )
         .body(body)
         .send()
         .await
         .map_err(|e| e.without_url().to_string())?;
     let status = response.status();
     if status.is_success() {
-        return Ok(true);
+        return Ok(Creation::Created);
     }
     let text = response.text().await.unwrap_or_default();
-    match super::s3_error_code(&text) {
-        // Some stores (s3s, MinIO) answer BucketAlreadyExists for a bucket the caller owns; if
-        // somebody else owns it, the upload reports the refusal.
-        Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists") => Ok(false),
-        Some(code) => Err(format!("{status} {code}")),
-        None => Err(status.to_string()),
+    let code = super::s3_error_code(&text);
+    match code {
+        // Some stores (s3s, MinIO) answer BucketAlreadyExists for a bucket the caller owns.
+        Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists") => Ok(Creation::Existed),
+        // A concurrent creation (another daemon) is still in progress: try again later.
+        Some("OperationAborted") => Err(format!("{status} OperationAborted")),
+        _ if status.is_server_error() => Err(status.to_string()),
+        Some(code) => Ok(Creation::Refused(format!("{status} {code}"))),
+        None => Ok(Creation::Refused(status.to_string())),
     }
 }
 
@@ -109,7 +141,7 @@ async fn create_azure_container(
     container_url: &str,
     account: &str,
     auth: &AzureAuth,
-) -> Result<bool, String> {
+) -> Result<Creation, String> {
     let mut url = reqwest::Url::parse(container_url).map_err(|e| e.to_string())?;
     match auth {
         AzureAuth::SharedKey(_) => url.set_query(Some("restype=container")),
@@ -134,7 +166,7 @@ async fn create_azure_container(
         .map_err(|e| e.without_url().to_string())?;
     let status = response.status();
     if status.is_success() {
-        return Ok(true);
+        return Ok(Creation::Created);
     }
     let code = response
         .headers()
@@ -143,9 +175,12 @@ async fn create_azure_container(
         .unwrap_or("")
         .to_string();
     match code.as_str() {
-        "ContainerAlreadyExists" => Ok(false),
-        "" => Err(status.to_string()),
-        code => Err(format!("{status} {code}")),
+        "ContainerAlreadyExists" => Ok(Creation::Existed),
+        // Deleted moments ago; Azure refuses re-creation for a while.
+        "ContainerBeingDeleted" => Err(format!("{status} {code}")),
+        _ if status.is_server_error() => Err(status.to_string()),
+        "" => Ok(Creation::Refused(status.to_string())),
+        code => Ok(Creation::Refused(format!("{status} {code}"))),
     }
 }
 
@@ -155,7 +190,7 @@ async fn create_gcs_bucket(
     base_url: &str,
     project: &str,
     bucket: &str,
-) -> Result<bool, String> {
+) -> Result<Creation, String> {
     let credential = store
         .credentials()
         .get_credential()
@@ -177,10 +212,11 @@ async fn create_gcs_bucket(
         .await
         .map_err(|e| e.without_url().to_string())?;
     match response.status() {
-        s if s.is_success() => Ok(true),
+        s if s.is_success() => Ok(Creation::Created),
         // Already ours, or taken by somebody else: the upload reports the latter.
-        reqwest::StatusCode::CONFLICT => Ok(false),
-        s => Err(s.to_string()),
+        reqwest::StatusCode::CONFLICT => Ok(Creation::Existed),
+        s if s.is_server_error() => Err(s.to_string()),
+        s => Ok(Creation::Refused(s.to_string())),
     }
 }
 

@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use crate::config::{BucketLayout, StorageConfig};
 use crate::error::{Error, Result};
 use backend::{Backend, BucketStores};
+use create_bucket::Creation;
 use multipart::PartSender;
 
 /// Opened buckets are kept up to this many; beyond it the cache starts over.
@@ -44,8 +45,9 @@ pub struct Storage {
 struct Bucket {
     name: String,
     stores: BucketStores,
-    /// Set once the bucket is known to exist (created, or found to be ours already).
+    /// Set once the bucket is known to exist (created, found, or its creation refused for good).
     exists: std::sync::atomic::AtomicBool,
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl Bucket {
@@ -150,6 +152,7 @@ impl Storage {
             name: bucket.to_string(),
             stores: self.backend.open_bucket(bucket, &self.config)?,
             exists: std::sync::atomic::AtomicBool::new(self.backend.is_local()),
+            creating: tokio::sync::Mutex::new(()),
         });
         if buckets.len() >= MAX_OPEN_BUCKETS {
             buckets.clear();
@@ -158,8 +161,8 @@ impl Storage {
         Ok(open)
     }
 
-    /// Before the first upload into a bucket: creates it when it is missing and the backend can.
-    /// Failures (no permission to create buckets, say) are logged and left to the upload to report.
+    /// Before the first upload into a bucket: creates it when it is missing and the backend can,
+    /// one attempt at a time per bucket. Failures are logged and left to the upload to report.
     async fn ensure_bucket(&self, bucket: &Bucket) {
         use std::sync::atomic::Ordering;
         if !self.config.create_buckets || bucket.exists.load(Ordering::Acquire) {
@@ -168,16 +171,28 @@ impl Storage {
         let Some(creator) = &bucket.stores.creator else {
             return;
         };
+        let _one_at_a_time = bucket.creating.lock().await;
+        if bucket.exists.load(Ordering::Acquire) {
+            return;
+        }
         match creator.create(&self.http).await {
-            Ok(created) => {
-                if created {
-                    metrics::counter!("wsd_buckets_created_total").increment(1);
-                    tracing::info!(bucket = %bucket.name, "created bucket");
+            Ok(found) => {
+                match &found {
+                    Creation::Created => {
+                        metrics::counter!("wsd_buckets_created_total").increment(1);
+                        tracing::info!(bucket = %bucket.name, "created bucket");
+                    }
+                    Creation::Existed => {}
+                    Creation::Refused(why) => tracing::warn!(
+                        bucket = %bucket.name,
+                        error = %why,
+                        "the storage refused to create the bucket; uploads will show whether it is usable"
+                    ),
                 }
                 bucket.exists.store(true, Ordering::Release);
             }
             Err(why) => {
-                tracing::warn!(bucket = %bucket.name, error = %why, "cannot create bucket")
+                tracing::warn!(bucket = %bucket.name, error = %why, "cannot create bucket; will try again")
             }
         }
     }
@@ -314,14 +329,21 @@ impl Storage {
         let produced = producer.await;
 
         let outcome = match (backend_error, produced) {
-            (Some(e), _) => Err(upload_failed(describe_logged(&e, &what))),
+            (Some(e), _) => {
+                // Azure sends nothing before the first part: a missing container shows here.
+                bucket.forget_existence_on(&e);
+                Err(upload_failed(describe_logged(&e, &what)))
+            }
             (None, Err(join)) => Err(upload_failed(format!("the archive writer stopped: {join}"))),
             (None, Ok(Err(io))) => Err(upload_failed(format!(
                 "cannot read the workspace content: {io}"
             ))),
             (None, Ok(Ok(done))) => match parts.finish().await {
                 Ok(_) => Ok(done),
-                Err(e) => Err(upload_failed(describe_logged(&e, &what))),
+                Err(e) => {
+                    bucket.forget_existence_on(&e);
+                    Err(upload_failed(describe_logged(&e, &what)))
+                }
             },
         };
         if outcome.is_err() {
@@ -375,8 +397,16 @@ impl Storage {
                 .await
             }
             GetResultPayload::Stream(stream) => {
-                let reader =
-                    tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other));
+                // The consumer's errors reach API callers: they carry the caller-facing
+                // description, not object_store's text with its URL.
+                let what = loc.qualified();
+                let stream = stream.map_err(move |e| {
+                    std::io::Error::other(format!(
+                        "reading from the storage failed: {}",
+                        describe_logged(&e, &what)
+                    ))
+                });
+                let reader = tokio_util::io::StreamReader::new(stream);
                 let mut bridge = tokio_util::io::SyncIoBridge::new_with_handle(
                     reader,
                     tokio::runtime::Handle::current(),

@@ -19,6 +19,8 @@ const ABORT_PAUSES: [Duration; 4] = [
 
 pub(super) struct PartSender {
     upload: Option<Box<dyn MultipartUpload>>,
+    /// Where the abort of an unfinished upload runs, also when the sender is dropped elsewhere.
+    runtime: Option<tokio::runtime::Handle>,
     in_flight: JoinSet<object_store::Result<()>>,
     pending: Vec<Bytes>,
     pending_len: usize,
@@ -36,6 +38,7 @@ impl PartSender {
     ) -> PartSender {
         PartSender {
             upload: Some(upload),
+            runtime: tokio::runtime::Handle::try_current().ok(),
             in_flight: JoinSet::new(),
             pending: Vec::new(),
             pending_len: 0,
@@ -101,10 +104,12 @@ impl PartSender {
     /// failure at once. While the store cannot be reached the abort is retried for a while; the
     /// store's lifecycle rules are the last resort.
     pub fn abort(&mut self) {
-        self.in_flight.abort_all();
         self.pending.clear();
         if let Some(upload) = self.upload.take() {
-            abort_in_background(upload, self.what.clone());
+            // Parts already on the wire could land after an abort and leave the upload behind:
+            // they finish (each bounded by the request timeout and retry budget) first.
+            let in_flight = std::mem::take(&mut self.in_flight);
+            abort_in_background(self.runtime.as_ref(), in_flight, upload, self.what.clone());
         }
     }
 }
@@ -116,13 +121,19 @@ impl Drop for PartSender {
     }
 }
 
-fn abort_in_background(mut upload: Box<dyn MultipartUpload>, what: String) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+fn abort_in_background(
+    runtime: Option<&tokio::runtime::Handle>,
+    mut in_flight: JoinSet<object_store::Result<()>>,
+    mut upload: Box<dyn MultipartUpload>,
+    what: String,
+) {
+    let Some(runtime) = runtime else {
         metrics::counter!("wsd_upload_aborts_total", "outcome" => "abandoned").increment(1);
         tracing::warn!(object = %what, "an incomplete upload was left on the storage: no runtime to abort it");
         return;
     };
     runtime.spawn(async move {
+        while in_flight.join_next().await.is_some() {}
         let mut last = None;
         for pause in std::iter::once(Duration::ZERO).chain(ABORT_PAUSES) {
             tokio::time::sleep(pause).await;
