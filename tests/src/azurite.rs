@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::free_port;
 
@@ -38,17 +37,7 @@ impl Azurite {
             .spawn()
             .expect("start azurite");
         let mut azurite = Azurite { port, child };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if let Ok(Some(status)) = azurite.child.try_wait() {
-                panic!("azurite exited with {status}");
-            }
-            assert!(Instant::now() < deadline, "azurite did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        crate::wait_for_port(&mut azurite.child, port, "azurite").await;
         azurite
     }
 

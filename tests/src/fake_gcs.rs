@@ -3,7 +3,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::free_port;
 
@@ -51,17 +50,7 @@ impl FakeGcs {
             root: root.to_path_buf(),
             child,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if let Ok(Some(status)) = gcs.child.try_wait() {
-                panic!("fake-gcs-server exited with {status}");
-            }
-            assert!(Instant::now() < deadline, "fake-gcs-server did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        crate::wait_for_port(&mut gcs.child, port, "fake-gcs-server").await;
         gcs
     }
 

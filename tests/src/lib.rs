@@ -217,6 +217,34 @@ pub fn metric_value(text: &str, name: &str, labels: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// InitWorkspace, then WaitForInit; panics when either fails.
+pub async fn init_ready(client: &mut Client, id: &str, meta_id: &str, spec: Spec) {
+    client
+        .init_workspace(init_request(id, meta_id, spec))
+        .await
+        .expect("init");
+    client
+        .wait_for_init(wsd_proto::wsdaemon::WaitForInitRequest { id: id.into() })
+        .await
+        .expect("wait for init");
+}
+
+/// Waits until `port` on loopback accepts connections; panics if `child` (`what`) exits first or
+/// the port stays closed for 60 s.
+pub async fn wait_for_port(child: &mut Child, port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub fn empty_initializer() -> WorkspaceInitializer {
     WorkspaceInitializer {
         spec: Some(Spec::Empty(EmptyInitializer {})),

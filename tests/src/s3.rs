@@ -80,18 +80,9 @@ impl S3Server {
             .stderr(log)
             .spawn()
             .expect("start s3s-fs");
+        let mut child = child;
+        crate::wait_for_port(&mut child, self.port, "s3s-fs").await;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .is_err()
-        {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("s3s-fs exited with {status}");
-            }
-            assert!(Instant::now() < deadline, "s3s-fs did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
     }
 
     /// Kills the server at once, as a crash would.

@@ -4,24 +4,11 @@
 
 use wsd_proto::contentservice::workspace_initializer::Spec;
 use wsd_proto::contentservice::{EmptyInitializer, SnapshotInitializer};
-use wsd_proto::wsdaemon::{
-    BackupWorkspaceRequest, DisposeWorkspaceRequest, TakeSnapshotRequest, WaitForInitRequest,
-};
+use wsd_proto::wsdaemon::{BackupWorkspaceRequest, DisposeWorkspaceRequest, TakeSnapshotRequest};
 use wsd_tests::azurite::Azurite;
-use wsd_tests::{init_request, metric_value, tree, Client, DaemonProcess};
+use wsd_tests::{init_ready, init_request, metric_value, tree, DaemonProcess};
 
 const SKIP: &[&str] = &[".gitpod"];
-
-async fn init(client: &mut Client, id: &str, meta: &str, spec: Spec) {
-    client
-        .init_workspace(init_request(id, meta, spec))
-        .await
-        .expect("init");
-    client
-        .wait_for_init(WaitForInitRequest { id: id.into() })
-        .await
-        .expect("wait for init");
-}
 
 #[tokio::test]
 async fn backups_travel_through_azure_blob_storage() {
@@ -31,7 +18,7 @@ async fn backups_travel_through_azure_blob_storage() {
     let a = DaemonProcess::start(&dir.path().join("node-a"), &config).await;
     let mut ca = a.client().await;
 
-    init(&mut ca, "ws-a", "meta-a", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut ca, "ws-a", "meta-a", Spec::Empty(EmptyInitializer {})).await;
     let content = a.working_area().join("ws-a");
     tree::populate(&content);
     // Larger than one part (8 MiB), so the upload has several blocks.
@@ -72,12 +59,12 @@ async fn backups_travel_through_azure_blob_storage() {
 
     let b = DaemonProcess::start(&dir.path().join("node-b"), &config).await;
     let mut cb = b.client().await;
-    init(&mut cb, "ws-b", "meta-a", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut cb, "ws-b", "meta-a", Spec::Empty(EmptyInitializer {})).await;
     assert_eq!(
         tree::snapshot(&b.working_area().join("ws-b"), SKIP),
         original
     );
-    init(
+    init_ready(
         &mut cb,
         "ws-snap",
         "meta-other",

@@ -5,10 +5,8 @@ use wsd_proto::contentservice::workspace_initializer::Spec;
 use wsd_proto::contentservice::{
     EmptyInitializer, FromBackupInitializer, PrebuildInitializer, SnapshotInitializer,
 };
-use wsd_proto::wsdaemon::{
-    BackupWorkspaceRequest, DisposeWorkspaceRequest, TakeSnapshotRequest, WaitForInitRequest,
-};
-use wsd_tests::{init_request, tree, Client, DaemonProcess};
+use wsd_proto::wsdaemon::{BackupWorkspaceRequest, DisposeWorkspaceRequest, TakeSnapshotRequest};
+use wsd_tests::{init_ready, tree, Client, DaemonProcess};
 
 const SKIP: &[&str] = &[".gitpod"];
 
@@ -18,17 +16,6 @@ fn ready_source(d: &DaemonProcess, id: &str) -> String {
     let json: serde_json::Value = serde_json::from_str(&text).expect("ready file is JSON");
     assert!(json["metrics"].is_array(), "{text}");
     json["source"].as_str().expect("source").to_string()
-}
-
-async fn init(client: &mut Client, id: &str, meta: &str, spec: Spec) {
-    client
-        .init_workspace(init_request(id, meta, spec))
-        .await
-        .expect("init");
-    client
-        .wait_for_init(WaitForInitRequest { id: id.into() })
-        .await
-        .expect("wait for init");
 }
 
 async fn dispose(client: &mut Client, id: &str, backup: bool) {
@@ -48,7 +35,7 @@ async fn backup_dispose_restore_keeps_the_tree() {
     let d = DaemonProcess::start(dir.path(), "").await;
     let mut c = d.client().await;
 
-    init(&mut c, "ws-a", "meta-a", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut c, "ws-a", "meta-a", Spec::Empty(EmptyInitializer {})).await;
     assert_eq!(ready_source(&d, "ws-a"), "from-other");
     let content = d.working_area().join("ws-a");
     tree::populate(&content);
@@ -71,7 +58,7 @@ async fn backup_dispose_restore_keeps_the_tree() {
         checkout_location: String::new(),
         from_volume_snapshot: false,
     });
-    init(&mut c, "ws-b", "meta-a", spec).await;
+    init_ready(&mut c, "ws-b", "meta-a", spec).await;
     assert_eq!(ready_source(&d, "ws-b"), "from-backup");
     assert_eq!(
         tree::snapshot(&d.working_area().join("ws-b"), SKIP),
@@ -82,7 +69,7 @@ async fn backup_dispose_restore_keeps_the_tree() {
     std::fs::write(d.working_area().join("ws-b/added-later.txt"), b"new").expect("write");
     let expected = tree::snapshot(&d.working_area().join("ws-b"), SKIP);
     dispose(&mut c, "ws-b", true).await;
-    init(&mut c, "ws-c", "meta-a", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut c, "ws-c", "meta-a", Spec::Empty(EmptyInitializer {})).await;
     assert_eq!(ready_source(&d, "ws-c"), "from-backup");
     let restored = tree::snapshot(&d.working_area().join("ws-c"), SKIP);
     assert_eq!(restored, expected);
@@ -94,7 +81,7 @@ async fn snapshot_and_prebuild_restore_the_tree() {
     let d = DaemonProcess::start(dir.path(), "").await;
     let mut c = d.client().await;
 
-    init(&mut c, "ws-s", "meta-s", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut c, "ws-s", "meta-s", Spec::Empty(EmptyInitializer {})).await;
     let content = d.working_area().join("ws-s");
     tree::populate(&content);
     let original = tree::snapshot(&content, SKIP);
@@ -120,7 +107,7 @@ async fn snapshot_and_prebuild_restore_the_tree() {
         snapshot: url.clone(),
         from_volume_snapshot: false,
     };
-    init(&mut c, "ws-t", "meta-t", Spec::Snapshot(snap.clone())).await;
+    init_ready(&mut c, "ws-t", "meta-t", Spec::Snapshot(snap.clone())).await;
     assert_eq!(ready_source(&d, "ws-t"), "from-other");
     assert_eq!(
         tree::snapshot(&d.working_area().join("ws-t"), SKIP),
@@ -131,7 +118,7 @@ async fn snapshot_and_prebuild_restore_the_tree() {
         prebuild: Some(snap),
         git: vec![],
     };
-    init(&mut c, "ws-p", "meta-p", Spec::Prebuild(prebuild)).await;
+    init_ready(&mut c, "ws-p", "meta-p", Spec::Prebuild(prebuild)).await;
     assert_eq!(ready_source(&d, "ws-p"), "from-prebuild");
     assert_eq!(
         tree::snapshot(&d.working_area().join("ws-p"), SKIP),
@@ -147,7 +134,7 @@ async fn snapshot_and_prebuild_restore_the_tree() {
         prebuild: Some(missing),
         git: vec![],
     };
-    init(&mut c, "ws-q", "meta-q", Spec::Prebuild(prebuild)).await;
+    init_ready(&mut c, "ws-q", "meta-q", Spec::Prebuild(prebuild)).await;
     assert_eq!(ready_source(&d, "ws-q"), "from-other");
     assert!(tree::snapshot(&d.working_area().join("ws-q"), SKIP).is_empty());
 }
@@ -159,7 +146,7 @@ async fn snapshot_returning_immediately_reports_its_outcome() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = DaemonProcess::start(dir.path(), "").await;
     let mut c = d.client().await;
-    init(&mut c, "ws-i", "meta-i", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut c, "ws-i", "meta-i", Spec::Empty(EmptyInitializer {})).await;
     tree::populate(&d.working_area().join("ws-i"));
     let url = c
         .take_snapshot(TakeSnapshotRequest {
@@ -188,7 +175,7 @@ async fn snapshot_returning_immediately_reports_its_outcome() {
         snapshot: url,
         from_volume_snapshot: false,
     };
-    init(&mut c, "ws-j", "meta-j", Spec::Snapshot(snap)).await;
+    init_ready(&mut c, "ws-j", "meta-j", Spec::Snapshot(snap)).await;
     assert!(d.working_area().join("ws-j/data/blob.bin").is_file());
 }
 
@@ -197,7 +184,7 @@ async fn plain_tar_archives_are_written_and_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = DaemonProcess::start(dir.path(), "[archive]\nformat = \"tar\"\n").await;
     let mut c = d.client().await;
-    init(&mut c, "ws-1", "meta-1", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut c, "ws-1", "meta-1", Spec::Empty(EmptyInitializer {})).await;
     tree::populate(&d.working_area().join("ws-1"));
     let original = tree::snapshot(&d.working_area().join("ws-1"), SKIP);
     dispose(&mut c, "ws-1", true).await;
@@ -206,7 +193,7 @@ async fn plain_tar_archives_are_written_and_read() {
         .join("gitpod-user-owner-1/workspaces/meta-1/full.tar");
     let head = std::fs::read(&object).expect("plain tar backup");
     assert_eq!(&head[257..262], b"ustar");
-    init(&mut c, "ws-2", "meta-1", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut c, "ws-2", "meta-1", Spec::Empty(EmptyInitializer {})).await;
     assert_eq!(
         tree::snapshot(&d.working_area().join("ws-2"), SKIP),
         original

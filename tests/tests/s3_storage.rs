@@ -11,25 +11,12 @@ use sha2::{Digest, Sha256};
 use tonic::Code;
 use wsd_proto::contentservice::workspace_initializer::Spec;
 use wsd_proto::contentservice::{EmptyInitializer, SnapshotInitializer};
-use wsd_proto::wsdaemon::{
-    BackupWorkspaceRequest, DisposeWorkspaceRequest, TakeSnapshotRequest, WaitForInitRequest,
-};
+use wsd_proto::wsdaemon::{BackupWorkspaceRequest, DisposeWorkspaceRequest, TakeSnapshotRequest};
 use wsd_tests::s3::{S3Proxy, S3Server, SECRET_KEY};
-use wsd_tests::{init_request, metric_value, tree, Client, DaemonProcess};
+use wsd_tests::{init_ready, init_request, metric_value, tree, Client, DaemonProcess};
 
 const SKIP: &[&str] = &[".gitpod"];
 const BUCKET: &str = "gitpod-user-owner-1";
-
-async fn init(client: &mut Client, id: &str, meta: &str, spec: Spec) {
-    client
-        .init_workspace(init_request(id, meta, spec))
-        .await
-        .expect("init");
-    client
-        .wait_for_init(WaitForInitRequest { id: id.into() })
-        .await
-        .expect("wait for init");
-}
 
 async fn backup(client: &mut Client, id: &str) -> Result<String, tonic::Status> {
     let mut req = tonic::Request::new(BackupWorkspaceRequest { id: id.into() });
@@ -93,7 +80,7 @@ async fn backups_travel_through_s3_to_another_node() {
     let a = daemon(&dir.path().join("node-a"), &s3.endpoint(), "", "").await;
     let mut ca = a.client().await;
 
-    init(&mut ca, "ws-a", "meta-a", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut ca, "ws-a", "meta-a", Spec::Empty(EmptyInitializer {})).await;
     let content = a.working_area().join("ws-a");
     tree::populate(&content);
     write_random(&content.join("big.bin"), 12);
@@ -143,12 +130,12 @@ async fn backups_travel_through_s3_to_another_node() {
     // Another node with its own working area restores both.
     let b = daemon(&dir.path().join("node-b"), &s3.endpoint(), "", "").await;
     let mut cb = b.client().await;
-    init(&mut cb, "ws-b", "meta-a", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut cb, "ws-b", "meta-a", Spec::Empty(EmptyInitializer {})).await;
     assert_eq!(
         tree::snapshot(&b.working_area().join("ws-b"), SKIP),
         original
     );
-    init(
+    init_ready(
         &mut cb,
         "ws-snap",
         "meta-other",
@@ -177,7 +164,7 @@ async fn wrong_credentials_are_a_clear_error() {
     let s3 = S3Server::start(&dir.path().join("s3")).await;
     let mut d = daemon(&dir.path().join("node"), &s3.endpoint(), "", "").await;
     let mut c = d.client().await;
-    init(&mut c, "ws-1", "meta-1", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut c, "ws-1", "meta-1", Spec::Empty(EmptyInitializer {})).await;
     tree::populate(&d.working_area().join("ws-1"));
 
     // The same node restarted with a wrong secret: its workspaces come back, their uploads fail.
@@ -227,7 +214,7 @@ async fn a_server_killed_mid_upload_loses_nothing() {
     let mut s3 = S3Server::start(&dir.path().join("s3")).await;
     let d = daemon(&dir.path().join("node"), &s3.endpoint(), "", SHORT_RETRIES).await;
     let mut c = d.client().await;
-    init(&mut c, "ws-1", "meta-1", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut c, "ws-1", "meta-1", Spec::Empty(EmptyInitializer {})).await;
     let content = d.working_area().join("ws-1");
     tree::populate(&content);
     let first = tree::snapshot(&content, SKIP);
@@ -267,7 +254,7 @@ async fn a_server_killed_mid_upload_loses_nothing() {
     }
     let other = daemon(&dir.path().join("node-b"), &s3.endpoint(), "", "").await;
     let mut co = other.client().await;
-    init(&mut co, "ws-2", "meta-1", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut co, "ws-2", "meta-1", Spec::Empty(EmptyInitializer {})).await;
     assert_eq!(
         tree::snapshot(&other.working_area().join("ws-2"), SKIP),
         first
@@ -288,7 +275,7 @@ async fn a_server_restarted_within_the_retry_budget_lets_the_backup_finish() {
                    initial_backoff_ms = 100\nmax_backoff_ms = 1000\n";
     let d = daemon(&dir.path().join("node"), &s3.endpoint(), "", patient).await;
     let mut c = d.client().await;
-    init(&mut c, "ws-1", "meta-1", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut c, "ws-1", "meta-1", Spec::Empty(EmptyInitializer {})).await;
     let content = d.working_area().join("ws-1");
     tree::populate(&content);
     write_random(&content.join("big.bin"), 160);
@@ -312,7 +299,7 @@ async fn a_server_restarted_within_the_retry_budget_lets_the_backup_finish() {
 
     let other = daemon(&dir.path().join("node-b"), &s3.endpoint(), "", "").await;
     let mut co = other.client().await;
-    init(&mut co, "ws-2", "meta-1", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut co, "ws-2", "meta-1", Spec::Empty(EmptyInitializer {})).await;
     assert_eq!(
         tree::snapshot(&other.working_area().join("ws-2"), SKIP),
         original
@@ -329,7 +316,7 @@ async fn a_slow_server_is_waited_for_within_the_timeouts_and_given_up_beyond() {
     );
     let d = daemon(&dir.path().join("node"), &proxy.endpoint(), "", &timeouts).await;
     let mut c = d.client().await;
-    init(&mut c, "ws-1", "meta-1", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut c, "ws-1", "meta-1", Spec::Empty(EmptyInitializer {})).await;
     tree::populate(&d.working_area().join("ws-1"));
 
     // Slow, but each answer comes within the request timeout: the backup succeeds.
@@ -369,7 +356,7 @@ async fn twenty_concurrent_backups_never_exceed_five_uploads() {
     let mut c = d.client().await;
     for i in 0..20 {
         let id = format!("ws-{i}");
-        init(
+        init_ready(
             &mut c,
             &id,
             &format!("meta-{i}"),
@@ -415,7 +402,7 @@ async fn a_server_killed_mid_restore_fails_the_init_cleanly_and_a_retry_restores
     let mut s3 = S3Server::start(&dir.path().join("s3")).await;
     let a = daemon(&dir.path().join("node-a"), &s3.endpoint(), "", "").await;
     let mut ca = a.client().await;
-    init(&mut ca, "ws-a", "meta-1", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut ca, "ws-a", "meta-1", Spec::Empty(EmptyInitializer {})).await;
     let content = a.working_area().join("ws-a");
     tree::populate(&content);
     write_random(&content.join("big.bin"), 160);
@@ -461,7 +448,7 @@ async fn a_server_killed_mid_restore_fails_the_init_cleanly_and_a_retry_restores
 
     s3.restart().await;
     let mut cb = cb;
-    init(&mut cb, "ws-b", "meta-1", Spec::Empty(EmptyInitializer {})).await;
+    init_ready(&mut cb, "ws-b", "meta-1", Spec::Empty(EmptyInitializer {})).await;
     assert_eq!(
         tree::snapshot(&b.working_area().join("ws-b"), SKIP),
         original
