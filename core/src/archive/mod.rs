@@ -82,7 +82,7 @@ pub enum ArchiveError {
     Malformed(String),
     #[error("unsafe archive entry {name:?}: {reason}")]
     UnsafeEntry { name: String, reason: &'static str },
-    #[error("{op} failed for {name:?}: {source}")]
+    #[error("{op} failed{}: {source}", entry_suffix(.name))]
     Io {
         op: &'static str,
         name: String,
@@ -91,6 +91,15 @@ pub enum ArchiveError {
     },
     #[error("invalid id map: {0}")]
     IdMap(String),
+}
+
+/// ` for "name"`, or nothing for failures of the archive stream itself (no entry name).
+fn entry_suffix(name: &str) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!(" for {name:?}")
+    }
 }
 
 impl ArchiveError {

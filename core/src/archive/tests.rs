@@ -893,3 +893,11 @@ fn vanished_source_and_reader_errors() {
     let err = write_archive(&missing, Vec::new(), &ArchiveOptions::default()).unwrap_err();
     assert!(!err.to_string().contains(tmp.path().to_str().unwrap()));
 }
+
+#[test]
+fn stream_errors_name_no_entry_and_entry_errors_do() {
+    let stream = ArchiveError::io("read archive", b"", std::io::Error::other("reset"));
+    assert_eq!(stream.to_string(), "read archive failed: reset");
+    let entry = ArchiveError::io("write", b"src/a.rs", std::io::Error::other("full"));
+    assert_eq!(entry.to_string(), "write failed for \"src/a.rs\": full");
+}
