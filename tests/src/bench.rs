@@ -108,6 +108,25 @@ pub fn mkworkspace() -> PathBuf {
     panic!("shared/bench/mkworkspace.py not found: set MKWORKSPACE");
 }
 
+/// Writes the benchmark tree of `mkworkspace.py` (`size_mib` MiB) into `dir`; returns its summary
+/// line (files and bytes).
+pub fn generate_workspace(dir: &Path, size_mib: u64) -> String {
+    let generated = Command::new("python3")
+        .arg(mkworkspace())
+        .arg(dir)
+        .args(["--size-mib", &size_mib.to_string()])
+        .output()
+        .expect("run mkworkspace.py");
+    assert!(
+        generated.status.success(),
+        "mkworkspace.py failed: {}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    String::from_utf8_lossy(&generated.stdout)
+        .trim()
+        .to_string()
+}
+
 /// Apparent size of a tree.
 pub fn du_bytes(dir: &Path) -> u64 {
     let out = Command::new("du")

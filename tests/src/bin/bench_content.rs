@@ -5,14 +5,13 @@
 //!   scripts/bench-content.sh [--size-mib N] [--rounds N]
 //! Prints MiB/s of each, the ratios, and the daemon's peak RSS during backup and restore.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use wsd_proto::contentservice::workspace_initializer::Spec;
 use wsd_proto::contentservice::EmptyInitializer;
 use wsd_proto::wsdaemon::{BackupWorkspaceRequest, DisposeWorkspaceRequest};
 use wsd_tests::bench::{
-    arg, count_entries, du_bytes, median, mkworkspace, peak_mib, reset_peak, sh, Scratch,
+    arg, count_entries, du_bytes, generate_workspace, median, peak_mib, reset_peak, sh, Scratch,
 };
 use wsd_tests::{init_request, DaemonProcess};
 
@@ -35,18 +34,12 @@ async fn main() {
     .await
     .expect("init");
     let content = d.working_area().join("bench");
-    let generated = Command::new("python3")
-        .arg(mkworkspace())
-        .arg(&content)
-        .args(["--size-mib", &size_mib.to_string()])
-        .output()
-        .expect("mkworkspace.py");
-    assert!(generated.status.success(), "mkworkspace.py failed");
+    let summary = generate_workspace(&content, size_mib);
     let bytes = du_bytes(&content);
     let mib = bytes as f64 / (1 << 20) as f64;
     println!(
         "tree: {} ({mib:.0} MiB apparent size), {rounds} rounds, medians reported",
-        String::from_utf8_lossy(&generated.stdout).trim()
+        summary
     );
 
     let entries = count_entries(&content);

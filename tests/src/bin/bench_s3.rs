@@ -15,7 +15,7 @@ use wsd_proto::contentservice::workspace_initializer::Spec;
 use wsd_proto::contentservice::EmptyInitializer;
 use wsd_proto::wsdaemon::{BackupWorkspaceRequest, DisposeWorkspaceRequest};
 use wsd_tests::bench::{
-    arg, count_entries, du_bytes, median, mkworkspace, peak_mib, reset_peak, Scratch,
+    arg, count_entries, du_bytes, generate_workspace, median, peak_mib, reset_peak, Scratch,
 };
 use wsd_tests::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
 use wsd_tests::{init_request, Client, DaemonProcess};
@@ -98,13 +98,7 @@ async fn main() {
         .expect("init");
     }
     let content = local.working_area().join("bench");
-    let generated = Command::new("python3")
-        .arg(mkworkspace())
-        .arg(&content)
-        .args(["--size-mib", &size_mib.to_string()])
-        .output()
-        .expect("mkworkspace.py");
-    assert!(generated.status.success(), "mkworkspace.py failed");
+    let summary = generate_workspace(&content, size_mib);
     let copy = Command::new("cp")
         .arg("-a")
         .arg(format!("{}/.", content.display()))
@@ -116,7 +110,7 @@ async fn main() {
     let entries = count_entries(&content);
     println!(
         "tree: {} ({mib:.0} MiB apparent size), {rounds} rounds, medians reported",
-        String::from_utf8_lossy(&generated.stdout).trim()
+        summary
     );
     aws_sh("aws s3 mb s3://bench-cli >/dev/null", &root, &endpoint);
 
