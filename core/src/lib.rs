@@ -13,6 +13,7 @@ pub mod git;
 pub mod initializer;
 pub mod json;
 pub mod storage;
+pub mod url_text;
 pub mod workspace;
 
 pub use call::CallContext;

@@ -86,8 +86,11 @@ pub fn plan(d: &FileDownloadInitializer) -> Result<Plan> {
     let target = beneath::relative_request_path("target_location", &d.target_location)?;
     let mut files = Vec::with_capacity(d.files.len());
     for f in &d.files {
-        let url = reqwest::Url::parse(&f.url).map_err(|_| {
-            Error::InvalidArgument(format!("download: invalid URL {:?}", redact(&f.url)))
+        let url = reqwest::Url::parse(&f.url).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "download: the URL of file {:?} is not a valid URL ({e})",
+                f.file_path
+            ))
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(Error::InvalidArgument(format!(
@@ -110,19 +113,6 @@ pub fn plan(d: &FileDownloadInitializer) -> Result<Plan> {
     Ok(Plan::Download { target, files })
 }
 
-/// A URL for messages: scheme, host and path; no credentials or query (which may carry tokens).
-fn redact(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => format!(
-            "{}://{}{}",
-            u.scheme(),
-            u.host_str().unwrap_or(""),
-            u.path()
-        ),
-        Err(_) => "<unparsable URL>".to_string(),
-    }
-}
-
 pub async fn run(ctx: &InitContext, target: &Path, files: &[DownloadFile]) -> Result<()> {
     let content = ctx.content.clone();
     let target_rel = target.to_path_buf();
@@ -131,7 +121,12 @@ pub async fn run(ctx: &InitContext, target: &Path, files: &[DownloadFile]) -> Re
     })
     .await
     .map_err(Error::internal)?
-    .map_err(|e| Error::InitFailed(format!("download: cannot create the target folder: {e}")))?;
+    .map_err(|e| {
+        Error::InitFailed(format!(
+            "download: cannot create the target folder {:?}: {e}",
+            target.display()
+        ))
+    })?;
 
     for file in files {
         let started = Instant::now();
@@ -148,7 +143,7 @@ enum Failure {
 }
 
 async fn download_with_retries(ctx: &InitContext, file: &DownloadFile) -> Result<u64> {
-    let shown = redact(file.url.as_str());
+    let shown = crate::url_text::for_messages(file.url.as_str());
     let attempts = ctx.tools.download.attempts.max(1);
     let mut last = String::new();
     for attempt in 1..=attempts {
@@ -324,7 +319,7 @@ mod tests {
     #[test]
     fn redaction_drops_credentials_and_query() {
         assert_eq!(
-            redact("https://u:secret@h.example/p/f?token=abc"),
+            crate::url_text::for_messages("https://u:secret@h.example/p/f?token=abc"),
             "https://h.example/p/f"
         );
     }
