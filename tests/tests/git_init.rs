@@ -850,3 +850,60 @@ fn assert_no_secret(s: &Setup, secret: &str) {
     }
     walk(&s.daemon.dir, secret);
 }
+
+/// A git initializer after another one in a composite never deletes what the earlier one wrote
+/// into the checkout folder: the clone refuses the non-empty folder and the init fails, instead of
+/// succeeding with the earlier content silently gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn a_clone_never_deletes_content_already_in_its_folder() {
+    use sha2::{Digest, Sha256};
+    use wsd_proto::contentservice::file_download_initializer::FileInfo;
+    use wsd_proto::contentservice::{
+        CompositeInitializer, FileDownloadInitializer, WorkspaceInitializer,
+    };
+    use wsd_tests::http::{HttpServer, Route};
+
+    let s = setup(false).await;
+    let http = HttpServer::start(HashMap::from([(
+        "/keep.txt".to_string(),
+        Route::ok(b"written first".to_vec()),
+    )]))
+    .await;
+    let composite = Spec::Composite(CompositeInitializer {
+        initializer: vec![
+            WorkspaceInitializer {
+                spec: Some(Spec::Download(FileDownloadInitializer {
+                    files: vec![FileInfo {
+                        url: http.url("/keep.txt"),
+                        file_path: "keep.txt".into(),
+                        digest: format!("sha256:{}", hex::encode(Sha256::digest(b"written first"))),
+                    }],
+                    target_location: "repo".into(),
+                })),
+            },
+            WorkspaceInitializer {
+                spec: Some(git_init(
+                    &s.server.url("repo.git"),
+                    CloneTargetMode::RemoteHead,
+                    "",
+                    None,
+                )),
+            },
+        ],
+    });
+    let mut c = s.daemon.client().await;
+    let err = init(&mut c, "ws-composite", composite)
+        .await
+        .expect_err("the clone meets a non-empty folder");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("not an empty directory"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        !err.message().contains(&s.root.display().to_string()),
+        "{}",
+        err.message()
+    );
+}

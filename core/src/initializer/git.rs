@@ -53,16 +53,9 @@ impl Attempt {
     }
 }
 
-/// A repository URL for messages: without user and password.
+/// A repository URL for messages: without user info, query or fragment.
 fn shown(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            format!("{scheme}://{host}/{path}")
-        }
-        None => url.to_string(),
-    }
+    crate::url_text::for_messages(url)
 }
 
 impl GitPlan {
@@ -291,25 +284,31 @@ impl GitPlan {
         .await
         .map_err(Error::internal)?
         .map_err(|e| Error::InitFailed(format!("cannot create the checkout location: {e}")))?;
-        if target.join(".git").exists() {
+        // symlink_metadata: a planted `.git` symlink is not a working copy.
+        if std::fs::symlink_metadata(target.join(".git")).is_ok() {
             tracing::info!(checkout = %self.checkout.display(), "checkout is already a working copy; left as it is");
             return Ok(());
         }
+        // A folder that was there before (content of an earlier initializer of a composite, or
+        // the content root) is never removed: only what the failed attempt wrote.
+        let partial = if name.is_empty() || std::fs::symlink_metadata(&target).is_ok() {
+            target.join(".git")
+        } else {
+            target.clone()
+        };
         let attempts = ctx.tools.git_settings.clone_attempts.max(1);
         let mut last = String::new();
         for attempt in 1..=attempts {
-            if !name.is_empty() {
-                remove_partial(&target).await;
+            if attempt > 1 {
+                remove_partial(&partial).await;
             }
-            match self.clone_once(ctx, &target, creds.as_ref()).await {
+            match self.clone_once(ctx, creds.as_ref()).await {
                 Ok(()) => {
                     ctx.record("git", started, 0);
                     return Ok(());
                 }
                 Err(Attempt::Final(e)) => {
-                    if !name.is_empty() {
-                        remove_partial(&target).await;
-                    }
+                    remove_partial(&partial).await;
                     return Err(redact_error(e, creds.as_ref()));
                 }
                 Err(Attempt::Transient(why)) => {
@@ -321,9 +320,7 @@ impl GitPlan {
                 }
             }
         }
-        if !name.is_empty() {
-            remove_partial(&target).await;
-        }
+        remove_partial(&partial).await;
         Err(redact_error(
             Error::InitFailed(format!(
                 "cannot clone {} after {attempts} attempts: {last}",
@@ -336,15 +333,21 @@ impl GitPlan {
     async fn clone_once(
         &self,
         ctx: &InitContext,
-        target: &Path,
         creds: Option<&Credentials>,
     ) -> std::result::Result<(), Attempt> {
-        let target_str = target.to_str().ok_or_else(|| {
-            Attempt::Final(Error::InvalidArgument(
-                "checkout_location is not valid UTF-8".into(),
-            ))
-        })?;
+        // git runs in the content folder and is given the checkout relative to it, so its messages
+        // (which reach the caller) name the checkout, not the node's folders.
+        let target_str = match self.checkout.to_str() {
+            Some("") => ".",
+            Some(relative) => relative,
+            None => {
+                return Err(Attempt::Final(Error::InvalidArgument(
+                    "checkout_location is not valid UTF-8".into(),
+                )))
+            }
+        };
         let content = &ctx.content;
+        let target = &content.join(&self.checkout);
         let depth: &[&str] = if self.full_clone { &[] } else { &["--depth=1"] };
         let config_args: Vec<String> = self
             .custom_config
@@ -578,5 +581,9 @@ mod tests {
             "https://h.example/o/r.git"
         );
         assert_eq!(shown("git@h:o/r.git"), "git@h:o/r.git");
+        assert_eq!(
+            shown("https://h.example/o/r.git?access_token=t0k"),
+            "https://h.example/o/r.git"
+        );
     }
 }
