@@ -377,6 +377,14 @@ async fn wait_for_init_reports_a_failing_init() {
     let status = waited.expect_err("init fails");
     assert_eq!(status.code(), Code::FailedPrecondition);
     assert!(status.message().contains("404"), "{}", status.message());
+    // Names the workspace and says "cannot initialize" once.
+    assert!(status.message().contains("ws-f"), "{}", status.message());
+    assert_eq!(
+        status.message().matches("cannot initialize").count(),
+        1,
+        "{}",
+        status.message()
+    );
     assert_eq!(
         init.await.expect("join").expect_err("init fails").code(),
         Code::FailedPrecondition

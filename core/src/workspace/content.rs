@@ -264,10 +264,11 @@ impl Daemon {
                 .await
                 .map_err(|_| Error::ShuttingDown)?;
             match &*done {
-                InitPhase::Failed(e) => Err(Error::InitFailed(format!(
-                    "initialization of workspace {} failed: {e}",
-                    ws.id
-                ))),
+                // The init's own reason, once, with the workspace named.
+                InitPhase::Failed(Error::InitFailed(reason)) => {
+                    Err(Error::InitFailed(format!("workspace {}: {reason}", ws.id)))
+                }
+                InitPhase::Failed(e) => Err(Error::InitFailed(format!("workspace {}: {e}", ws.id))),
                 _ => Ok(WaitForInitResponse {}),
             }
         })
