@@ -10,7 +10,7 @@ use bytes::Bytes;
 use napi::bindgen_prelude::{Buffer, Either, Object};
 use napi::Env;
 use napi_derive::napi;
-use wsd_core::{CallContext, Config, EmbeddedDaemon};
+use wsd_core::{CallContext, EmbeddedDaemon};
 
 use crate::error::thrown;
 pub use crate::error::CallOutcome;
@@ -90,11 +90,7 @@ impl NativeDaemon {
     /// snake_case or camelCase); "" means all defaults.
     #[napi(constructor)]
     pub fn new(config_json: String) -> napi::Result<Self> {
-        let config = if config_json.trim().is_empty() {
-            Config::default()
-        } else {
-            Config::from_json_any_case(&config_json).map_err(thrown)?
-        };
+        let config = EmbeddedDaemon::parse_config(&config_json).map_err(thrown)?;
         let daemon = EmbeddedDaemon::start(config).map_err(thrown)?;
         Ok(NativeDaemon {
             inner: Mutex::new(Some(Arc::new(daemon))),

@@ -42,13 +42,11 @@ impl EmbeddedDaemon {
         })
     }
 
-    /// Parses a configuration document: TOML, or JSON when it starts with `{`. Empty means defaults.
+    /// Parses a configuration document for any host: TOML, or JSON (keys in snake_case or
+    /// camelCase) when it starts with `{`. Empty means defaults (an empty TOML document).
     pub fn parse_config(text: &str) -> Result<Config> {
-        let trimmed = text.trim_start();
-        if trimmed.is_empty() {
-            Ok(Config::default())
-        } else if trimmed.starts_with('{') {
-            Config::from_json(text)
+        if text.trim_start().starts_with('{') {
+            Config::from_json_any_case(text)
         } else {
             Config::from_toml(text)
         }
@@ -415,5 +413,10 @@ mod tests {
         assert!(EmbeddedDaemon::parse_config("{\"storage\":{\"backend\":\"none\"}}").is_ok());
         assert!(EmbeddedDaemon::parse_config("[storage]\nbackend = \"none\"").is_ok());
         assert!(EmbeddedDaemon::parse_config("{\"nope\":1}").is_err());
+        let camel = EmbeddedDaemon::parse_config("{\"storage\":{\"maxConcurrentUploads\":2}}");
+        assert_eq!(
+            camel.map(|c| c.storage.max_concurrent_uploads).ok(),
+            Some(2)
+        );
     }
 }

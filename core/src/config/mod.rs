@@ -261,7 +261,13 @@ impl Config {
     pub fn from_json_any_case(text: &str) -> Result<Config> {
         let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| Error::InvalidArgument(format!("invalid configuration: {e}")))?;
-        Config::from_json(&snake_case_keys(value).to_string())
+        Config::from_json(&snake_case_keys(value).to_string()).map_err(|e| match e {
+            // serde names the converted keys; say so, or `workingAreas` reads as a mystery.
+            Error::InvalidArgument(msg) if msg.contains("unknown field") => Error::InvalidArgument(
+                format!("{msg} (key names shown in snake_case; camelCase is accepted too)"),
+            ),
+            e => e,
+        })
     }
 
     /// Checks values that deserialize fine but cannot work.
