@@ -70,7 +70,7 @@ extern "C" {
 // [`wsd_pending_cancel`], or WSD_UNAVAILABLE when the daemon closes first. `user_data` is passed
 // through untouched and must be usable from another thread. `pending` may be NULL; otherwise it
 // receives a handle to cancel the call. When this function fails (WSD_UNAVAILABLE once the daemon
-// is closed), the callback never runs.
+// is closed), the callback never runs and no handle is handed out (`*pending` is NULL).
 enum wsd_status wsd_call_async(const struct wsd_daemon *daemon,
                                const char *method,
                                const uint8_t *request,

@@ -39,7 +39,7 @@ unsafe impl Send for UserData {}
 /// [`wsd_pending_cancel`], or WSD_UNAVAILABLE when the daemon closes first. `user_data` is passed
 /// through untouched and must be usable from another thread. `pending` may be NULL; otherwise it
 /// receives a handle to cancel the call. When this function fails (WSD_UNAVAILABLE once the daemon
-/// is closed), the callback never runs.
+/// is closed), the callback never runs and no handle is handed out (`*pending` is NULL).
 #[no_mangle]
 pub unsafe extern "C" fn wsd_call_async(
     daemon: *const wsd_daemon,
@@ -58,17 +58,15 @@ pub unsafe extern "C" fn wsd_call_async(
         let Some(callback) = callback else {
             return fail_with(wsd_status::WSD_NULL_ARGUMENT, "callback must not be NULL");
         };
-        if d.inner.is_closed() {
-            return fail(wsd_core::Error::ShuttingDown);
-        }
         let token = CancellationToken::new();
+        // The handle is in place before the call starts: its callback may run at once.
         if !pending.is_null() {
             let handle = Box::new(wsd_pending { token: token.clone() });
             // SAFETY: non-NULL and writable by contract.
             unsafe { *pending = Box::into_raw(handle) };
         }
         let user_data = UserData(user_data);
-        d.inner.call_with_callback(method, request.to_vec(), token, move |result| {
+        let started = d.inner.call_with_callback(method, request.to_vec(), token, move |result| {
             let user_data = user_data;
             let (status, bytes, message) = match result {
                 Ok(bytes) => (wsd_status::WSD_OK, bytes, None),
@@ -81,6 +79,17 @@ pub unsafe extern "C" fn wsd_call_async(
             // the call.
             unsafe { callback(user_data.0, status, response_ptr, bytes.len(), message_ptr) };
         });
+        if let Err(e) = started {
+            // Refused (the daemon is closed): no callback will run and no handle is handed out.
+            if !pending.is_null() {
+                // SAFETY: written just above from Box::into_raw and not yet seen by the caller.
+                unsafe {
+                    drop(Box::from_raw(*pending));
+                    *pending = std::ptr::null_mut();
+                }
+            }
+            return fail(e);
+        }
         wsd_status::WSD_OK
     }
 }

@@ -149,18 +149,16 @@ impl EmbeddedDaemon {
     }
 
     /// Protobuf call through the dispatch table; `done` runs exactly once on a daemon thread with
-    /// the result, also when the call is cancelled through `cancel` or the daemon is closed.
+    /// the result, also when the call is cancelled through `cancel` or the daemon closes while it
+    /// runs. A daemon already closed refuses the call with `Err` and never runs `done`.
     pub fn call_with_callback(
         &self,
         method: &str,
         request: Vec<u8>,
         cancel: CancellationToken,
         done: impl FnOnce(Result<Vec<u8>>) + Send + 'static,
-    ) {
-        if let Err(e) = self.check_open() {
-            done(Err(e));
-            return;
-        }
+    ) -> Result<()> {
+        self.check_open()?;
         let (daemon, method) = (self.daemon.clone(), method.to_string());
         let mut done = OnceCallback::new(done);
         self.handle.spawn(async move {
@@ -171,6 +169,7 @@ impl EmbeddedDaemon {
             let result = daemon.call(&method, Bytes::from(request), ctx).await;
             done.call(result);
         });
+        Ok(())
     }
 
     /// Refuses new calls, lets in-flight work finish for up to the configured grace time and stops
@@ -334,7 +333,8 @@ mod tests {
         let init_path = "/wsdaemon.WorkspaceContentService/InitWorkspace";
         d.call_with_callback(init_path, init, CancellationToken::new(), move |r| {
             let _ = init_tx.send(r.is_ok());
-        });
+        })
+        .expect("open");
         std::thread::sleep(Duration::from_millis(200));
 
         let token = CancellationToken::new();
@@ -346,7 +346,8 @@ mod tests {
         .encode_to_vec();
         d.call_with_callback(wait, req, token.clone(), move |r| {
             let _ = tx.send(r.map_err(|e| e.code()));
-        });
+        })
+        .expect("open");
         assert!(
             rx.recv_timeout(Duration::from_millis(300)).is_err(),
             "still waiting"
@@ -385,7 +386,8 @@ mod tests {
             init,
             CancellationToken::new(),
             |_| {},
-        );
+        )
+        .expect("open");
         std::thread::sleep(Duration::from_millis(200));
         let (tx, rx) = std::sync::mpsc::channel();
         {

@@ -4,7 +4,8 @@
 
 static void on_done(void *user_data, wsd_status status, const uint8_t *response, size_t len,
                     const char *message) {
-  (void)user_data; (void)status; (void)response; (void)len; (void)message;
+  (void)status; (void)response; (void)len; (void)message;
+  if (user_data) (*(int *)user_data)++;
 }
 
 int main(int argc, char **argv) {
@@ -87,7 +88,12 @@ int main(int argc, char **argv) {
   CHECK_STATUS(wsd_daemon_close(d), WSD_OK);
   CHECK_STATUS(wsd_is_workspace_exists(d, "ws", &exists), WSD_UNAVAILABLE);
   CHECK_STATUS(wsd_call(d, "/wsdaemon.WorkspaceContentService/IsWorkspaceExists", NULL, 0, &response, &response_len), WSD_UNAVAILABLE);
-  CHECK_STATUS(wsd_call_async(d, "/wsdaemon.WorkspaceContentService/IsWorkspaceExists", NULL, 0, on_done, NULL, NULL), WSD_UNAVAILABLE);
+  /* A refused async call hands out no pending handle and never runs its callback. */
+  int callbacks = 0;
+  wsd_pending *pending = (wsd_pending *)&callbacks;
+  CHECK_STATUS(wsd_call_async(d, "/wsdaemon.WorkspaceContentService/IsWorkspaceExists", NULL, 0, on_done, &callbacks, &pending), WSD_UNAVAILABLE);
+  CHECK(pending == NULL);
+  CHECK(callbacks == 0);
   wsd_daemon_free(d);
   printf("errors ok\n");
   return 0;
