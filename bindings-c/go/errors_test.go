@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -49,10 +50,9 @@ func TestErrorMapping(t *testing.T) {
 func TestNewRejectsBadConfig(t *testing.T) {
 	if _, err := New("this is = = not toml"); err == nil {
 		t.Fatal("New accepted a broken config")
-	} else if _, ok := status.FromError(err); !ok {
-		t.Fatalf("error without status: %v", err)
-	} else {
-		t.Logf("bad config: %v", err)
+	} else if st, ok := status.FromError(err); !ok || st.Code() != codes.InvalidArgument ||
+		!strings.Contains(st.Message(), "invalid configuration") {
+		t.Fatalf("want InvalidArgument naming the configuration, got %v", err)
 	}
 	if _, err := New("a\x00b"); status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("config with NUL: %v", err)

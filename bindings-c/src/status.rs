@@ -133,6 +133,12 @@ mod tests {
             let name = unsafe { std::ffi::CStr::from_ptr(wsd_status_str(n)) };
             assert_ne!(name.to_bytes(), b"UNKNOWN_STATUS", "{n}");
         }
+        for code in Code::ALL {
+            assert_eq!(wsd_status::from(code) as i32, code.as_i32(), "{code:?}");
+            // SAFETY: wsd_status_str returns a static NUL-terminated string.
+            let name = unsafe { std::ffi::CStr::from_ptr(wsd_status_str(code.as_i32())) };
+            assert_eq!(name.to_str().ok(), Some(code.name()));
+        }
         assert_eq!(wsd_status::from(Code::DataLoss) as i32, 15);
         assert_eq!(wsd_status::WSD_INVALID_UTF8 as i32, 102);
     }

@@ -30,6 +30,27 @@ pub enum Code {
 }
 
 impl Code {
+    /// Every code, in wire-number order.
+    pub const ALL: [Code; 17] = [
+        Code::Ok,
+        Code::Cancelled,
+        Code::Unknown,
+        Code::InvalidArgument,
+        Code::DeadlineExceeded,
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::PermissionDenied,
+        Code::ResourceExhausted,
+        Code::FailedPrecondition,
+        Code::Aborted,
+        Code::OutOfRange,
+        Code::Unimplemented,
+        Code::Internal,
+        Code::Unavailable,
+        Code::DataLoss,
+        Code::Unauthenticated,
+    ];
+
     /// The canonical upper-case name, e.g. `NOT_FOUND`.
     pub fn name(self) -> &'static str {
         match self {
@@ -206,6 +227,11 @@ mod tests {
 
     #[test]
     fn codes_have_wire_numbers_and_names() {
+        for (number, code) in Code::ALL.iter().enumerate() {
+            assert_eq!(code.as_i32(), number as i32, "{code:?}");
+        }
+        let names: std::collections::HashSet<_> = Code::ALL.iter().map(|c| c.name()).collect();
+        assert_eq!(names.len(), Code::ALL.len());
         assert_eq!(Code::Ok.as_i32(), 0);
         assert_eq!(Code::DataLoss.as_i32(), 15);
         assert_eq!(Code::Unauthenticated.as_i32(), 16);

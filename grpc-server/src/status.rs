@@ -16,6 +16,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_core_code_is_the_same_grpc_code() {
+        for code in wsd_core::Code::ALL {
+            let grpc = tonic::Code::from_i32(code.as_i32());
+            // tonic's Debug is the CamelCase of the canonical name (DataLoss for DATA_LOSS).
+            let camel: String = code
+                .name()
+                .split('_')
+                .map(|w| w[..1].to_string() + &w[1..].to_lowercase())
+                .collect();
+            assert_eq!(format!("{grpc:?}"), camel, "{code:?}");
+        }
+    }
+
+    #[test]
     fn codes_and_messages_carry_over() {
         let s = to_status(Error::WorkspaceExists("ws1".into()));
         assert_eq!(s.code(), tonic::Code::AlreadyExists);

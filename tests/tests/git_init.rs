@@ -264,7 +264,7 @@ async fn clone_modes_shallow_and_full() {
         "detached"
     );
 
-    // Hooks never ran and the checkouts belong to the working area only.
+    // Every clone mode produced a working copy and a ready file.
     for id in ["head", "full", "branch", "newbranch", "local", "commit"] {
         assert!(checkout(&s.daemon, id).join(".git").is_dir(), "{id}");
         let ready = std::fs::read_to_string(s.daemon.working_area().join(id).join(".gitpod/ready"))
@@ -837,9 +837,7 @@ fn assert_no_secret(s: &Setup, secret: &str) {
             let path = entry.expect("entry").path();
             let meta = std::fs::symlink_metadata(&path).expect("lstat");
             if meta.is_dir() {
-                if path.file_name().is_some_and(|n| n == ".git") {
-                    // git's own config in a checkout is the workspace's business; still check it.
-                }
+                // Folders, `.git` included, are searched too.
                 walk(&path, secret);
             } else if meta.is_file() {
                 let bytes = std::fs::read(&path).unwrap_or_default();
