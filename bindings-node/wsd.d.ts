@@ -39,7 +39,7 @@ export interface DaemonOptions {
     layout?: 'bucket-per-owner' | 'shared'
     bucketTemplate?: string
     sharedBucket?: string
-    /** Create a missing bucket before the first upload (S3 and local). */
+    /** Create a missing bucket before the first upload (local, S3, Azure; GCS with a project). */
     createBuckets?: boolean
     maxConcurrentUploads?: number
     uploadWaitTimeoutSecs?: number
@@ -58,7 +58,15 @@ export interface DaemonOptions {
       sessionToken?: string
       useInstanceMetadata?: boolean
     }
-    gcs?: { serviceAccountPath?: string; serviceAccountKey?: string; useInstanceMetadata?: boolean }
+    gcs?: {
+      serviceAccountPath?: string
+      serviceAccountKey?: string
+      useInstanceMetadata?: boolean
+      /** Base URL of a non-Google service. */
+      endpoint?: string
+      /** Project in which missing buckets are created; empty: buckets must exist. */
+      project?: string
+    }
     azure?: {
       account?: string
       accessKey?: string
@@ -86,6 +94,19 @@ export interface DaemonOptions {
     attempts?: number
     attemptTimeoutSecs?: number
     allowHttp?: boolean
+  }
+  git?: {
+    /** The git executable. */
+    binary?: string
+    /** Transports a repository URL may use; add "file" to allow local paths. */
+    allowedTransports?: string[]
+    /** Environment variables passed to git; all others are cleared. */
+    passEnv?: string[]
+    /** HOME of git calls; empty: a folder in the working area. */
+    home?: string
+    cloneAttempts?: number
+    otsAttempts?: number
+    commandTimeoutSecs?: number
   }
 }
 

@@ -145,3 +145,48 @@ fn committed_typescript_types_match_the_contract() {
         "bindings-node/api.d.ts is out of date: WSD_BLESS=1 cargo test -p wsd-node --test typescript_types"
     );
 }
+
+/// Every key of the configuration (camelCase, as JavaScript callers write it) appears in the
+/// hand-written `DaemonOptions` of wsd.d.ts, so the types do not fall behind the config. The
+/// server's own table does not apply to embeddings.
+#[test]
+fn daemon_options_name_every_configuration_key() {
+    fn keys(value: &serde_json::Value, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = value {
+            for (k, v) in map {
+                if k == "server" {
+                    continue;
+                }
+                let camel: String = k
+                    .split('_')
+                    .enumerate()
+                    .map(|(i, w)| {
+                        if i == 0 {
+                            w.to_string()
+                        } else {
+                            w[..1].to_uppercase() + &w[1..]
+                        }
+                    })
+                    .collect();
+                out.push(camel);
+                keys(v, out);
+            }
+        }
+    }
+    let config = serde_json::to_value(wsd_core::Config::default()).expect("config as JSON");
+    let mut all = Vec::new();
+    keys(&config, &mut all);
+    let dts = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/wsd.d.ts"))
+        .expect("wsd.d.ts");
+    let options = &dts[dts
+        .find("export interface DaemonOptions")
+        .expect("DaemonOptions")..];
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|k| !options.contains(&format!("{k}?:")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "wsd.d.ts DaemonOptions lacks: {missing:?}"
+    );
+}
