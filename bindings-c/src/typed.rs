@@ -2,23 +2,37 @@
 
 use std::ffi::c_char;
 
+use prost::Message;
 use wsd_core::proto::wsdaemon::{
-    BackupWorkspaceRequest, DisposeWorkspaceRequest, IsWorkspaceExistsRequest, TakeSnapshotRequest,
-    WaitForInitRequest,
+    BackupWorkspaceRequest, BackupWorkspaceResponse, DisposeWorkspaceRequest,
+    IsWorkspaceExistsRequest, IsWorkspaceExistsResponse, TakeSnapshotRequest, TakeSnapshotResponse,
+    WaitForInitRequest, WaitForInitResponse,
 };
-use wsd_core::{CallContext, Daemon, Result};
+use wsd_core::{Error, Result};
 
 use crate::boundary::{out_arg, ref_arg, str_arg};
 use crate::daemon::wsd_daemon;
 use crate::memory::string_out;
 use crate::status::{fail, wsd_status};
 
-/// Runs a typed operation on the daemon's runtime, blocking the calling thread.
-fn run<T: Send + 'static, F>(d: &wsd_daemon, op: impl FnOnce(Daemon) -> F) -> Result<T>
-where
-    F: std::future::Future<Output = Result<T>> + Send + 'static,
-{
-    d.inner.block_on(op(d.inner.daemon().clone()))
+const SERVICE: &str = "/wsdaemon.WorkspaceContentService/";
+
+/// Calls `method` of the content service through core's dispatch table (so typed calls count in
+/// the same metrics as every other surface), blocking the calling thread; the encoded response.
+fn call(d: &wsd_daemon, method: &str, request: impl Message) -> Result<Vec<u8>> {
+    d.inner
+        .call_blocking(&format!("{SERVICE}{method}"), request.encode_to_vec(), None)
+}
+
+/// [`call`] with the response decoded.
+fn call_typed<R: Message + Default>(
+    d: &wsd_daemon,
+    method: &str,
+    request: impl Message,
+) -> Result<R> {
+    let bytes = call(d, method, request)?;
+    R::decode(bytes.as_slice())
+        .map_err(|e| Error::Internal(format!("cannot decode the {method} response: {e}")))
 }
 
 /// Writes `value` through a checked out-parameter and answers OK, or maps the error.
@@ -45,9 +59,7 @@ pub unsafe extern "C" fn wsd_is_workspace_exists(
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
         let id = arg!(unsafe { str_arg(id, "id") }).to_string();
         let out = arg!(out_arg(exists, "exists"));
-        let r = run(d, |daemon| async move {
-            daemon.is_workspace_exists(IsWorkspaceExistsRequest { id }, &CallContext::default()).await
-        });
+        let r = call_typed::<IsWorkspaceExistsResponse>(d, "IsWorkspaceExists", IsWorkspaceExistsRequest { id });
         finish(r, out, |resp| resp.exists)
     }
 }
@@ -62,10 +74,7 @@ pub unsafe extern "C" fn wsd_wait_for_init(
         // SAFETY: pointers are checked for NULL; validity is the caller's contract.
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
         let id = arg!(unsafe { str_arg(id, "id") }).to_string();
-        let r = run(d, |daemon| async move {
-            daemon.wait_for_init(WaitForInitRequest { id }, &CallContext::default()).await
-        });
-        match r {
+        match call_typed::<WaitForInitResponse>(d, "WaitForInit", WaitForInitRequest { id }) {
             Ok(_) => wsd_status::WSD_OK,
             Err(e) => fail(e),
         }
@@ -85,10 +94,8 @@ pub unsafe extern "C" fn wsd_take_snapshot(
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
         let id = arg!(unsafe { str_arg(id, "id") }).to_string();
         let out = arg!(out_arg(url, "url"));
-        let r = run(d, move |daemon| async move {
-            let req = TakeSnapshotRequest { id, return_immediately };
-            daemon.take_snapshot(req, &CallContext::default()).await
-        });
+        let req = TakeSnapshotRequest { id, return_immediately };
+        let r = call_typed::<TakeSnapshotResponse>(d, "TakeSnapshot", req);
         finish(r, out, |resp| string_out(resp.url))
     }
 }
@@ -105,9 +112,7 @@ pub unsafe extern "C" fn wsd_backup_workspace(
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
         let id = arg!(unsafe { str_arg(id, "id") }).to_string();
         let out = arg!(out_arg(url, "url"));
-        let r = run(d, |daemon| async move {
-            daemon.backup_workspace(BackupWorkspaceRequest { id }, &CallContext::default()).await
-        });
+        let r = call_typed::<BackupWorkspaceResponse>(d, "BackupWorkspace", BackupWorkspaceRequest { id });
         finish(r, out, |resp| string_out(resp.url))
     }
 }
@@ -127,24 +132,21 @@ pub unsafe extern "C" fn wsd_dispose_workspace(
         // SAFETY: pointers are checked for NULL; validity is the caller's contract.
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
         let id = arg!(unsafe { str_arg(id, "id") }).to_string();
-        let r = run(d, move |daemon| async move {
-            let req = DisposeWorkspaceRequest { id, backup, backup_logs };
-            daemon.dispose_workspace(req, &CallContext::default()).await
-        });
-        let json = r.and_then(|resp| {
-            use prost::Message;
-            wsd_core::json::response_to_json(
-                "/wsdaemon.WorkspaceContentService/DisposeWorkspace",
-                &resp.encode_to_vec(),
-            )
-        });
-        match json {
-            Ok(json) if !response_json.is_null() => {
+        let req = DisposeWorkspaceRequest { id, backup, backup_logs };
+        let bytes = match call(d, "DisposeWorkspace", req) {
+            Ok(bytes) => bytes,
+            Err(e) => return fail(e),
+        };
+        if response_json.is_null() {
+            return wsd_status::WSD_OK;
+        }
+        // The disposal happened; only its description is converted here.
+        match wsd_core::json::response_to_json(&format!("{SERVICE}DisposeWorkspace"), &bytes) {
+            Ok(json) => {
                 // SAFETY: non-NULL (checked) and writable by contract.
                 unsafe { *response_json = string_out(json) };
                 wsd_status::WSD_OK
             }
-            Ok(_) => wsd_status::WSD_OK,
             Err(e) => fail(e),
         }
     }
