@@ -11,7 +11,9 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 use wsd_core::{Config, Daemon};
 
-use crate::service::{ContentExt, ContentService, DispatchService, ServiceName};
+use crate::service::{
+    ContentExt, ContentService, DispatchService, InWorkspace, ServiceName, WorkspaceInfo,
+};
 
 const SERVED: &[&str] = &[ContentService::NAME, ContentExt::NAME];
 
@@ -46,7 +48,9 @@ async fn router(daemon: &Daemon) -> Result<tonic::transport::server::Router, Str
         .add_service(v1)
         .add_service(v1alpha)
         .add_service(DispatchService::<ContentService>::new(daemon.clone()))
-        .add_service(DispatchService::<ContentExt>::new(daemon.clone())))
+        .add_service(DispatchService::<ContentExt>::new(daemon.clone()))
+        .add_service(DispatchService::<InWorkspace>::new(daemon.clone()))
+        .add_service(DispatchService::<WorkspaceInfo>::new(daemon.clone())))
 }
 
 /// Serves until `stop` is cancelled, then drains connections for at most the shutdown grace time

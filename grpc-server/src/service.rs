@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
-use wsd_core::{dispatch, CallContext, Daemon};
+use wsd_core::{CallContext, Daemon};
 
 use crate::status::to_status;
 
@@ -73,6 +73,10 @@ macro_rules! service_names {
 service_names! {
     ContentService => "wsdaemon.WorkspaceContentService",
     ContentExt => "wsdaemon.WorkspaceContentExt",
+    // Part of the contract but not served yet: routed anyway, so callers get core's answer
+    // ("part of the API but not served by this version"), as they do in-process.
+    InWorkspace => "iws.InWorkspaceService",
+    WorkspaceInfo => "iws.WorkspaceInfoService",
 }
 
 pub struct DispatchService<S> {
@@ -142,10 +146,8 @@ impl<S: ServiceName> tower::Service<http::Request<tonic::body::Body>> for Dispat
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
         let daemon = self.daemon.clone();
         let path = request.uri().path().to_string();
+        // Unknown methods are answered by core like on every surface (code, reason, metrics).
         Box::pin(async move {
-            if dispatch::find(&path).is_none() {
-                return Ok(Status::unimplemented(format!("unknown method {path}")).into_http());
-            }
             let mut grpc = Grpc::new(BytesCodec);
             Ok(grpc.unary(Unary { daemon, path }, request).await)
         })

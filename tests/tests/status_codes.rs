@@ -563,7 +563,28 @@ async fn unknown_methods_and_bad_bytes_get_clear_codes() {
     let r = grpc
         .unary(tonic::Request::new(RawRequest(vec![])), path, RawCodec)
         .await;
-    assert_eq!(r.expect_err("unknown").code(), Code::Unimplemented);
+    let status = r.expect_err("unknown");
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert_eq!(
+        status
+            .metadata()
+            .get("wsd-error-reason")
+            .and_then(|v| v.to_str().ok()),
+        Some("unknown_method")
+    );
+    // A method of the contract that this version does not serve says so, as it does in-process.
+    grpc.ready().await.expect("ready");
+    let path = http::uri::PathAndQuery::from_static("/iws.InWorkspaceService/MountProc");
+    let r = grpc
+        .unary(tonic::Request::new(RawRequest(vec![])), path, RawCodec)
+        .await;
+    let status = r.expect_err("unserved");
+    assert_eq!(status.code(), Code::Unimplemented);
+    assert!(
+        status.message().contains("not served"),
+        "{}",
+        status.message()
+    );
 }
 
 #[derive(Debug)]
