@@ -113,7 +113,9 @@ pub async fn serve(config: &Config, daemon: Daemon, stop: CancellationToken) -> 
         grace_secs = grace.as_secs(),
         "shutting down: draining connections"
     );
-    let drained = tokio::time::timeout(grace, async {
+    // One grace period for both phases: connections, then the daemon's own in-flight work.
+    let deadline = tokio::time::Instant::now() + grace;
+    let drained = tokio::time::timeout_at(deadline, async {
         while let Some(done) = servers.join_next().await {
             if let Ok(Err(e)) = done {
                 tracing::warn!(error = %e, "server stopped with an error");
@@ -125,7 +127,9 @@ pub async fn serve(config: &Config, daemon: Daemon, stop: CancellationToken) -> 
         tracing::warn!("connections still open after the grace period; closing them");
         servers.abort_all();
     }
-    daemon.shutdown(grace).await;
+    daemon
+        .shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .await;
     if let Some(path) = &config.server.unix_socket {
         let _ = std::fs::remove_file(path);
     }
