@@ -61,15 +61,17 @@ impl Drop for Scratch {
     }
 }
 
-/// Runs a bash script in `dir`, returns how long it took.
-pub fn sh(script: &str, dir: &Path) -> Duration {
+/// Runs a bash script in `dir` with `envs` added, with pipefail (a failing `tar` in `tar | zstd`
+/// must not count as a fast baseline); returns how long it took.
+pub fn sh(script: &str, dir: &Path, envs: &[(&str, &str)]) -> Duration {
     let started = Instant::now();
     let status = Command::new("bash")
-        .args(["-c", script])
+        .args(["-c", &format!("set -euo pipefail; {script}")])
         .current_dir(dir)
+        .envs(envs.iter().copied())
         .status()
         .expect("run shell");
-    assert!(status.success(), "{script} failed");
+    assert!(status.success(), "{script} failed: {status}");
     started.elapsed()
 }
 

@@ -54,6 +54,7 @@ async fn main() {
         cli_backup.push(sh(
             &format!("tar -cf - . | zstd -q -1 -T0 > {}", cli_archive.display()),
             &content,
+            &[],
         ));
         reset_peak(pid);
         let started = Instant::now();
@@ -72,6 +73,7 @@ async fn main() {
                 out.display()
             ),
             &root,
+            &[],
         ));
         std::fs::remove_dir_all(&out).expect("clean");
 

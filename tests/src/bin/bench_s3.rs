@@ -15,7 +15,7 @@ use wsd_proto::contentservice::workspace_initializer::Spec;
 use wsd_proto::contentservice::EmptyInitializer;
 use wsd_proto::wsdaemon::{BackupWorkspaceRequest, DisposeWorkspaceRequest};
 use wsd_tests::bench::{
-    arg, count_entries, du_bytes, generate_workspace, median, peak_mib, reset_peak, Scratch,
+    arg, count_entries, du_bytes, generate_workspace, median, peak_mib, reset_peak, sh, Scratch,
 };
 use wsd_tests::s3::{S3Server, ACCESS_KEY, SECRET_KEY};
 use wsd_tests::{init_request, Client, DaemonProcess};
@@ -24,18 +24,13 @@ const LIMITS: &str = "[limits]\ninit_timeout_secs = 7200\n";
 
 /// Runs a shell pipeline with the aws CLI pointed at the server; returns its duration.
 fn aws_sh(script: &str, dir: &Path, endpoint: &str) -> Duration {
-    let started = Instant::now();
-    let status = Command::new("bash")
-        .args(["-c", &format!("set -euo pipefail; {script}")])
-        .current_dir(dir)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_DEFAULT_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .status()
-        .expect("run shell");
-    assert!(status.success(), "{script} failed");
-    started.elapsed()
+    let envs = [
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", endpoint),
+    ];
+    sh(script, dir, &envs)
 }
 
 async fn timed_backup(c: &mut Client) -> Duration {
