@@ -229,6 +229,18 @@ pub async fn init_ready(client: &mut Client, id: &str, meta_id: &str, spec: Spec
         .expect("wait for init");
 }
 
+/// Polls `done` every few milliseconds until it holds; panics with `what` after `within`.
+pub async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Waits until `port` on loopback accepts connections; panics if `child` (`what`) exits first or
 /// the port stays closed for 60 s.
 pub async fn wait_for_port(child: &mut Child, port: u16, what: &str) {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -116,15 +116,12 @@ impl S3Server {
 
     /// Waits until the server holds a part of an unfinished multipart upload.
     pub async fn wait_for_a_part(&self, within: Duration) {
-        let deadline = Instant::now() + within;
-        while !self
-            .incomplete_uploads()
-            .iter()
-            .any(|name| name.contains(".part-"))
-        {
-            assert!(Instant::now() < deadline, "no part was uploaded");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        crate::wait_until("a part is uploaded", within, || {
+            self.incomplete_uploads()
+                .iter()
+                .any(|name| name.contains(".part-"))
+        })
+        .await;
     }
 
     /// The `[storage]` tables of a daemon using this server at `endpoint` (the server itself or a

@@ -10,7 +10,7 @@ use wsd_proto::wsdaemon::{
     BackupWorkspaceRequest, DisposeWorkspaceRequest, IsWorkspaceExistsRequest, WaitForInitRequest,
 };
 use wsd_tests::http::download_after;
-use wsd_tests::{init_request, tree, DaemonProcess};
+use wsd_tests::{init_request, tree, wait_until, DaemonProcess};
 
 async fn restart_after(signal: Signal) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -37,9 +37,10 @@ async fn restart_after(signal: Signal) {
         bg.init_workspace(init_request("ws-setting-up", "meta-s", spec))
             .await
     });
-    while server.hits("/hang") == 0 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until("the download has started", Duration::from_secs(30), || {
+        server.hits("/hang") > 0
+    })
+    .await;
     let state_file = d.working_area().join("ws-setting-up.workspace.json");
     let state = std::fs::read_to_string(&state_file).expect("state file written at init start");
     assert!(state.contains("SETTING_UP"), "{state}");
@@ -140,11 +141,10 @@ async fn housekeeping_removes_orphaned_content_folders() {
     ))
     .await
     .expect("init");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while area.join("orphan").exists() {
-        assert!(std::time::Instant::now() < deadline, "orphan not removed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until("the orphan is removed", Duration::from_secs(10), || {
+        !area.join("orphan").exists()
+    })
+    .await;
     assert!(area.join("fresh-orphan").exists(), "young folders are kept");
     assert!(area.join("ws-live").exists(), "live workspaces are kept");
 }

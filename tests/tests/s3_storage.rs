@@ -13,7 +13,7 @@ use wsd_proto::contentservice::workspace_initializer::Spec;
 use wsd_proto::contentservice::{EmptyInitializer, SnapshotInitializer};
 use wsd_proto::wsdaemon::{BackupWorkspaceRequest, DisposeWorkspaceRequest, TakeSnapshotRequest};
 use wsd_tests::s3::{S3Proxy, S3Server, SECRET_KEY};
-use wsd_tests::{init_ready, init_request, metric_value, tree, Client, DaemonProcess};
+use wsd_tests::{init_ready, init_request, metric_value, tree, wait_until, Client, DaemonProcess};
 
 const SKIP: &[&str] = &[".gitpod"];
 const BUCKET: &str = "gitpod-user-owner-1";
@@ -247,15 +247,12 @@ async fn a_server_killed_mid_upload_loses_nothing() {
 
     // Once the server is back, the incomplete uploads are aborted and the previous backup restores.
     s3.restart().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !s3.incomplete_uploads().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "incomplete uploads were not aborted: {:?}",
-            s3.incomplete_uploads()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(
+        "the incomplete uploads are aborted",
+        Duration::from_secs(60),
+        || s3.incomplete_uploads().is_empty(),
+    )
+    .await;
     let other = daemon(&dir.path().join("node-b"), &s3.endpoint(), "", "").await;
     let mut co = other.client().await;
     init_ready(&mut co, "ws-2", "meta-1", Spec::Empty(EmptyInitializer {})).await;
@@ -433,14 +430,10 @@ async fn a_server_killed_mid_restore_fails_the_init_cleanly_and_a_retry_restores
         })
     };
     let partial = b.working_area().join("ws-b/big.bin");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !partial.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the restore never started"
-        );
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
+    wait_until("the restore has begun", Duration::from_secs(60), || {
+        partial.exists()
+    })
+    .await;
     s3.kill().await;
     let err = restoring.await.expect("join").expect_err("the server died");
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
