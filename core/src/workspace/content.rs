@@ -494,15 +494,12 @@ impl Daemon {
                     self.check_open()?;
                     let me = self.clone();
                     let target = ws.clone();
-                    let task = self.inner.tasks.spawn(async move {
-                        me.run_dispose(target, req.backup, req.backup_logs).await
-                    });
-                    let shared = async move {
-                        task.await
-                            .map_err(|e| Error::Internal(format!("disposal failed: {e}")))?
-                    }
-                    .boxed()
-                    .shared();
+                    let shared = self
+                        .detached(async move {
+                            me.run_dispose(target, req.backup, req.backup_logs).await
+                        })
+                        .boxed()
+                        .shared();
                     *slot = Some(shared.clone());
                     shared
                 }
