@@ -426,7 +426,7 @@ impl<S: Write> Writer<'_, S> {
         };
         for xname in names {
             let nb = xname.as_bytes();
-            if nb.starts_with(b"trusted.") || nb.contains(&b'=') || nb.contains(&b'\n') {
+            if !super::xattr_archived(nb) {
                 continue;
             }
             match file.get_xattr(&xname) {

@@ -631,9 +631,7 @@ impl Extractor<'_> {
         );
         for (name, value) in &meta.xattrs {
             let nb = name.as_bytes();
-            let allowed = (nb.starts_with(b"user.") || nb.starts_with(b"security."))
-                && nb != b"security.capability";
-            if !allowed {
+            if !super::xattr_restored(nb) {
                 tracing::debug!(entry = %String::from_utf8_lossy(raw), xattr = %String::from_utf8_lossy(nb), "dropping xattr");
                 continue;
             }

@@ -93,6 +93,19 @@ pub enum ArchiveError {
     IdMap(String),
 }
 
+/// Whether an extended attribute goes into archives: all but `trusted.*` (root-only and
+/// node-local), and names that cannot be a pax record key.
+pub(crate) fn xattr_archived(name: &[u8]) -> bool {
+    !name.starts_with(b"trusted.") && !name.contains(&b'=') && !name.contains(&b'\n')
+}
+
+/// Whether an extended attribute from an archive is restored: what is archived, except
+/// `security.capability` (file capabilities from an archive would grant privileges). ACLs
+/// (`system.posix_acl_*`) and `user.*`/`security.*` labels survive the round trip.
+pub(crate) fn xattr_restored(name: &[u8]) -> bool {
+    xattr_archived(name) && name != b"security.capability"
+}
+
 /// ` for "name"`, or nothing for failures of the archive stream itself (no entry name).
 fn entry_suffix(name: &str) -> String {
     if name.is_empty() {

@@ -901,3 +901,59 @@ fn stream_errors_name_no_entry_and_entry_errors_do() {
     let entry = ArchiveError::io("write", b"src/a.rs", std::io::Error::other("full"));
     assert_eq!(entry.to_string(), "write failed for \"src/a.rs\": full");
 }
+
+#[test]
+fn one_xattr_policy_for_both_directions() {
+    use super::{xattr_archived, xattr_restored};
+    for name in [
+        "user.a",
+        "security.selinux",
+        "system.posix_acl_access",
+        "security.capability",
+    ] {
+        assert!(xattr_archived(name.as_bytes()), "{name} is archived");
+    }
+    for name in ["trusted.overlay.opaque", "user.a=b", "user.a\nb"] {
+        assert!(!xattr_archived(name.as_bytes()), "{name} is not archived");
+    }
+    assert!(
+        xattr_restored(b"system.posix_acl_access"),
+        "ACLs survive a restore"
+    );
+    assert!(xattr_restored(b"user.a"));
+    assert!(!xattr_restored(b"security.capability"));
+    assert!(!xattr_restored(b"trusted.x"));
+}
+
+#[test]
+fn posix_acls_survive_a_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("shared.txt"), b"x").unwrap();
+    // user::rw-, user:1234:r--, group::r--, mask::r--, other::r-- (the kernel's binary form).
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 4, 1234),
+        (4, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ] {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(perm.to_le_bytes());
+        acl.extend(id.to_le_bytes());
+    }
+    xattr::set(src.join("shared.txt"), "system.posix_acl_access", &acl)
+        .expect("this test needs a filesystem with POSIX ACLs for its temporary folder");
+    let opts = ArchiveOptions::default();
+    let mut buf = Vec::new();
+    write_archive(&src, &mut buf, &opts).unwrap();
+    let dst = tmp.path().join("dst");
+    fs::create_dir_all(&dst).unwrap();
+    extract_archive(buf.as_slice(), &dst, &opts).unwrap();
+    assert_eq!(
+        xattr::get(dst.join("shared.txt"), "system.posix_acl_access").unwrap(),
+        Some(acl)
+    );
+}
