@@ -78,15 +78,24 @@ impl Git {
         }
     }
 
-    /// Runs `git <args>` in `cwd`. A git that cannot be started is an error; a git that fails is
-    /// an `Output` with `success == false`.
+    /// Runs `git <args>` in `cwd`. A git that cannot be started is an error whose message names
+    /// the setting to check (never a host path); a git that fails is an `Output` with
+    /// `success == false`.
     pub async fn run(
         &self,
         cwd: &Path,
         args: &[&str],
         credentials: Option<&Credentials>,
     ) -> std::io::Result<Output> {
-        std::fs::create_dir_all(&self.home)?;
+        std::fs::create_dir_all(&self.home).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot create git's home folder (check git.home): {}",
+                    e.kind()
+                ),
+            )
+        })?;
         let mut cmd = std::process::Command::new(&self.binary);
         cmd.env_clear()
             .env("HOME", &self.home)
@@ -137,7 +146,12 @@ impl Git {
         // process-wide SIGCHLD handler inside hosts (Node, Go) that manage their own children.
         let (pid_tx, pid_rx) = tokio::sync::oneshot::channel();
         let waiter = tokio::task::spawn_blocking(move || {
-            let child = cmd.spawn()?;
+            let child = cmd.spawn().map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot start git (check git.binary): {}", e.kind()),
+                )
+            })?;
             let _ = pid_tx.send(child.id());
             child.wait_with_output()
         });
@@ -191,4 +205,27 @@ pub fn redact(text: &str, c: &Credentials) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_git_names_the_setting_to_check_not_a_path() {
+        let area = tempfile::tempdir().expect("tempdir");
+        let settings = GitSettings {
+            binary: area.path().join("no-such-git"),
+            ..GitSettings::default()
+        };
+        let git = Git::new(&settings, area.path());
+        let err = git
+            .run(area.path(), &["version"], None)
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("check git.binary"), "{err}");
+        assert!(!err.contains(&area.path().display().to_string()), "{err}");
+    }
 }

@@ -201,7 +201,7 @@ impl GitPlan {
             .git
             .run(cwd, args, creds)
             .await
-            .map_err(|e| Attempt::Final(Error::InitFailed(format!("cannot run git: {e}"))))
+            .map_err(|e| Attempt::Final(Error::InitFailed(format!("git: {e}"))))
     }
 
     /// Classifies a failed git command.

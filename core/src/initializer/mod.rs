@@ -279,8 +279,23 @@ pub fn run<'a>(
     })
 }
 
-/// Backoff before retry `attempt` (1-based): 250 ms doubling, at most 8 s.
+/// Backoff before retry `attempt` (1-based): 250 ms doubling, at most 4 s (from attempt 5 on).
 pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250u64.saturating_mul(1u64 << attempt.min(5).saturating_sub(1)))
-        .min(Duration::from_secs(8))
+    Duration::from_millis(250u64 << attempt.clamp(1, 5).saturating_sub(1))
+}
+
+#[cfg(test)]
+mod backoff_tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_from_250ms_up_to_4s() {
+        let ms = |a| backoff(a).as_millis();
+        assert_eq!(
+            [ms(1), ms(2), ms(3), ms(4), ms(5), ms(9)],
+            [250, 500, 1000, 2000, 4000, 4000]
+        );
+        assert_eq!(backoff(0), Duration::from_millis(250));
+    }
 }
