@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use wsd_core::config::{LogFormat, StorageBackend};
 use wsd_core::Config;
 
 #[derive(Debug, Parser)]
@@ -71,23 +70,13 @@ impl Cli {
             config.working_area = v.clone();
         }
         if let Some(v) = &self.storage_backend {
-            config.storage.backend = match v.as_str() {
-                "s3" => StorageBackend::S3,
-                "gcs" => StorageBackend::Gcs,
-                "azure" => StorageBackend::Azure,
-                "none" => StorageBackend::None,
-                _ => StorageBackend::Local,
-            };
+            config.storage.backend = config_name(v, "--storage-backend")?;
         }
         if let Some(v) = &self.storage_path {
             config.storage.local_path = v.clone();
         }
         if let Some(v) = &self.log_format {
-            config.server.log_format = if v == "json" {
-                LogFormat::Json
-            } else {
-                LogFormat::Human
-            };
+            config.server.log_format = config_name(v, "--log-format")?;
         }
         if let Some(v) = &self.log {
             config.server.log_filter = v.clone();
@@ -95,6 +84,12 @@ impl Cli {
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
     }
+}
+
+/// A flag's value read with the config file's own names for it (serde), so the two cannot drift.
+fn config_name<T: serde::de::DeserializeOwned>(value: &str, flag: &str) -> Result<T, String> {
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(value))
+        .map_err(|e| format!("{flag}: {e}"))
 }
 
 #[cfg(test)]
@@ -122,7 +117,25 @@ mod tests {
         .expect("parse");
         let c = cli.config().expect("config");
         assert_eq!(c.server.listen, "127.0.0.1:2");
-        assert_eq!(c.server.log_format, LogFormat::Json);
+        assert_eq!(c.server.log_format, wsd_core::config::LogFormat::Json);
         assert!(c.server.metrics_listen.is_empty());
+    }
+
+    #[test]
+    fn every_storage_backend_flag_value_means_that_backend() {
+        use wsd_core::config::StorageBackend;
+        for (flag, backend) in [
+            ("local", StorageBackend::Local),
+            ("s3", StorageBackend::S3),
+            ("gcs", StorageBackend::Gcs),
+            ("azure", StorageBackend::Azure),
+            ("none", StorageBackend::None),
+        ] {
+            assert_eq!(
+                config_name::<StorageBackend>(flag, "--storage-backend"),
+                Ok(backend)
+            );
+        }
+        assert!(config_name::<StorageBackend>("ftp", "--storage-backend").is_err());
     }
 }
