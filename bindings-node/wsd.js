@@ -78,10 +78,15 @@ class Daemon {
   }
 }
 
-/** `options.timeoutMs`: the caller's deadline; waits end with DEADLINE_EXCEEDED. */
+/** `options.timeoutMs`: the caller's deadline; waits end with DEADLINE_EXCEEDED. A value that is
+ * not a finite number >= 0 is refused rather than read as "no deadline". */
 function timeoutOf(options) {
   const t = options?.timeoutMs
-  return typeof t === 'number' && Number.isFinite(t) && t >= 0 ? t : undefined
+  if (t === undefined || t === null) return undefined
+  if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) {
+    throw new WsdError('INVALID_ARGUMENT', `timeoutMs must be a finite number >= 0, got ${String(t)}`)
+  }
+  return t
 }
 
 function lowerFirst(name) {

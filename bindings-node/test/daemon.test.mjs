@@ -156,6 +156,16 @@ test('the event loop keeps ticking during a long backup', async (t) => {
   assert.ok(existsSync(join(dir, 'storage/gitpod-user-owner-1/workspaces/m/full.tar.zst')))
 })
 
+test('a timeoutMs that is not a finite number >= 0 is refused, not read as no deadline', async (t) => {
+  const dir = scratch(t)
+  const d = new Daemon(options(dir))
+  t.after(() => d.close())
+  for (const timeoutMs of [-1, '200', Number.NaN, Infinity]) {
+    await rejectsWith(d.isWorkspaceExists({ id: 'ws' }, { timeoutMs }), 'INVALID_ARGUMENT')
+  }
+  assert.deepEqual(await d.isWorkspaceExists({ id: 'ws' }, { timeoutMs: 1000 }), {})
+})
+
 test('a caller deadline ends a wait with DEADLINE_EXCEEDED, not the init', async (t) => {
   const dir = scratch(t)
   const d = new Daemon(options(dir))
