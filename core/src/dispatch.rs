@@ -89,7 +89,7 @@ impl Daemon {
             ),
             None => (
                 "unknown",
-                Err(Error::UnknownMethod(path.chars().take(200).collect())),
+                Err(Error::UnknownMethod(crate::workspace::ids::printable(path))),
             ),
         };
         let code = match &result {
@@ -122,5 +122,18 @@ mod tests {
             assert!(find(&path).is_some(), "{path}");
         }
         assert!(find("/wsdaemon.WorkspaceContentService/Nope").is_none());
+    }
+
+    #[test]
+    fn an_unknown_method_is_echoed_safely_with_the_expected_form() {
+        let msg = Error::UnknownMethod(crate::workspace::ids::printable(
+            "IsWorkspaceExists\n\x1b[31m",
+        ))
+        .to_string();
+        assert!(!msg.contains('\n') && !msg.contains('\x1b'), "{msg}");
+        assert!(
+            msg.contains("/wsdaemon.WorkspaceContentService/IsWorkspaceExists"),
+            "{msg}"
+        );
     }
 }

@@ -147,7 +147,7 @@ pub enum Error {
     Unimplemented(String),
 
     /// A request was well-formed protobuf for an unknown method.
-    #[error("unknown method {0}")]
+    #[error("unknown method {0:?}: methods are full gRPC paths such as /wsdaemon.WorkspaceContentService/IsWorkspaceExists")]
     UnknownMethod(String),
 
     /// The request bytes are not a valid protobuf message of the method's request type.

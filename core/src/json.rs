@@ -23,7 +23,7 @@ fn pool() -> Result<&'static DescriptorPool> {
 
 /// Input and output message types of the method at `path` (`/pkg.Service/Method`).
 fn method_types(path: &str) -> Result<(MessageDescriptor, MessageDescriptor)> {
-    let unknown = || Error::UnknownMethod(path.chars().take(200).collect());
+    let unknown = || Error::UnknownMethod(crate::workspace::ids::printable(path));
     let (service, method) = path
         .strip_prefix('/')
         .and_then(|p| p.split_once('/'))

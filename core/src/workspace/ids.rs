@@ -43,7 +43,8 @@ pub fn validate_metadata_field(field: &'static str, value: &str) -> Result<()> {
 }
 
 /// A bounded, control-character-free rendering of a user-supplied name for error messages.
-fn printable(s: &str) -> String {
+/// Caller-supplied text made safe to echo in a message: bounded, control characters replaced.
+pub(crate) fn printable(s: &str) -> String {
     s.chars()
         .take(140)
         .map(|c| if c.is_control() { '?' } else { c })
