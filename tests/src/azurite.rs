@@ -2,7 +2,7 @@
 //! on loopback, for the Azure backend tests.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use crate::free_port;
 
@@ -25,6 +25,7 @@ pub struct Azurite {
 
 impl Azurite {
     pub async fn start(data: &Path) -> Azurite {
+        let log = data.with_extension("log");
         std::fs::create_dir_all(data).expect("azurite folder");
         let port = free_port();
         let child = Command::new(azurite_binary())
@@ -32,12 +33,12 @@ impl Azurite {
             .arg("--location")
             .arg(data)
             .args(["--silent", "--skipApiVersionCheck"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(crate::log_file(&log))
+            .stderr(crate::log_file(&log))
             .spawn()
             .expect("start azurite");
         let mut azurite = Azurite { port, child };
-        crate::wait_for_port(&mut azurite.child, port, "azurite").await;
+        crate::wait_for_port(&mut azurite.child, port, "azurite", &log).await;
         azurite
     }
 

@@ -2,7 +2,7 @@
 //! OAuth), for the GCS backend tests.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use crate::free_port;
 
@@ -26,6 +26,7 @@ pub struct FakeGcs {
 
 impl FakeGcs {
     pub async fn start(root: &Path) -> FakeGcs {
+        let log = root.with_extension("log");
         std::fs::create_dir_all(root).expect("gcs folder");
         let port = free_port();
         let child = Command::new(fake_gcs_binary())
@@ -41,8 +42,8 @@ impl FakeGcs {
             .args(["-backend", "filesystem", "-log-level", "error"])
             .arg("-filesystem-root")
             .arg(root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(crate::log_file(&log))
+            .stderr(crate::log_file(&log))
             .spawn()
             .expect("start fake-gcs-server");
         let mut gcs = FakeGcs {
@@ -50,7 +51,7 @@ impl FakeGcs {
             root: root.to_path_buf(),
             child,
         };
-        crate::wait_for_port(&mut gcs.child, port, "fake-gcs-server").await;
+        crate::wait_for_port(&mut gcs.child, port, "fake-gcs-server", &log).await;
         gcs
     }
 

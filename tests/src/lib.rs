@@ -15,9 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tonic::transport::Channel;
-use wsd_proto::contentservice::{
-    workspace_initializer::Spec, EmptyInitializer, WorkspaceInitializer,
-};
+use wsd_proto::contentservice::{workspace_initializer::Spec, WorkspaceInitializer};
 use wsd_proto::wsdaemon::workspace_content_ext_client::WorkspaceContentExtClient;
 use wsd_proto::wsdaemon::workspace_content_service_client::WorkspaceContentServiceClient;
 use wsd_proto::wsdaemon::{InitWorkspaceRequest, WorkspaceMetadata};
@@ -138,7 +136,11 @@ impl DaemonProcess {
                     return;
                 }
             }
-            assert!(Instant::now() < deadline, "ws-daemon did not become ready");
+            assert!(
+                Instant::now() < deadline,
+                "ws-daemon did not become ready within 30 s: {}",
+                std::fs::read_to_string(self.log_file()).unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -241,25 +243,40 @@ pub async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> 
     }
 }
 
-/// Waits until `port` on loopback accepts connections; panics if `child` (`what`) exits first or
-/// the port stays closed for 60 s.
-pub async fn wait_for_port(child: &mut Child, port: u16, what: &str) {
+/// An append-mode log file for a child process's output.
+pub fn log_file(path: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("log file")
+}
+
+/// Waits until `port` on loopback accepts connections; panics, with the end of the child's `log`,
+/// if `child` (`what`) exits first or the port stays closed for 60 s.
+pub async fn wait_for_port(child: &mut Child, port: u16, what: &str, log: &Path) {
+    let tail = || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let start = text.len().saturating_sub(2000);
+        text.get(start..).unwrap_or_default().to_string()
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .is_err()
     {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("{what} exited with {status}");
+            panic!(
+                "{what} exited with {status}; its log ends with:\n{}",
+                tail()
+            );
         }
-        assert!(Instant::now() < deadline, "{what} did not start");
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start within 60 s; its log ends with:\n{}",
+            tail()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-pub fn empty_initializer() -> WorkspaceInitializer {
-    WorkspaceInitializer {
-        spec: Some(Spec::Empty(EmptyInitializer {})),
     }
 }
 

@@ -18,28 +18,18 @@ use tokio::net::TcpListener;
 
 use crate::free_port;
 
-/// The s3s-fs version the test command installs (scripts/test-all.sh); it builds with the pinned
-/// toolchain.
-pub const S3S_FS_VERSION: &str = "0.14.1";
 pub const ACCESS_KEY: &str = "wsd-test-access";
 pub const SECRET_KEY: &str = "wsd-test-secret-0123456789";
 
-/// `$WSD_S3S_FS`, else the copy scripts/test-all.sh installs under `~/.cache/ws-daemon/tools`.
+/// `$WSD_S3S_FS`, the binary that scripts/install-s3s-fs.sh installs (it pins the version).
 pub fn s3s_fs_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("WSD_S3S_FS") {
-        return PathBuf::from(bin);
+    match std::env::var_os("WSD_S3S_FS").map(PathBuf::from) {
+        Some(bin) if bin.is_file() => bin,
+        _ => panic!(
+            "the S3 test server is missing: run ./scripts/test-all.sh once (it installs s3s-fs) \
+             or set WSD_S3S_FS to the path scripts/install-s3s-fs.sh prints"
+        ),
     }
-    let home = std::env::var_os("HOME").expect("HOME");
-    let bin = PathBuf::from(home).join(format!(
-        ".cache/ws-daemon/tools/s3s-fs-{S3S_FS_VERSION}/bin/s3s-fs"
-    ));
-    assert!(
-        bin.is_file(),
-        "the S3 test server is missing at {}: run ./scripts/test-all.sh once (it installs \
-         s3s-fs {S3S_FS_VERSION}) or set WSD_S3S_FS",
-        bin.display()
-    );
-    bin
 }
 
 /// An s3s-fs server storing its buckets as folders under `root`.
@@ -66,22 +56,18 @@ impl S3Server {
     }
 
     async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.with_extension("log"))
-            .expect("s3 log");
+        let log_path = self.root.with_extension("log");
         let child = Command::new(s3s_fs_binary())
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
             .arg(&self.root)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(crate::log_file(&log_path))
             .spawn()
             .expect("start s3s-fs");
         let mut child = child;
-        crate::wait_for_port(&mut child, self.port, "s3s-fs").await;
+        crate::wait_for_port(&mut child, self.port, "s3s-fs", &log_path).await;
         self.child = Some(child);
     }
 
