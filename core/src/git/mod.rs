@@ -24,13 +24,15 @@ pub async fn is_trusted_checkout(
     let rel = checkout.to_path_buf();
     let real = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
         let beneath = crate::beneath::Beneath::open(&content_dir)?;
-        if beneath.open_dir(&rel).is_err() {
+        let Ok(dir) = beneath.open_dir(&rel) else {
             return Ok(false);
-        }
-        match std::fs::symlink_metadata(content_dir.join(&rel).join(".git")) {
-            Ok(meta) => Ok(meta.is_dir()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
+        };
+        // Looked up in the folder just opened without following symlinks, not by path again.
+        use nix::sys::stat::{fstatat, SFlag};
+        match fstatat(&dir, ".git", nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(st) => Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR),
+            Err(nix::errno::Errno::ENOENT) => Ok(false),
+            Err(e) => Err(std::io::Error::from(e)),
         }
     })
     .await
