@@ -101,6 +101,24 @@ impl NativeDaemon {
         self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Runs `work` on the core daemon (see [`settle`]); a closed daemon answers UNAVAILABLE.
+    fn run<'env, T, F>(
+        &self,
+        env: &'env Env,
+        outcome: fn(wsd_core::Result<T>) -> CallOutcome,
+        work: impl FnOnce(wsd_core::Daemon) -> F,
+    ) -> napi::Result<Either<CallOutcome, Object<'env>>>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = wsd_core::Result<T>> + Send + 'static,
+    {
+        let Some(daemon) = self.daemon() else {
+            return Ok(Either::A(outcome(Err(wsd_core::Error::ShuttingDown))));
+        };
+        let core = daemon.daemon().clone();
+        settle(env, &daemon, work(core), outcome)
+    }
+
     /// Calls the RPC at `method` with an encoded protobuf request. Answers at once when the call
     /// finishes without waiting, else with a Promise.
     #[napi(catch_unwind, ts_return_type = "CallOutcome | Promise<CallOutcome>")]
@@ -111,19 +129,10 @@ impl NativeDaemon {
         request: Buffer,
         timeout_ms: Option<f64>,
     ) -> napi::Result<Either<CallOutcome, Object<'env>>> {
-        let Some(daemon) = self.daemon() else {
-            return Ok(Either::A(CallOutcome::bytes(Err(
-                wsd_core::Error::ShuttingDown,
-            ))));
-        };
-        let core = daemon.daemon().clone();
         let request = Bytes::copy_from_slice(&request);
-        settle(
-            env,
-            &daemon,
-            async move { core.call(&method, request, context(timeout_ms)).await },
-            CallOutcome::bytes,
-        )
+        self.run(env, CallOutcome::bytes, move |core| async move {
+            core.call(&method, request, context(timeout_ms)).await
+        })
     }
 
     /// Calls the RPC at `method` with a request in the proto3 JSON mapping. Answers at once when
@@ -136,21 +145,10 @@ impl NativeDaemon {
         request_json: String,
         timeout_ms: Option<f64>,
     ) -> napi::Result<Either<CallOutcome, Object<'env>>> {
-        let Some(daemon) = self.daemon() else {
-            return Ok(Either::A(CallOutcome::json(Err(
-                wsd_core::Error::ShuttingDown,
-            ))));
-        };
-        let core = daemon.daemon().clone();
-        settle(
-            env,
-            &daemon,
-            async move {
-                core.call_json(&method, &request_json, context(timeout_ms))
-                    .await
-            },
-            CallOutcome::json,
-        )
+        self.run(env, CallOutcome::json, move |core| async move {
+            core.call_json(&method, &request_json, context(timeout_ms))
+                .await
+        })
     }
 
     /// Stops accepting calls, lets in-flight work finish (up to the shutdown grace time) and stops
