@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::archive::{ArchiveOptions, Compression, IdMap, IdMapEntry};
+use crate::archive::{ArchiveOptions, Compression, IdMap};
 use crate::config::{ArchiveFormat, Config, IdMapping};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
@@ -42,18 +42,10 @@ pub struct Daemon {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// The validated id map of `archive.<which>` (Config::validate has checked it already).
 fn id_map(entries: &[IdMapping], which: &str) -> Result<IdMap> {
-    IdMap::new(
-        entries
-            .iter()
-            .map(|m| IdMapEntry {
-                container_id: m.container_id,
-                host_id: m.host_id,
-                size: m.size,
-            })
-            .collect(),
-    )
-    .map_err(|e| Error::InvalidArgument(format!("invalid configuration: archive.{which}: {e}")))
+    IdMap::new(entries.to_vec())
+        .map_err(|e| Error::InvalidArgument(format!("invalid configuration: archive.{which}: {e}")))
 }
 
 impl Daemon {

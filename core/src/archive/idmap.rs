@@ -4,8 +4,9 @@ use super::ArchiveError;
 
 /// One contiguous range of a user namespace id map: container ids
 /// `container_id .. container_id + size` correspond to host ids
-/// `host_id .. host_id + size`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `host_id .. host_id + size`. Also the configuration's `archive.uid_map` / `gid_map` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IdMapEntry {
     pub container_id: u32,
     pub host_id: u32,

@@ -70,13 +70,9 @@ impl ArchiveFormat {
     }
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct IdMapping {
-    pub container_id: u32,
-    pub host_id: u32,
-    pub size: u32,
-}
+/// One range of `archive.uid_map` / `gid_map`: the archive layer's own type, so the configuration
+/// is validated by the same rules that use it.
+pub use crate::archive::IdMapEntry as IdMapping;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -283,6 +279,14 @@ impl Config {
         if let Err(msg) = self.storage.check() {
             return bad(&msg);
         }
+        for (which, entries) in [
+            ("uid_map", &self.archive.uid_map),
+            ("gid_map", &self.archive.gid_map),
+        ] {
+            if let Err(e) = crate::archive::IdMap::new(entries.clone()) {
+                return bad(&format!("archive.{which}: {e}"));
+            }
+        }
         if !(-7..=22).contains(&self.archive.zstd_level) {
             return bad("archive.zstd_level must be between -7 and 22");
         }
@@ -335,6 +339,20 @@ fn snake_case_keys(value: serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn overlapping_id_maps_are_refused_by_validation() {
+        let overlap = "[archive]\nuid_map = [{container_id = 0, host_id = 100000, size = 10}, \
+                       {container_id = 5, host_id = 200000, size = 10}]";
+        let err = Config::from_toml(overlap)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("archive.uid_map") && err.contains("overlapping"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_storage_table_without_local_path_keeps_the_default_folder() {
