@@ -734,6 +734,25 @@ async fn prebuild_updates_outdated_checkouts_and_falls_back_to_clone() {
     .expect("clone first");
     let co = checkout(&s.daemon, "pb");
     std::fs::write(co.join("local.txt"), "local change\n").expect("write");
+    // Hooks the workspace user planted in its checkout travel with the prebuild; the update
+    // (fetch, checkout, stash) must not run them.
+    let marker = s.root.join("hook-ran");
+    std::fs::create_dir_all(co.join(".git/hooks")).expect("hooks folder");
+    for hook in [
+        "post-checkout",
+        "post-merge",
+        "reference-transaction",
+        "pre-auto-gc",
+    ] {
+        let path = co.join(".git/hooks").join(hook);
+        std::fs::write(
+            &path,
+            format!("#!/bin/sh\necho {hook} >> {}\n", marker.display()),
+        )
+        .expect("hook");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+    }
     let snapshot = c
         .take_snapshot(TakeSnapshotRequest {
             id: "pb".into(),
@@ -776,6 +795,15 @@ async fn prebuild_updates_outdated_checkouts_and_falls_back_to_clone() {
     assert!(
         ready.contains("\"from-other\""),
         "an outdated prebuild says from-other: {ready}"
+    );
+    assert!(
+        co.join(".git/hooks/post-checkout").is_file(),
+        "the planted hook came with the prebuild"
+    );
+    assert!(
+        !marker.exists(),
+        "repository hooks ran: {}",
+        std::fs::read_to_string(&marker).unwrap_or_default()
     );
 
     // A local change that conflicts with the requested revision: the revision wins, the change
