@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +13,7 @@ use crate::call::CallContext;
 use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::error::{Error, Result};
+use crate::sync::Mutex;
 
 /// A running daemon with its own runtime. Dropping it shuts it down.
 pub struct EmbeddedDaemon {
@@ -179,11 +179,7 @@ impl EmbeddedDaemon {
             return;
         }
         let grace = Duration::from_secs(self.daemon.config().limits.shutdown_grace_secs);
-        let runtime = self
-            .runtime
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let runtime = self.runtime.lock().take();
         if let Some(runtime) = runtime {
             let daemon = self.daemon.clone();
             runtime.block_on(async move { daemon.shutdown(grace).await });

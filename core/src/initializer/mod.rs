@@ -9,7 +9,7 @@ mod git;
 mod restore;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -20,6 +20,7 @@ use crate::config::{DownloadConfig, GitSettings};
 use crate::error::{Error, Result};
 use crate::git::Git;
 use crate::storage::{ObjectLocation, Storage};
+use crate::sync::Mutex;
 
 pub use download::DownloadFile;
 pub use restore::{find_full_backup, restore_archive};
@@ -204,21 +205,15 @@ impl InitContext {
 
     pub fn record(&self, kind: &str, started: Instant, size: u64) {
         let duration = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.metrics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(InitMetric {
-                kind: kind.to_string(),
-                duration,
-                size,
-            });
+        self.metrics.lock().push(InitMetric {
+            kind: kind.to_string(),
+            duration,
+            size,
+        });
     }
 
     pub fn metrics(&self) -> Vec<InitMetric> {
-        self.metrics
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.metrics.lock().clone()
     }
 }
 
