@@ -16,7 +16,7 @@ pub use location::{full_backup_key, log_key, snapshot_key, ObjectLocation};
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -26,6 +26,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{BucketLayout, StorageConfig};
 use crate::error::{Error, Result};
+use crate::sync::Mutex;
 use backend::{Backend, BucketStores};
 use create_bucket::Creation;
 use multipart::PartSender;
@@ -34,7 +35,7 @@ use multipart::PartSender;
 const MAX_OPEN_BUCKETS: usize = 1024;
 
 pub struct Storage {
-    backend: Backend,
+    backend: Arc<Backend>,
     config: StorageConfig,
     buckets: Mutex<HashMap<String, Arc<Bucket>>>,
     upload_slots: Arc<Semaphore>,
@@ -92,7 +93,7 @@ impl Storage {
             .build()
             .map_err(Error::internal)?;
         Ok(Some(Storage {
-            backend,
+            backend: Arc::new(backend),
             config: config.clone(),
             buckets: Mutex::new(HashMap::new()),
             upload_slots: Arc::new(Semaphore::new(config.max_concurrent_uploads)),
@@ -138,19 +139,32 @@ impl Storage {
         self.owner_location(owner, log_key(meta_id, instance, task))
     }
 
-    fn bucket(&self, bucket: &str) -> Result<Arc<Bucket>> {
+    async fn bucket(&self, bucket: &str) -> Result<Arc<Bucket>> {
         if !location::is_valid_bucket(bucket) {
             return Err(Error::InvalidArgument(format!(
                 "invalid bucket name {bucket:?}"
             )));
         }
-        let mut buckets = self.buckets.lock().map_err(Error::internal)?;
-        if let Some(open) = buckets.get(bucket) {
+        if let Some(open) = self.buckets.lock().get(bucket) {
             return Ok(open.clone());
+        }
+        // Opening builds HTTP clients (and creates a folder for the local backend): on a blocking
+        // thread and outside the lock, so neither an async thread nor other buckets wait for it.
+        let (backend, config, name) = (
+            self.backend.clone(),
+            self.config.clone(),
+            bucket.to_string(),
+        );
+        let stores = tokio::task::spawn_blocking(move || backend.open_bucket(&name, &config))
+            .await
+            .map_err(Error::internal)??;
+        let mut buckets = self.buckets.lock();
+        if let Some(opened_meanwhile) = buckets.get(bucket) {
+            return Ok(opened_meanwhile.clone());
         }
         let open = Arc::new(Bucket {
             name: bucket.to_string(),
-            stores: self.backend.open_bucket(bucket, &self.config)?,
+            stores,
             exists: std::sync::atomic::AtomicBool::new(self.backend.is_local()),
             creating: tokio::sync::Mutex::new(()),
         });
@@ -204,7 +218,7 @@ impl Storage {
 
     /// Metadata of an object, `None` when it does not exist.
     pub async fn head(&self, loc: &ObjectLocation) -> Result<Option<ObjectMeta>> {
-        let store = self.bucket(&loc.bucket)?.stores.requests.clone();
+        let store = self.bucket(&loc.bucket).await?.stores.requests.clone();
         match store.head(&Self::object_path(loc)?).await {
             Ok(meta) => Ok(Some(meta)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -213,7 +227,7 @@ impl Storage {
     }
 
     pub async fn delete(&self, loc: &ObjectLocation) -> Result<()> {
-        let store = self.bucket(&loc.bucket)?.stores.requests.clone();
+        let store = self.bucket(&loc.bucket).await?.stores.requests.clone();
         match store.delete(&Self::object_path(loc)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(storage_error("delete", &loc.qualified(), &e)),
@@ -286,7 +300,7 @@ impl Storage {
         T: Send + 'static,
         F: FnOnce(&mut dyn Write) -> std::io::Result<T> + Send + 'static,
     {
-        let bucket = self.bucket(&loc.bucket)?;
+        let bucket = self.bucket(&loc.bucket).await?;
         self.ensure_bucket(&bucket).await;
         let path = Self::object_path(loc)?;
         let what = loc.qualified();
@@ -355,7 +369,7 @@ impl Storage {
     /// Stores a small object in one request.
     pub async fn put_bytes(&self, loc: &ObjectLocation, bytes: Vec<u8>) -> Result<()> {
         let _slot = self.upload_slot().await?;
-        let bucket = self.bucket(&loc.bucket)?;
+        let bucket = self.bucket(&loc.bucket).await?;
         self.ensure_bucket(&bucket).await;
         let what = loc.qualified();
         match bucket
@@ -382,7 +396,7 @@ impl Storage {
         T: Send + 'static,
         F: FnOnce(&mut dyn Read) -> T + Send + 'static,
     {
-        let store = self.bucket(&loc.bucket)?.stores.downloads.clone();
+        let store = self.bucket(&loc.bucket).await?.stores.downloads.clone();
         let got = match store.get(&Self::object_path(loc)?).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(None),
