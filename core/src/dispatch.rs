@@ -34,7 +34,7 @@ fn decode<M: Message + Default>(path: &str, bytes: Bytes) -> Result<M> {
 }
 
 macro_rules! methods {
-    ($( $service:literal / $name:literal => $op:ident($req:ty) ),* $(,)?) => {
+    ($( $service:literal / $name:literal => $owner:ident.$op:ident($req:ty) ),* $(,)?) => {
         /// Every operation served, in the order of the proto files.
         pub static METHODS: &[Method] = &[$(
             Method {
@@ -45,7 +45,8 @@ macro_rules! methods {
                     fn handle(daemon: Daemon, request: Bytes, ctx: CallContext) -> BoxFuture<'static, Result<Vec<u8>>> {
                         Box::pin(async move {
                             let request: $req = decode(concat!("/", $service, "/", $name), request)?;
-                            Ok(daemon.$op(request, &ctx).await?.encode_to_vec())
+                            let owner = daemon.$owner().clone();
+                            Ok(owner.$op(request, ctx).await?.encode_to_vec())
                         })
                     }
                     handle
@@ -56,14 +57,14 @@ macro_rules! methods {
 }
 
 methods! {
-    "wsdaemon.WorkspaceContentService" / "InitWorkspace" => init_workspace(pb::InitWorkspaceRequest),
-    "wsdaemon.WorkspaceContentService" / "WaitForInit" => wait_for_init(pb::WaitForInitRequest),
-    "wsdaemon.WorkspaceContentService" / "IsWorkspaceExists" => is_workspace_exists(pb::IsWorkspaceExistsRequest),
-    "wsdaemon.WorkspaceContentService" / "TakeSnapshot" => take_snapshot(pb::TakeSnapshotRequest),
-    "wsdaemon.WorkspaceContentService" / "DisposeWorkspace" => dispose_workspace(pb::DisposeWorkspaceRequest),
-    "wsdaemon.WorkspaceContentService" / "BackupWorkspace" => backup_workspace(pb::BackupWorkspaceRequest),
-    "wsdaemon.WorkspaceContentExt" / "SnapshotStatus" => snapshot_status(pb::SnapshotStatusRequest),
-    "wsdaemon.WorkspaceContentExt" / "WorkspaceState" => workspace_state(pb::WorkspaceStateRequest),
+    "wsdaemon.WorkspaceContentService" / "InitWorkspace" => content.init_workspace(pb::InitWorkspaceRequest),
+    "wsdaemon.WorkspaceContentService" / "WaitForInit" => content.wait_for_init(pb::WaitForInitRequest),
+    "wsdaemon.WorkspaceContentService" / "IsWorkspaceExists" => content.is_workspace_exists(pb::IsWorkspaceExistsRequest),
+    "wsdaemon.WorkspaceContentService" / "TakeSnapshot" => content.take_snapshot(pb::TakeSnapshotRequest),
+    "wsdaemon.WorkspaceContentService" / "DisposeWorkspace" => content.dispose_workspace(pb::DisposeWorkspaceRequest),
+    "wsdaemon.WorkspaceContentService" / "BackupWorkspace" => content.backup_workspace(pb::BackupWorkspaceRequest),
+    "wsdaemon.WorkspaceContentExt" / "SnapshotStatus" => content.snapshot_status(pb::SnapshotStatusRequest),
+    "wsdaemon.WorkspaceContentExt" / "WorkspaceState" => content.workspace_state(pb::WorkspaceStateRequest),
 }
 
 /// The method served at `path`, if any.

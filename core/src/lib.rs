@@ -2,9 +2,11 @@
 //! gRPC server, the C ABI and the Node addon are thin adapters over [`Daemon`] and [`dispatch`].
 
 pub mod archive;
+mod background;
 pub mod beneath;
 pub mod call;
 pub mod config;
+mod content;
 mod daemon;
 pub mod dispatch;
 pub mod embedded;
@@ -13,12 +15,13 @@ pub mod git;
 pub mod initializer;
 pub mod json;
 pub mod storage;
+pub mod sync;
 pub mod url_text;
 pub mod workspace;
 
 pub use call::CallContext;
 pub use config::Config;
-pub use daemon::{Daemon, SnapshotPhase};
+pub use daemon::Daemon;
 pub use embedded::EmbeddedDaemon;
 pub use error::{Code, Error, Result};
 pub use wsd_proto as proto;

@@ -1,4 +1,4 @@
-//! Lifecycle tests against `Daemon` directly (no transport).
+//! Lifecycle tests of the content service through the dispatch (no transport).
 
 use std::time::Duration;
 
@@ -7,13 +7,52 @@ use prost::Message;
 use wsd_proto::contentservice::{
     workspace_initializer::Spec, EmptyInitializer, WorkspaceInitializer,
 };
+use wsd_proto::wsdaemon::snapshot_status_response::Phase;
 use wsd_proto::wsdaemon::{
-    DisposeWorkspaceRequest, InitWorkspaceRequest, IsWorkspaceExistsRequest,
-    IsWorkspaceExistsResponse, WorkspaceMetadata,
+    DisposeWorkspaceRequest, DisposeWorkspaceResponse, InitWorkspaceRequest, InitWorkspaceResponse,
+    IsWorkspaceExistsRequest, IsWorkspaceExistsResponse, SnapshotStatusRequest,
+    SnapshotStatusResponse, TakeSnapshotRequest, TakeSnapshotResponse, WaitForInitRequest,
+    WaitForInitResponse, WorkspaceMetadata,
 };
 
 use crate::config::Config;
-use crate::{CallContext, Code, Daemon};
+use crate::{CallContext, Code, Daemon, Result};
+
+/// Calls `/wsdaemon.<method>` through the dispatch, as every surface does.
+async fn call<R: Message + Default>(
+    d: &Daemon,
+    method: &str,
+    req: impl Message,
+    ctx: &CallContext,
+) -> Result<R> {
+    let out = d
+        .call(
+            &format!("/wsdaemon.{method}"),
+            Bytes::from(req.encode_to_vec()),
+            ctx.clone(),
+        )
+        .await?;
+    Ok(R::decode(out.as_slice()).expect("decode the response"))
+}
+
+async fn init_ws(d: &Daemon, id: &str, ctx: &CallContext) -> Result<InitWorkspaceResponse> {
+    call(d, "WorkspaceContentService/InitWorkspace", init(id), ctx).await
+}
+
+async fn dispose(d: &Daemon, id: &str) -> Result<DisposeWorkspaceResponse> {
+    let req = DisposeWorkspaceRequest {
+        id: id.into(),
+        backup: false,
+        backup_logs: false,
+    };
+    call(
+        d,
+        "WorkspaceContentService/DisposeWorkspace",
+        req,
+        &CallContext::default(),
+    )
+    .await
+}
 
 fn config(dir: &std::path::Path) -> Config {
     let mut c = Config {
@@ -39,13 +78,16 @@ fn init(id: &str) -> InitWorkspaceRequest {
 }
 
 async fn exists(d: &Daemon, id: &str) -> bool {
-    d.is_workspace_exists(
-        IsWorkspaceExistsRequest { id: id.into() },
+    let req = IsWorkspaceExistsRequest { id: id.into() };
+    let resp: IsWorkspaceExistsResponse = call(
+        d,
+        "WorkspaceContentService/IsWorkspaceExists",
+        req,
         &CallContext::default(),
     )
     .await
-    .expect("exists")
-    .exists
+    .expect("exists");
+    resp.exists
 }
 
 #[tokio::test]
@@ -53,7 +95,7 @@ async fn reload_keeps_wrapping_up_and_drops_unreadable_state() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config(dir.path());
     let d = Daemon::start(cfg.clone()).await.expect("start");
-    d.init_workspace(init("ws-w"), &CallContext::default())
+    init_ws(&d, "ws-w", &CallContext::default())
         .await
         .expect("init");
     d.shutdown(Duration::from_secs(1)).await;
@@ -80,9 +122,14 @@ async fn reload_keeps_wrapping_up_and_drops_unreadable_state() {
         backup: true,
         backup_logs: false,
     };
-    d.dispose_workspace(req, &CallContext::default())
-        .await
-        .expect("dispose resumes");
+    let resumed: Result<DisposeWorkspaceResponse> = call(
+        &d,
+        "WorkspaceContentService/DisposeWorkspace",
+        req,
+        &CallContext::default(),
+    )
+    .await;
+    resumed.expect("dispose resumes");
     assert!(!exists(&d, "ws-w").await);
     assert!(!state.exists());
 }
@@ -120,9 +167,7 @@ async fn shutdown_refuses_new_work() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(config(dir.path())).await.expect("start");
     d.shutdown(Duration::from_secs(1)).await;
-    let err = d
-        .init_workspace(init("late"), &CallContext::default())
-        .await;
+    let err = init_ws(&d, "late", &CallContext::default()).await;
     assert_eq!(err.expect_err("closed").code(), Code::Unavailable);
     assert!(!dir.path().join("area/late").exists());
 }
@@ -140,11 +185,14 @@ async fn a_caller_cancelled_before_the_call_does_not_strand_the_init() {
         };
         let id = format!("ws-{i}");
         // Either answer is fine for the caller; the init must run either way.
-        let _ = d.init_workspace(init(&id), &ctx).await;
-        let waited = tokio::time::timeout(
+        let _ = init_ws(&d, &id, &ctx).await;
+        let wait = WaitForInitRequest { id: id.clone() };
+        let waited: std::result::Result<Result<WaitForInitResponse>, _> = tokio::time::timeout(
             Duration::from_secs(10),
-            d.wait_for_init(
-                wsd_proto::wsdaemon::WaitForInitRequest { id: id.clone() },
+            call(
+                &d,
+                "WorkspaceContentService/WaitForInit",
+                wait,
                 &CallContext::default(),
             ),
         )
@@ -154,4 +202,68 @@ async fn a_caller_cancelled_before_the_call_does_not_strand_the_init() {
             "init of {id} never ran: {waited:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn outcome_records_answer_after_a_restart_until_housekeeping_expires_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config(dir.path());
+    let d = Daemon::start(cfg.clone()).await.expect("start");
+    let ctx = CallContext::default();
+    init_ws(&d, "ws-o", &ctx).await.expect("init");
+    let snap = TakeSnapshotRequest {
+        id: "ws-o".into(),
+        return_immediately: false,
+    };
+    let taken: TakeSnapshotResponse = call(&d, "WorkspaceContentService/TakeSnapshot", snap, &ctx)
+        .await
+        .expect("snapshot");
+    dispose(&d, "ws-o").await.expect("dispose");
+    d.shutdown(Duration::from_secs(1)).await;
+
+    let status = |d: Daemon, url: String| async move {
+        let resp: SnapshotStatusResponse = call(
+            &d,
+            "WorkspaceContentExt/SnapshotStatus",
+            SnapshotStatusRequest { url },
+            &CallContext::default(),
+        )
+        .await
+        .expect("status");
+        resp
+    };
+    let d = Daemon::start(cfg.clone()).await.expect("restart");
+    let found = status(d.clone(), taken.url.clone()).await;
+    assert_eq!(found.phase(), Phase::Done, "{found:?}");
+    assert!(found.size_bytes > 0);
+    dispose(&d, "ws-o")
+        .await
+        .expect("a repeated dispose answers after a restart");
+    // Housekeeping keeps records younger than the TTL.
+    d.housekeeping_pass().expect("housekeeping");
+    assert_eq!(
+        status(d.clone(), taken.url.clone()).await.phase(),
+        Phase::Done
+    );
+    d.shutdown(Duration::from_secs(1)).await;
+
+    // With a TTL of 0 every record has expired: housekeeping removes them.
+    let mut expiring = cfg.clone();
+    expiring.limits.dispose_record_ttl_secs = 0;
+    let d = Daemon::start(expiring).await.expect("restart");
+    d.housekeeping_pass().expect("housekeeping");
+    let outcomes = cfg
+        .working_area
+        .join(crate::workspace::outcomes::OUTCOMES_FOLDER);
+    for kind in ["disposed", "snapshots"] {
+        let left = std::fs::read_dir(outcomes.join(kind))
+            .expect("folder")
+            .count();
+        assert_eq!(left, 0, "{kind} records left after expiry");
+    }
+    assert_eq!(status(d.clone(), taken.url).await.phase(), Phase::Unknown);
+    assert_eq!(
+        dispose(&d, "ws-o").await.expect_err("expired").code(),
+        Code::NotFound
+    );
 }

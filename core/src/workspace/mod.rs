@@ -1,11 +1,9 @@
-//! The workspace lifecycle: ids, states and their persistence, and the content operations.
+//! The workspaces a daemon knows: ids, states, their persistence in the working area, and the
+//! outcome records of finished work.
 
-mod content;
 pub mod ids;
+pub mod outcomes;
 pub mod state;
 pub mod store;
 
 pub use state::ContentState;
-
-#[cfg(test)]
-mod tests;

@@ -5,21 +5,19 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use futures::future::{BoxFuture, Shared};
 use tokio::sync::watch;
 
 use super::state::{write_atomically, ContentState, WorkspaceRecord};
 use crate::error::{Error, Result};
-use prost::Message;
-use wsd_proto::contentservice::GitStatus;
+use crate::sync::Mutex;
 use wsd_proto::wsdaemon::DisposeWorkspaceResponse;
 
 const STATE_SUFFIX: &str = ".workspace.json";
 const DAEMON_SUFFIX: &str = "-daemon";
-const DISPOSED_FOLDER: &str = ".disposed";
 
 #[derive(Debug, Clone)]
 pub struct WorkingArea {
@@ -56,13 +54,8 @@ pub enum InitPhase {
     Failed(Error),
 }
 
-/// The outcome of a finished DisposeWorkspace, answered again to repeated calls.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DisposeOutcome {
-    pub git_status: Option<GitStatus>,
-}
-
-pub type SharedDispose = Shared<BoxFuture<'static, Result<DisposeOutcome>>>;
+/// A disposal in progress, which concurrent DisposeWorkspace calls join.
+pub type SharedDispose = Shared<BoxFuture<'static, Result<DisposeWorkspaceResponse>>>;
 
 /// One known workspace instance.
 pub struct Workspace {
@@ -92,8 +85,7 @@ impl Workspace {
     }
 
     fn lock_record(&self) -> MutexGuard<'_, WorkspaceRecord> {
-        // A poisoned lock only means a panic elsewhere; the record itself is always whole.
-        self.record.lock().unwrap_or_else(|p| p.into_inner())
+        self.record.lock()
     }
 
     pub fn record(&self) -> WorkspaceRecord {
@@ -113,16 +105,9 @@ impl Workspace {
     }
 }
 
-struct Disposed {
-    at: Instant,
-    outcome: DisposeOutcome,
-}
-
 pub struct Store {
     area: WorkingArea,
     live: Mutex<HashMap<String, Arc<Workspace>>>,
-    disposed: Mutex<HashMap<String, Disposed>>,
-    disposed_ttl: Duration,
 }
 
 /// What reloading the working area found.
@@ -134,17 +119,11 @@ pub struct Reloaded {
     pub cleaned_up: Vec<String>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Store {
-    pub fn new(area: WorkingArea, disposed_ttl: Duration) -> Store {
+    pub fn new(area: WorkingArea) -> Store {
         Store {
             area,
             live: Mutex::new(HashMap::new()),
-            disposed: Mutex::new(HashMap::new()),
-            disposed_ttl,
         }
     }
 
@@ -155,6 +134,8 @@ impl Store {
     /// Reads every state file of the working area (blocking; runs once at start).
     pub fn reload(&self) -> std::io::Result<Reloaded> {
         let mut found = Reloaded::default();
+        // Dispose records of versions before the outcome records (`.outcomes/`).
+        remove_dir_if_exists(&self.area.root().join(".disposed"))?;
         for entry in std::fs::read_dir(self.area.root())? {
             let entry = entry?;
             let name = entry.file_name();
@@ -196,7 +177,7 @@ impl Store {
                         found.wrapping_up += 1;
                     }
                     let ws = Arc::new(Workspace::new(record, InitPhase::Done));
-                    lock(&self.live).insert(id.to_string(), ws);
+                    self.live.lock().insert(id.to_string(), ws);
                 }
             }
         }
@@ -204,11 +185,11 @@ impl Store {
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Workspace>> {
-        lock(&self.live).get(id).cloned()
+        self.live.lock().get(id).cloned()
     }
 
     pub fn len(&self) -> usize {
-        lock(&self.live).len()
+        self.live.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -217,12 +198,10 @@ impl Store {
 
     /// Registers a new instance in SETTING_UP, or ALREADY_EXISTS for a known id.
     pub fn insert_new(&self, record: WorkspaceRecord) -> Result<Arc<Workspace>> {
-        let mut live = lock(&self.live);
+        let mut live = self.live.lock();
         if live.contains_key(&record.id) {
             return Err(Error::WorkspaceExists(record.id));
         }
-        lock(&self.disposed).remove(&record.id);
-        let _ = std::fs::remove_file(self.disposed_file(&record.id));
         let ws = Arc::new(Workspace::new(record, InitPhase::Running));
         live.insert(ws.id.clone(), ws.clone());
         Ok(ws)
@@ -269,7 +248,7 @@ impl Store {
 
     /// Forgets an instance (after its files are gone).
     pub fn forget(&self, id: &str) {
-        lock(&self.live).remove(id);
+        self.live.lock().remove(id);
     }
 
     /// Removes an instance's files and forgets it; a failure still forgets it (used when an init
@@ -284,92 +263,11 @@ impl Store {
         remove_instance_files(&self.area, id)
     }
 
-    /// `<area>/.disposed/<id>.pb`: the answer of a finished disposal, so that a repeated
-    /// DisposeWorkspace answers the same also after a restart.
-    fn disposed_file(&self, id: &str) -> PathBuf {
-        self.area
-            .root()
-            .join(DISPOSED_FOLDER)
-            .join(format!("{id}.pb"))
-    }
-
-    /// Remembers the outcome of a finished disposal (in memory and on disk) for the record TTL.
-    pub async fn record_disposed(&self, id: &str, outcome: DisposeOutcome) {
-        lock(&self.disposed).insert(
-            id.to_string(),
-            Disposed {
-                at: Instant::now(),
-                outcome: outcome.clone(),
-            },
-        );
-        let path = self.disposed_file(id);
-        let bytes = DisposeWorkspaceResponse {
-            git_status: outcome.git_status,
-        }
-        .encode_to_vec();
-        let written = tokio::task::spawn_blocking(move || {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            write_atomically(&path, &bytes)
-        })
-        .await;
-        if !matches!(written, Ok(Ok(()))) {
-            tracing::warn!(id, "cannot persist the dispose record; repeated calls after a restart answer NOT_FOUND");
-        }
-    }
-
-    /// The outcome of a disposal finished less than the record TTL ago.
-    pub async fn disposed(&self, id: &str) -> Option<DisposeOutcome> {
-        if let Some(d) = lock(&self.disposed).get(id) {
-            return (d.at.elapsed() < self.disposed_ttl).then(|| d.outcome.clone());
-        }
-        let path = self.disposed_file(id);
-        let ttl = self.disposed_ttl;
-        let found = tokio::task::spawn_blocking(move || -> Option<(Duration, Vec<u8>)> {
-            let age = std::fs::metadata(&path)
-                .ok()?
-                .modified()
-                .ok()?
-                .elapsed()
-                .ok()?;
-            (age < ttl).then(|| std::fs::read(&path).ok().map(|b| (age, b)))?
-        })
-        .await
-        .ok()??;
-        let (age, bytes) = found;
-        let response = DisposeWorkspaceResponse::decode(bytes.as_slice()).ok()?;
-        let outcome = DisposeOutcome {
-            git_status: response.git_status,
-        };
-        lock(&self.disposed).insert(
-            id.to_string(),
-            Disposed {
-                at: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
-                outcome: outcome.clone(),
-            },
-        );
-        Some(outcome)
-    }
-
-    /// Drops expired dispose records and removes content folders that no state file owns and that
-    /// are older than `max_age`. Returns the names removed.
-    pub fn housekeeping(&self, max_age: Duration) -> std::io::Result<Vec<String>> {
-        lock(&self.disposed).retain(|_, d| d.at.elapsed() < self.disposed_ttl);
-        if let Ok(entries) = std::fs::read_dir(self.area.root().join(DISPOSED_FOLDER)) {
-            for entry in entries.flatten() {
-                let expired = entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|m| m.elapsed().ok())
-                    .is_none_or(|age| age >= self.disposed_ttl);
-                if expired {
-                    let _ = std::fs::remove_file(entry.path());
-                }
-            }
-        }
-        let live: std::collections::HashSet<String> = lock(&self.live).keys().cloned().collect();
+    /// Removes content and socket folders that no workspace owns and that are older than
+    /// `max_age` (blocking). Returns the names removed. Folders starting with `.` belong to the
+    /// daemon (outcome records, git's home) and are left alone.
+    pub fn remove_orphans(&self, max_age: Duration) -> std::io::Result<Vec<String>> {
+        let live: std::collections::HashSet<String> = self.live.lock().keys().cloned().collect();
         let mut removed = Vec::new();
         for entry in std::fs::read_dir(self.area.root())? {
             let entry = entry?;
