@@ -12,6 +12,7 @@ pub mod error;
 pub mod git;
 pub mod initializer;
 pub mod json;
+pub mod retry;
 pub mod storage;
 pub mod url_text;
 pub mod workspace;
