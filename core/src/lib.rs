@@ -14,6 +14,7 @@ pub mod error;
 pub mod git;
 pub mod initializer;
 pub mod json;
+pub mod retry;
 pub mod storage;
 pub mod sync;
 pub mod url_text;

@@ -9,9 +9,10 @@ use sha2::{Digest as _, Sha256, Sha512};
 use tokio::io::AsyncWriteExt;
 use wsd_proto::contentservice::FileDownloadInitializer;
 
-use super::{backoff, InitContext, Plan};
+use super::{InitContext, Plan};
 use crate::beneath::{self, Beneath};
 use crate::error::{Error, Result};
+use crate::retry::{self, Failure, Policy};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Digest {
@@ -136,32 +137,25 @@ pub async fn run(ctx: &InitContext, target: &Path, files: &[DownloadFile]) -> Re
     Ok(())
 }
 
-enum Failure {
-    /// Worth another try (network error, 5xx, timeout).
-    Transient(String),
-    Final(Error),
-}
-
+/// One file under `download.attempts`: network errors, timeouts, 429 and 5xx answers are retried;
+/// other answers, a digest mismatch and local write errors are final.
 async fn download_with_retries(ctx: &InitContext, file: &DownloadFile) -> Result<u64> {
     let shown = crate::url_text::for_messages(file.url.as_str());
-    let attempts = ctx.tools.download.attempts.max(1);
-    let mut last = String::new();
-    for attempt in 1..=attempts {
-        match download_once(ctx, file, &shown).await {
-            Ok(size) => return Ok(size),
-            Err(Failure::Final(e)) => return Err(e),
-            Err(Failure::Transient(why)) => {
-                tracing::warn!(url = %shown, attempt, error = %why, "download failed");
-                last = why;
-                if attempt < attempts {
-                    tokio::time::sleep(backoff(attempt)).await;
-                }
-            }
-        }
-    }
-    Err(Error::InitFailed(format!(
-        "download of {shown} failed after {attempts} attempts: {last}"
-    )))
+    let shown = shown.as_str();
+    let policy = Policy::with_attempts(ctx.tools.download.attempts);
+    retry::run(
+        &policy,
+        |_| download_once(ctx, file, shown),
+        |attempt, why| tracing::warn!(url = %shown, attempt, error = %why, "download failed"),
+    )
+    .await
+    .map_err(|failure| match failure {
+        Failure::Final(e) => e,
+        Failure::Transient(last) => Error::InitFailed(format!(
+            "download of {shown} failed after {} attempts: {last}",
+            policy.attempts
+        )),
+    })
 }
 
 async fn download_once(

@@ -8,12 +8,13 @@ use std::time::Instant;
 
 use wsd_proto::contentservice::{CloneTargetMode, GitAuthMethod, GitInitializer};
 
-use super::{backoff, InitContext};
+use super::InitContext;
 use crate::beneath::{self, Beneath};
 use crate::config::GitSettings;
 use crate::error::{Error, Result};
 use crate::git::command::{redact, Credentials, Output};
 use crate::git::safety;
+use crate::retry::{self, Policy};
 
 #[derive(Debug, Clone)]
 enum Auth {
@@ -35,22 +36,16 @@ pub struct GitPlan {
     auth: Auth,
 }
 
-/// A failure of one clone attempt.
-enum Attempt {
-    /// Worth another try: network errors, server errors.
-    Transient(String),
-    Final(Error),
-}
+/// A failure of one clone attempt: transient ones (network errors, server errors) are retried.
+type Attempt = retry::Failure;
 
-impl Attempt {
-    /// The error for the caller, with every credential removed from its message.
-    fn into_error(self, creds: Option<&Credentials>) -> Error {
-        let e = match self {
-            Attempt::Final(e) => e,
-            Attempt::Transient(why) => Error::InitFailed(why),
-        };
-        redact_error(e, creds)
-    }
+/// The error for the caller, with every credential removed from its message.
+fn into_error(failure: Attempt, creds: Option<&Credentials>) -> Error {
+    let e = match failure {
+        Attempt::Final(e) => e,
+        Attempt::Transient(why) => Error::InitFailed(why),
+    };
+    redact_error(e, creds)
 }
 
 /// A repository URL for messages: without user info, query or fragment.
@@ -140,54 +135,64 @@ impl GitPlan {
         Ok(())
     }
 
-    /// Fetches one-time-secret credentials once (bounded retries of transient failures).
+    /// Fetches one-time-secret credentials once (bounded retries of network errors and 5xx
+    /// answers; any other answer is final: the secret can be used only once).
     async fn credentials(&self, ctx: &InitContext) -> Result<Option<Credentials>> {
         let url = match &self.auth {
             Auth::None => return Ok(None),
             Auth::Basic(c) => return Ok(Some(c.clone())),
             Auth::OneTimeSecret(url) => url,
         };
-        let attempts = ctx.tools.git_settings.ots_attempts.max(1);
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            match ctx.tools.http.get(url).send().await {
-                Ok(r) if r.status().is_success() => {
-                    let body = r.text().await.map_err(|e| {
-                        Error::InitFailed(format!(
-                            "cannot read the one-time secret: {}",
-                            e.without_url()
-                        ))
-                    })?;
-                    let (user, password) = body.trim_end().split_once(':').ok_or_else(|| {
-                        Error::InitFailed(
-                            "the one-time secret is not of the form user:password".into(),
-                        )
-                    })?;
-                    let (protocol, host) =
-                        safety::scheme_and_host(&self.remote_uri).unwrap_or_default();
-                    return Ok(Some(Credentials {
-                        user: user.to_string(),
-                        password: password.to_string(),
-                        protocol,
-                        host,
-                    }));
-                }
-                Ok(r) if r.status().is_server_error() => last = format!("HTTP {}", r.status()),
-                Ok(r) => {
-                    return Err(Error::InitFailed(format!(
-                        "cannot fetch the one-time secret: HTTP {} (it can be used only once)",
-                        r.status()
-                    )))
-                }
-                Err(e) => last = e.without_url().to_string(),
-            }
-            if attempt < attempts {
-                tokio::time::sleep(backoff(attempt)).await;
-            }
+        let policy = Policy::with_attempts(ctx.tools.git_settings.ots_attempts);
+        retry::run(&policy, |_| self.fetch_ots(ctx, url), |_, _| {})
+            .await
+            .map(Some)
+            .map_err(|failure| match failure {
+                Attempt::Final(e) => e,
+                Attempt::Transient(last) => Error::InitFailed(format!(
+                    "cannot fetch the one-time secret after {} attempts: {last}",
+                    policy.attempts
+                )),
+            })
+    }
+
+    /// One attempt at the one-time secret behind `url`.
+    async fn fetch_ots(
+        &self,
+        ctx: &InitContext,
+        url: &str,
+    ) -> std::result::Result<Credentials, Attempt> {
+        let r = match ctx.tools.http.get(url).send().await {
+            Ok(r) => r,
+            Err(e) => return Err(Attempt::Transient(e.without_url().to_string())),
+        };
+        if r.status().is_server_error() {
+            return Err(Attempt::Transient(format!("HTTP {}", r.status())));
         }
-        Err(Error::InitFailed(format!(
-            "cannot fetch the one-time secret after {attempts} attempts: {last}"
-        )))
+        if !r.status().is_success() {
+            return Err(Attempt::Final(Error::InitFailed(format!(
+                "cannot fetch the one-time secret: HTTP {} (it can be used only once)",
+                r.status()
+            ))));
+        }
+        let body = r.text().await.map_err(|e| {
+            Attempt::Final(Error::InitFailed(format!(
+                "cannot read the one-time secret: {}",
+                e.without_url()
+            )))
+        })?;
+        let (user, password) = body.trim_end().split_once(':').ok_or_else(|| {
+            Attempt::Final(Error::InitFailed(
+                "the one-time secret is not of the form user:password".into(),
+            ))
+        })?;
+        let (protocol, host) = safety::scheme_and_host(&self.remote_uri).unwrap_or_default();
+        Ok(Credentials {
+            user: user.to_string(),
+            password: password.to_string(),
+            protocol,
+            host,
+        })
     }
 
     async fn git(
@@ -242,7 +247,7 @@ impl GitPlan {
     ) -> Result<Output> {
         self.must(ctx, cwd, what, args, creds)
             .await
-            .map_err(|a| a.into_error(creds))
+            .map_err(|a| into_error(a, creds))
     }
 
     async fn must(
@@ -296,38 +301,37 @@ impl GitPlan {
         } else {
             target.clone()
         };
-        let attempts = ctx.tools.git_settings.clone_attempts.max(1);
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            if attempt > 1 {
-                remove_partial(&partial).await;
+        let policy = Policy::with_attempts(ctx.tools.git_settings.clone_attempts);
+        let url = shown(&self.remote_uri);
+        let (partial, creds) = (&partial, creds.as_ref());
+        let cloned = retry::run(
+            &policy,
+            |attempt| async move {
+                if attempt > 1 {
+                    remove_partial(partial).await;
+                }
+                self.clone_once(ctx, creds).await
+            },
+            |attempt, why| tracing::warn!(url = %url, attempt, error = %why, "git clone failed; retrying"),
+        )
+        .await;
+        match cloned {
+            Ok(()) => {
+                ctx.record("git", started, 0);
+                Ok(())
             }
-            match self.clone_once(ctx, creds.as_ref()).await {
-                Ok(()) => {
-                    ctx.record("git", started, 0);
-                    return Ok(());
-                }
-                Err(Attempt::Final(e)) => {
-                    remove_partial(&partial).await;
-                    return Err(redact_error(e, creds.as_ref()));
-                }
-                Err(Attempt::Transient(why)) => {
-                    tracing::warn!(url = %shown(&self.remote_uri), attempt, error = %why, "git clone failed; retrying");
-                    last = why;
-                    if attempt < attempts {
-                        tokio::time::sleep(backoff(attempt)).await;
-                    }
-                }
+            Err(failure) => {
+                remove_partial(partial).await;
+                let e = match failure {
+                    Attempt::Final(e) => e,
+                    Attempt::Transient(last) => Error::InitFailed(format!(
+                        "cannot clone {url} after {} attempts: {last}",
+                        policy.attempts
+                    )),
+                };
+                Err(redact_error(e, creds))
             }
         }
-        remove_partial(&partial).await;
-        Err(redact_error(
-            Error::InitFailed(format!(
-                "cannot clone {} after {attempts} attempts: {last}",
-                shown(&self.remote_uri)
-            )),
-            creds.as_ref(),
-        ))
     }
 
     async fn clone_once(

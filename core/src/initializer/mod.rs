@@ -10,7 +10,7 @@ mod restore;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use wsd_proto::contentservice::{workspace_initializer::Spec, WorkspaceInitializer};
@@ -272,25 +272,4 @@ pub fn run<'a>(
             }
         }
     })
-}
-
-/// Backoff before retry `attempt` (1-based): 250 ms doubling, at most 4 s (from attempt 5 on).
-pub(crate) fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis(250u64 << attempt.clamp(1, 5).saturating_sub(1))
-}
-
-#[cfg(test)]
-mod backoff_tests {
-    use super::backoff;
-    use std::time::Duration;
-
-    #[test]
-    fn backoff_doubles_from_250ms_up_to_4s() {
-        let ms = |a| backoff(a).as_millis();
-        assert_eq!(
-            [ms(1), ms(2), ms(3), ms(4), ms(5), ms(9)],
-            [250, 500, 1000, 2000, 4000, 4000]
-        );
-        assert_eq!(backoff(0), Duration::from_millis(250));
-    }
 }

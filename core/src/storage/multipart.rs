@@ -2,20 +2,26 @@
 //! `parallelism` parts at once, then completes the upload, or aborts it so no incomplete upload is
 //! left behind on the store. An abort that fails (the store is down) is retried in the background.
 
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::{MultipartUpload, PutPayload, PutResult};
 use tokio::task::JoinSet;
 
-/// Abort attempts after a failure, with these pauses between them (the store's own retries run
-/// inside each attempt).
-const ABORT_PAUSES: [Duration; 4] = [
-    Duration::from_secs(5),
-    Duration::from_secs(30),
-    Duration::from_secs(120),
-    Duration::from_secs(600),
-];
+use crate::retry::{self, Failure};
+
+/// Abort attempts after a failure: at once, then after pauses of about 5 s, 25 s, 125 s and 600 s
+/// (about 12 minutes in all). The store's own retries run inside each attempt; every failure of
+/// an abort is worth another try.
+const ABORT_RETRY: retry::Policy = retry::Policy {
+    attempts: 5,
+    initial_backoff: Duration::from_secs(5),
+    max_backoff: Duration::from_secs(600),
+    multiplier: 5,
+    jitter: 0.2,
+};
 
 pub(super) struct PartSender {
     upload: Option<Box<dyn MultipartUpload>>,
@@ -124,7 +130,7 @@ impl Drop for PartSender {
 fn abort_in_background(
     runtime: Option<&tokio::runtime::Handle>,
     mut in_flight: JoinSet<object_store::Result<()>>,
-    mut upload: Box<dyn MultipartUpload>,
+    upload: Box<dyn MultipartUpload>,
     what: String,
 ) {
     let Some(runtime) = runtime else {
@@ -134,22 +140,30 @@ fn abort_in_background(
     };
     runtime.spawn(async move {
         while in_flight.join_next().await.is_some() {}
-        let mut last = None;
-        for pause in std::iter::once(Duration::ZERO).chain(ABORT_PAUSES) {
-            tokio::time::sleep(pause).await;
-            tracing::debug!(object = %what, "aborting an incomplete upload");
-            match upload.abort().await {
-                Ok(()) => {
-                    metrics::counter!("wsd_upload_aborts_total", "outcome" => "aborted").increment(1);
-                    tracing::info!(object = %what, "aborted an incomplete upload");
-                    return;
+        let upload = Arc::new(tokio::sync::Mutex::new(upload));
+        let aborted = retry::run(
+            &ABORT_RETRY,
+            |_| {
+                tracing::debug!(object = %what, "aborting an incomplete upload");
+                let upload = upload.clone();
+                async move {
+                    let aborted = upload.lock().await.abort().await;
+                    aborted.map_err(|e| Failure::<Infallible>::Transient(e.to_string()))
                 }
-                Err(e) => last = Some(e),
+            },
+            |_, _| {},
+        )
+        .await;
+        match aborted {
+            Ok(()) => {
+                metrics::counter!("wsd_upload_aborts_total", "outcome" => "aborted").increment(1);
+                tracing::info!(object = %what, "aborted an incomplete upload");
             }
-        }
-        metrics::counter!("wsd_upload_aborts_total", "outcome" => "abandoned").increment(1);
-        if let Some(e) = last {
-            tracing::error!(object = %what, error = %e, "gave up aborting an incomplete upload; the storage's lifecycle rules must remove it");
+            Err(Failure::Transient(last)) => {
+                metrics::counter!("wsd_upload_aborts_total", "outcome" => "abandoned").increment(1);
+                tracing::error!(object = %what, error = %last, "gave up aborting an incomplete upload; the storage's lifecycle rules must remove it");
+            }
+            Err(Failure::Final(never)) => match never {},
         }
     });
 }
@@ -158,5 +172,88 @@ fn finished_error() -> object_store::Error {
     object_store::Error::Generic {
         store: "upload",
         source: "the upload was already completed or aborted".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::Mutex;
+    use tokio::time::Instant;
+
+    /// An upload whose abort fails `failures` times before it succeeds; it records when each abort
+    /// was tried.
+    #[derive(Debug, Clone)]
+    struct FlakyAbort {
+        failures: usize,
+        started: Instant,
+        tries: Arc<Mutex<Vec<Duration>>>,
+    }
+
+    impl FlakyAbort {
+        fn tries(&self) -> Vec<u64> {
+            let tries = self.tries.lock();
+            tries.iter().map(Duration::as_secs).collect()
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MultipartUpload for FlakyAbort {
+        fn put_part(&mut self, _: PutPayload) -> object_store::UploadPart {
+            Box::pin(async { Ok(()) })
+        }
+
+        async fn complete(&mut self) -> object_store::Result<PutResult> {
+            Err(finished_error())
+        }
+
+        async fn abort(&mut self) -> object_store::Result<()> {
+            let mut tries = self.tries.lock();
+            tries.push(self.started.elapsed());
+            if tries.len() > self.failures {
+                Ok(())
+            } else {
+                Err(object_store::Error::Generic {
+                    store: "test",
+                    source: "the store is down".into(),
+                })
+            }
+        }
+    }
+
+    fn abort_with_failures(failures: usize) -> FlakyAbort {
+        let upload = FlakyAbort {
+            failures,
+            started: Instant::now(),
+            tries: Arc::default(),
+        };
+        let mut sender = PartSender::new(Box::new(upload.clone()), 10, 2, "t".into());
+        sender.abort();
+        upload
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_abort_is_retried_after_growing_pauses_until_it_succeeds() {
+        let upload = abort_with_failures(2);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        let tries = upload.tries();
+        assert_eq!(tries.len(), 3, "{tries:?}");
+        // At once, then after about 5 s and 25 s (jitter takes off up to a fifth).
+        assert_eq!(tries[0], 0);
+        assert!((4..=5).contains(&(tries[1] - tries[0])), "{tries:?}");
+        assert!((20..=25).contains(&(tries[2] - tries[1])), "{tries:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abort_that_keeps_failing_is_given_up_after_five_attempts() {
+        let upload = abort_with_failures(usize::MAX);
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        let tries = upload.tries();
+        assert_eq!(tries.len(), 5, "{tries:?}");
+        let last = tries[4];
+        assert!(
+            (604..=755).contains(&last),
+            "about 12 minutes in all: {tries:?}"
+        );
     }
 }
