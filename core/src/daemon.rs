@@ -42,11 +42,12 @@ impl Daemon {
         })?;
         let store = Arc::new(Store::new(WorkingArea::new(area)));
         let background = Background::default();
-        let content = Arc::new(ContentService::new(
-            config.clone(),
-            store.clone(),
-            background.clone(),
-        )?);
+        // Creates the local storage folder and builds HTTP clients: off the async threads.
+        let (c, s, b) = (config.clone(), store.clone(), background.clone());
+        let content = tokio::task::spawn_blocking(move || ContentService::new(c, s, b))
+            .await
+            .map_err(Error::internal)??;
+        let content = Arc::new(content);
         let daemon = Daemon {
             services: Arc::new(Services {
                 config,

@@ -87,7 +87,7 @@ impl Git {
         args: &[&str],
         credentials: Option<&Credentials>,
     ) -> std::io::Result<Output> {
-        std::fs::create_dir_all(&self.home).map_err(|e| {
+        tokio::fs::create_dir_all(&self.home).await.map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!(
