@@ -1,6 +1,7 @@
 //! The one table of operations, keyed by full gRPC method path. Every surface routes through it with
 //! protobuf bytes in and out, so an operation added here appears on every surface (gRPC server,
-//! C ABI, Node addon, uniffi) without new binding code.
+//! C ABI with Go, Node addon) without new binding code. Each method names the service that owns
+//! it; the table is the only caller of the services' operations.
 
 use std::time::Instant;
 

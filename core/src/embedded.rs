@@ -1,4 +1,4 @@
-//! The daemon as a library inside a host that is not async Rust (C, Go through cgo, Node, uniffi):
+//! The daemon as a library inside a host that is not async Rust (C, Go through cgo, Node):
 //! it owns its own tokio runtime, so it never runs on, blocks or reconfigures the host's threads
 //! beyond the calling thread of an explicitly blocking call.
 
