@@ -2,9 +2,9 @@
 //! gRPC server, the C ABI and the Node addon are thin adapters over [`Daemon`] and [`dispatch`].
 
 pub mod archive;
-pub mod beneath;
 pub mod call;
 pub mod config;
+pub mod confine;
 mod daemon;
 pub mod dispatch;
 pub mod embedded;

@@ -23,7 +23,7 @@ pub async fn is_trusted_checkout(
     let content_dir = content.to_path_buf();
     let rel = checkout.to_path_buf();
     let real = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
-        let beneath = crate::beneath::Beneath::open(&content_dir)?;
+        let beneath = crate::confine::Beneath::open(&content_dir)?;
         let Ok(dir) = beneath.open_dir(&rel) else {
             return Ok(false);
         };

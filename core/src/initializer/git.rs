@@ -9,8 +9,8 @@ use std::time::Instant;
 use wsd_proto::contentservice::{CloneTargetMode, GitAuthMethod, GitInitializer};
 
 use super::{backoff, InitContext};
-use crate::beneath::{self, Beneath};
 use crate::config::GitSettings;
+use crate::confine::{self, Beneath};
 use crate::error::{Error, Result};
 use crate::git::command::{redact, Credentials, Output};
 use crate::git::safety;
@@ -113,7 +113,7 @@ impl GitPlan {
             upstream: (!g.upstream_remote_uri.is_empty()).then(|| g.upstream_remote_uri.clone()),
             mode,
             target: g.clone_taget.clone(),
-            checkout: beneath::relative_request_path("checkout_location", &g.checkout_location)?,
+            checkout: confine::relative_request_path("checkout_location", &g.checkout_location)?,
             full_clone: g.full_clone,
             custom_config,
             auth,
