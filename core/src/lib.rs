@@ -3,9 +3,9 @@
 
 pub mod archive;
 mod background;
-pub mod beneath;
 pub mod call;
 pub mod config;
+pub mod confine;
 mod content;
 mod daemon;
 pub mod dispatch;

@@ -933,3 +933,147 @@ async fn a_clone_never_deletes_content_already_in_its_folder() {
         err.message()
     );
 }
+
+/// A plain tar with the folder `repo/` (when `folder`) and symlinks (name, target).
+fn archive_with_symlinks(folder: bool, links: &[(&str, &Path)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let header = |kind: tar::EntryType, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(0);
+        h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        h
+    };
+    if folder {
+        let mut h = header(tar::EntryType::Directory, 0o755);
+        builder
+            .append_data(&mut h, "repo/", std::io::empty())
+            .expect("folder entry");
+    }
+    for (name, target) in links {
+        let mut h = header(tar::EntryType::Symlink, 0o777);
+        builder
+            .append_link(&mut h, name, target)
+            .expect("symlink entry");
+    }
+    builder.into_inner().expect("archive")
+}
+
+/// Symlinks planted in the content before git runs there (by a snapshot restored first in a
+/// composite, or in a prebuild) are never followed out of the content folder: a checkout
+/// location that is a symlink, a `.git` symlink and a `.gitmodules` symlink, all pointing
+/// outside. Before the paths were confined, the first was cloned into, and git read the
+/// `.gitmodules` ones (failing here on their broken content, with a host path in the message).
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn symlinks_planted_in_the_checkout_are_not_followed_out_of_the_content() {
+    use wsd_proto::contentservice::{CompositeInitializer, WorkspaceInitializer};
+    use wsd_tests::tree;
+
+    let s = setup(false).await;
+    let outside = s.root.join("outside");
+    // An empty folder a clone could fill, a working copy whose `.git` could be taken over, and a
+    // `.gitmodules` that git cannot read without failing.
+    std::fs::create_dir_all(outside.join("empty")).expect("mkdir");
+    let proj = outside.join("proj");
+    std::fs::create_dir_all(&proj).expect("mkdir");
+    git(&proj, &["init", "-q"]);
+    let gitmodules = outside.join("gitmodules");
+    std::fs::write(&gitmodules, "[submodule \"x\"\n\tpath = x\n = broken =\n").expect("write");
+    let before = tree::snapshot(&outside, &[]);
+
+    let url = s.server.url("repo.git");
+    // A prebuild whose checkout (a real clone) has a planted `.gitmodules` symlink.
+    let pb_src = s.root.join("pb-src");
+    std::fs::create_dir_all(&pb_src).expect("mkdir");
+    git(&pb_src, &["clone", "-q", &url, "repo"]);
+    std::os::unix::fs::symlink(&gitmodules, pb_src.join("repo/.gitmodules")).expect("symlink");
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    builder
+        .append_dir_all("repo", pb_src.join("repo"))
+        .expect("archive the clone");
+    let prebuild_archive = builder.into_inner().expect("archive");
+
+    let remote_head = git_init(&url, CloneTargetMode::RemoteHead, "", None);
+    let at_main = git_init(
+        &url,
+        CloneTargetMode::RemoteCommit,
+        &s.commits["main"],
+        None,
+    );
+    let cases: Vec<(&str, Vec<u8>, Spec, &str)> = vec![
+        (
+            "checkout location",
+            archive_with_symlinks(false, &[("repo", &outside.join("empty"))]),
+            remote_head.clone(),
+            "symlink",
+        ),
+        (
+            ".git",
+            archive_with_symlinks(true, &[("repo/.git", &proj.join(".git"))]),
+            at_main.clone(),
+            "symlink",
+        ),
+        (
+            ".gitmodules",
+            archive_with_symlinks(true, &[("repo/.gitmodules", &gitmodules)]),
+            at_main,
+            "symlink",
+        ),
+        (
+            ".gitmodules in a prebuild",
+            prebuild_archive,
+            remote_head,
+            "not a plain git working copy",
+        ),
+    ];
+    let mut c = s.daemon.client().await;
+    for (i, (name, archive, git_spec, why)) in cases.into_iter().enumerate() {
+        let key = format!("workspaces/planted/snapshot-{i}.tar");
+        let object = s.daemon.storage().join("gitpod-user-owner-1").join(&key);
+        std::fs::create_dir_all(object.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&object, archive).expect("write archive");
+        let snapshot = SnapshotInitializer {
+            snapshot: format!("{key}@gitpod-user-owner-1"),
+            from_volume_snapshot: false,
+        };
+        let spec = match git_spec {
+            Spec::Git(g) if name.ends_with("prebuild") => Spec::Prebuild(PrebuildInitializer {
+                prebuild: Some(snapshot),
+                git: vec![g],
+            }),
+            git_spec => Spec::Composite(CompositeInitializer {
+                initializer: vec![
+                    WorkspaceInitializer {
+                        spec: Some(Spec::Snapshot(snapshot)),
+                    },
+                    WorkspaceInitializer {
+                        spec: Some(git_spec),
+                    },
+                ],
+            }),
+        };
+        let err = init(&mut c, &format!("planted-{i}"), spec)
+            .await
+            .expect_err(name);
+        assert_eq!(err.code(), Code::FailedPrecondition, "{name}: {err:?}");
+        assert!(
+            err.message().contains(why),
+            "{name}: says why: {}",
+            err.message()
+        );
+        assert!(
+            !err.message().contains(&s.root.display().to_string()),
+            "{name}: host path leaked: {}",
+            err.message()
+        );
+        assert_eq!(
+            tree::snapshot(&outside, &[]),
+            before,
+            "{name}: something outside the content changed"
+        );
+    }
+}

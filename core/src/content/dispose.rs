@@ -9,8 +9,8 @@ use futures::FutureExt;
 use wsd_proto::wsdaemon::{DisposeWorkspaceRequest, DisposeWorkspaceResponse};
 
 use super::ContentService;
-use crate::beneath::Beneath;
 use crate::call::CallContext;
+use crate::confine::Beneath;
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 use crate::workspace::ids::validate_instance_id;

@@ -11,8 +11,8 @@ use wsd_proto::wsdaemon::{
 };
 
 use super::{wrong_state, ContentService};
-use crate::beneath::Beneath;
 use crate::call::CallContext;
+use crate::confine::Beneath;
 use crate::error::{Error, Result};
 use crate::initializer::{self, InitContext, InitMetric, InitSource, InitTools, Plan};
 use crate::workspace::ids::{validate_instance_id, validate_metadata_field};

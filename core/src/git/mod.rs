@@ -1,6 +1,7 @@
 //! The git side of the daemon: running the git client safely, checking requests, and reading the
 //! status of a checkout.
 
+pub mod checkout;
 pub mod command;
 pub mod safety;
 pub mod status;
@@ -12,9 +13,10 @@ use wsd_proto::contentservice::GitStatus;
 pub use command::Git;
 
 /// Checks that `checkout` (relative to `content`) is a working copy this daemon may run git in:
-/// no symlink on the way, `.git` a real folder, and no repository config that makes git run
-/// commands or read other files (the workspace user controls `.git/config`). `Ok(false)` when it
-/// is not a working copy or must not be touched (logged).
+/// no symlink on the way, `.git` a real folder, `.gitmodules` (if any) a regular file (see
+/// [`checkout`]), and no repository config that makes git run commands or read other files (the
+/// workspace user controls `.git/config`). `Ok(false)` when it is not a working copy or must not
+/// be touched (logged).
 pub async fn is_trusted_checkout(
     git: &Git,
     content: &Path,
@@ -22,18 +24,8 @@ pub async fn is_trusted_checkout(
 ) -> std::io::Result<bool> {
     let content_dir = content.to_path_buf();
     let rel = checkout.to_path_buf();
-    let real = tokio::task::spawn_blocking(move || -> std::io::Result<bool> {
-        let beneath = crate::beneath::Beneath::open(&content_dir)?;
-        let Ok(dir) = beneath.open_dir(&rel) else {
-            return Ok(false);
-        };
-        // Looked up in the folder just opened without following symlinks, not by path again.
-        use nix::sys::stat::{fstatat, SFlag};
-        match fstatat(&dir, ".git", nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR),
-            Err(nix::errno::Errno::ENOENT) => Ok(false),
-            Err(e) => Err(std::io::Error::from(e)),
-        }
+    let real = tokio::task::spawn_blocking(move || {
+        checkout::is_plain_working_copy(&content_dir, &rel).map_err(std::io::Error::from)
     })
     .await
     .map_err(std::io::Error::other)??;

@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use wsd_proto::contentservice::FileDownloadInitializer;
 
 use super::{InitContext, Plan};
-use crate::beneath::{self, Beneath};
+use crate::confine::{self, Beneath};
 use crate::error::{Error, Result};
 use crate::retry::{self, Failure, Policy};
 
@@ -84,7 +84,7 @@ pub struct DownloadFile {
 }
 
 pub fn plan(d: &FileDownloadInitializer) -> Result<Plan> {
-    let target = beneath::relative_request_path("target_location", &d.target_location)?;
+    let target = confine::relative_request_path("target_location", &d.target_location)?;
     let mut files = Vec::with_capacity(d.files.len());
     for f in &d.files {
         let url = reqwest::Url::parse(&f.url).map_err(|e| {
@@ -99,7 +99,7 @@ pub fn plan(d: &FileDownloadInitializer) -> Result<Plan> {
                 url.scheme()
             )));
         }
-        let rel = beneath::relative_request_path("file_path", &f.file_path)?;
+        let rel = confine::relative_request_path("file_path", &f.file_path)?;
         if rel.as_os_str().is_empty() {
             return Err(Error::InvalidArgument(
                 "download: file_path is required".into(),
@@ -167,9 +167,9 @@ async fn download_once(
     let content = ctx.content.clone();
     let rel = file.path.clone();
     let opened = tokio::task::spawn_blocking(move || {
-        let (dir, name) = beneath::split_parent(&rel)?;
+        let (dir, name) = confine::split_parent(&rel)?;
         let dir_fd = Beneath::open(&content)?.create_dir_all(dir)?;
-        let (tmp_file, tmp_name) = beneath::create_temp_file(&dir_fd, name, 0o644)?;
+        let (tmp_file, tmp_name) = confine::create_temp_file(&dir_fd, name, 0o644)?;
         Ok::<_, std::io::Error>((dir_fd, tmp_file, tmp_name, name.to_os_string()))
     })
     .await
@@ -203,7 +203,7 @@ async fn download_once(
     match result {
         Ok(size) => {
             tokio::task::spawn_blocking(move || {
-                beneath::rename_into_place(&dir_fd, &tmp_name, &name)
+                confine::rename_into_place(&dir_fd, &tmp_name, &name)
             })
             .await
             .map_err(|e| Failure::Final(Error::internal(e)))?
@@ -216,7 +216,7 @@ async fn download_once(
             Ok(size)
         }
         Err(f) => {
-            beneath::remove_temp(&dir_fd, &tmp_name);
+            confine::remove_temp(&dir_fd, &tmp_name);
             Err(f)
         }
     }

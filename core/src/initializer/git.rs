@@ -9,9 +9,10 @@ use std::time::Instant;
 use wsd_proto::contentservice::{CloneTargetMode, GitAuthMethod, GitInitializer};
 
 use super::InitContext;
-use crate::beneath::{self, Beneath};
 use crate::config::GitSettings;
+use crate::confine;
 use crate::error::{Error, Result};
+use crate::git::checkout;
 use crate::git::command::{redact, Credentials, Output};
 use crate::git::safety;
 use crate::retry::{self, Policy};
@@ -108,7 +109,7 @@ impl GitPlan {
             upstream: (!g.upstream_remote_uri.is_empty()).then(|| g.upstream_remote_uri.clone()),
             mode,
             target: g.clone_taget.clone(),
-            checkout: beneath::relative_request_path("checkout_location", &g.checkout_location)?,
+            checkout: confine::relative_request_path("checkout_location", &g.checkout_location)?,
             full_clone: g.full_clone,
             custom_config,
             auth,
@@ -276,30 +277,17 @@ impl GitPlan {
     async fn run_with(&self, ctx: &InitContext, creds: Option<Credentials>) -> Result<()> {
         let started = Instant::now();
         let target = ctx.content.join(&self.checkout);
-        let (parent_rel, name) = match (self.checkout.parent(), self.checkout.file_name()) {
-            (Some(p), Some(n)) => (p.to_path_buf(), n.to_os_string()),
-            _ => (PathBuf::new(), std::ffi::OsString::new()),
-        };
-        // Create the parent folders without following symlinks planted in the tree.
-        let content = ctx.content.clone();
-        let parent = parent_rel.clone();
-        tokio::task::spawn_blocking(move || {
-            Beneath::open(&content)?.create_dir_all(&parent).map(|_| ())
-        })
-        .await
-        .map_err(Error::internal)?
-        .map_err(|e| Error::InitFailed(format!("cannot create the checkout location: {e}")))?;
-        // symlink_metadata: a planted `.git` symlink is not a working copy.
-        if std::fs::symlink_metadata(target.join(".git")).is_ok() {
-            tracing::info!(checkout = %self.checkout.display(), "checkout is already a working copy; left as it is");
-            return Ok(());
-        }
+        // Looked at inside the content folder without following symlinks planted in the tree.
+        let found = checkout::prepare_clone(&ctx.content, &self.checkout).await?;
         // A folder that was there before (content of an earlier initializer of a composite, or
         // the content root) is never removed: only what the failed attempt wrote.
-        let partial = if name.is_empty() || std::fs::symlink_metadata(&target).is_ok() {
-            target.join(".git")
-        } else {
-            target.clone()
+        let partial = match found {
+            checkout::Found::WorkingCopy => {
+                tracing::info!(checkout = %self.checkout.display(), "checkout is already a working copy; left as it is");
+                return Ok(());
+            }
+            checkout::Found::Folder => target.join(".git"),
+            checkout::Found::Nothing => target.clone(),
         };
         let policy = Policy::with_attempts(ctx.tools.git_settings.clone_attempts);
         let url = shown(&self.remote_uri);
@@ -476,7 +464,10 @@ impl GitPlan {
             self.must(ctx, target, "git fetch upstream", &fetch, creds)
                 .await?;
         }
-        if target.join(".gitmodules").exists() {
+        if checkout::has_gitmodules_file(content, &self.checkout)
+            .await
+            .map_err(Attempt::Final)?
+        {
             let mut sub = vec!["submodule", "update", "--init", "--recursive", "--quiet"];
             sub.extend(depth);
             self.must(ctx, target, "git submodule update", &sub, creds)
@@ -495,7 +486,7 @@ impl GitPlan {
             .await
             .map_err(|e| Error::InitFailed(format!("cannot inspect the prebuild checkout: {e}")))?;
         if !trusted {
-            if target.join(".git").exists() {
+            if checkout::has_git_entry(&ctx.content, &self.checkout).await? {
                 return Err(Error::InitFailed(format!(
                     "the prebuild checkout {} is not a plain git working copy or its config could run commands",
                     self.checkout.display()

@@ -78,7 +78,7 @@ impl Plan {
                     ));
                 }
                 Plan::Backup {
-                    checkout: crate::beneath::relative_request_path(
+                    checkout: crate::confine::relative_request_path(
                         "checkout_location",
                         &b.checkout_location,
                     )?,
