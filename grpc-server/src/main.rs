@@ -10,11 +10,24 @@ use tokio_util::sync::CancellationToken;
 use wsd_core::config::LogFormat;
 use wsd_core::{Config, Daemon};
 
+/// Colour only for a person at a terminal: not in a file or a pipe, and not when `NO_COLOR` has a
+/// non-empty value (no-color.org; an empty value counts as unset).
+fn use_colour(writer_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    writer_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 fn init_logging(config: &Config) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.server.log_filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The logs go to stderr, so that is the stream whose kind decides.
+    let colour = use_colour(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match config.server.log_format {
         LogFormat::Json => builder.json().init(),
@@ -108,5 +121,28 @@ fn main() -> std::process::ExitCode {
             eprintln!("ws-daemon: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::use_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(use_colour(true, None));
+        assert!(
+            use_colour(true, Some(OsStr::new(""))),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!use_colour(true, Some(OsStr::new("1"))));
+        assert!(
+            !use_colour(true, Some(OsStr::new("false"))),
+            "any non-empty value"
+        );
+        assert!(!use_colour(false, None), "a file or a pipe");
+        assert!(!use_colour(false, Some(OsStr::new(""))));
+        assert!(!use_colour(false, Some(OsStr::new("1"))));
     }
 }
