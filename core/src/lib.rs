@@ -1,6 +1,9 @@
 //! wsd-core: every operation of the workspace daemon. No transport or FFI code lives here; the
 //! gRPC server, the C ABI and the Node addon are thin adapters over [`Daemon`] and [`dispatch`].
 
+// Kernel calls that need `unsafe` live in `sys` alone.
+#![deny(unsafe_code)]
+
 pub mod archive;
 mod background;
 pub mod call;
@@ -17,6 +20,8 @@ pub mod json;
 pub mod retry;
 pub mod storage;
 pub mod sync;
+#[allow(unsafe_code)]
+pub mod sys;
 pub mod url_text;
 pub mod workspace;
 
