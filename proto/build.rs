@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "contentservice/initializer.proto",
     "wsdaemon/daemon.proto",
     "wsdaemon/ext.proto",
+    "wsdaemon/runtime.proto",
     "iws/workspace_daemon.proto",
 ];
 

@@ -11,6 +11,7 @@ use crate::background::Background;
 use crate::config::Config;
 use crate::content::ContentService;
 use crate::error::{Error, Result};
+use crate::runtime::RuntimeService;
 use crate::workspace::store::{Store, WorkingArea};
 
 struct Services {
@@ -18,6 +19,7 @@ struct Services {
     store: Arc<Store>,
     background: Background,
     content: Arc<ContentService>,
+    runtime: Arc<RuntimeService>,
 }
 
 /// The workspace daemon. Cheap to clone; every clone is the same daemon.
@@ -48,12 +50,16 @@ impl Daemon {
             .await
             .map_err(Error::internal)??;
         let content = Arc::new(content);
+        let runtime = Arc::new(RuntimeService::new(store.clone()));
+        let runtime_events: std::sync::Weak<RuntimeService> = Arc::downgrade(&runtime);
+        store.observe(vec![runtime_events]);
         let daemon = Daemon {
             services: Arc::new(Services {
                 config,
                 store,
                 background,
                 content,
+                runtime,
             }),
         };
         let store = daemon.services.store.clone();
@@ -77,6 +83,10 @@ impl Daemon {
 
     pub(crate) fn content(&self) -> &Arc<ContentService> {
         &self.services.content
+    }
+
+    pub(crate) fn runtime(&self) -> &Arc<RuntimeService> {
+        &self.services.runtime
     }
 
     /// Cancelled when shutdown begins: waits that run outside the daemon's tasks end on it.

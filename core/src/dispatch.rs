@@ -66,6 +66,8 @@ methods! {
     "wsdaemon.WorkspaceContentService" / "BackupWorkspace" => content.backup_workspace(pb::BackupWorkspaceRequest),
     "wsdaemon.WorkspaceContentExt" / "SnapshotStatus" => content.snapshot_status(pb::SnapshotStatusRequest),
     "wsdaemon.WorkspaceContentExt" / "WorkspaceState" => content.workspace_state(pb::WorkspaceStateRequest),
+    "wsdaemon.WorkspaceRuntime" / "AttachContainer" => runtime.attach_container(pb::AttachContainerRequest),
+    "wsdaemon.WorkspaceRuntime" / "DetachContainer" => runtime.detach_container(pb::DetachContainerRequest),
 }
 
 /// The method served at `path`, if any.

@@ -18,10 +18,13 @@ pub mod git;
 pub mod initializer;
 pub mod json;
 pub mod retry;
+mod runtime;
 pub mod storage;
 pub mod sync;
 #[allow(unsafe_code)]
 pub mod sys;
+#[cfg(test)]
+mod testing;
 pub mod url_text;
 pub mod workspace;
 

@@ -68,6 +68,7 @@ impl ContentService {
             checkout_location: plan
                 .checkout_location()
                 .map(|p| p.to_string_lossy().into_owned()),
+            container: None,
         };
         let ws = self.store.insert_new(record.clone())?;
         let me = self.clone();
@@ -90,7 +91,7 @@ impl ContentService {
         let started = Instant::now();
         let limit = self.config.limits.init_timeout();
         let outcome =
-            match tokio::time::timeout(limit, self.initialize_content(&plan, &record)).await {
+            match tokio::time::timeout(limit, self.initialize_content(&ws, &plan, &record)).await {
                 Ok(r) => r,
                 Err(_) => Err(Error::InitFailed(format!(
                     "initialization took longer than {}s and was stopped",
@@ -123,8 +124,13 @@ impl ContentService {
         }
     }
 
-    async fn initialize_content(&self, plan: &Plan, record: &WorkspaceRecord) -> Result<()> {
-        self.store.persist(record.clone()).await?;
+    async fn initialize_content(
+        &self,
+        ws: &Workspace,
+        plan: &Plan,
+        record: &WorkspaceRecord,
+    ) -> Result<()> {
+        self.store.save(ws).await?;
         let content = self.store.area().content_dir(&record.id);
         let fresh = content.clone();
         tokio::task::spawn_blocking(move || {

@@ -15,7 +15,7 @@ use wsd_proto::wsdaemon::{
     WaitForInitResponse, WorkspaceMetadata,
 };
 
-use crate::config::Config;
+use crate::testing::config;
 use crate::{CallContext, Code, Daemon, Result};
 
 /// Calls `/wsdaemon.<method>` through the dispatch, as every surface does.
@@ -25,14 +25,7 @@ async fn call<R: Message + Default>(
     req: impl Message,
     ctx: &CallContext,
 ) -> Result<R> {
-    let out = d
-        .call(
-            &format!("/wsdaemon.{method}"),
-            Bytes::from(req.encode_to_vec()),
-            ctx.clone(),
-        )
-        .await?;
-    Ok(R::decode(out.as_slice()).expect("decode the response"))
+    crate::testing::call(d, &format!("wsdaemon.{method}"), req, ctx).await
 }
 
 async fn init_ws(d: &Daemon, id: &str, ctx: &CallContext) -> Result<InitWorkspaceResponse> {
@@ -52,15 +45,6 @@ async fn dispose(d: &Daemon, id: &str) -> Result<DisposeWorkspaceResponse> {
         &CallContext::default(),
     )
     .await
-}
-
-fn config(dir: &std::path::Path) -> Config {
-    let mut c = Config {
-        working_area: dir.join("area"),
-        ..Config::default()
-    };
-    c.storage.local_path = dir.join("storage");
-    c
 }
 
 fn init(id: &str) -> InitWorkspaceRequest {

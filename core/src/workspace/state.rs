@@ -49,6 +49,21 @@ pub struct WorkspaceRecord {
     /// root when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkout_location: Option<String>,
+    /// The container attached to this workspace (AttachContainer), checked again at restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<ContainerRecord>,
+}
+
+/// What is persisted of a container attachment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ContainerRecord {
+    /// The container's init process, in the daemon's PID namespace.
+    pub pid: i32,
+    /// Its start time (clock ticks after boot, `/proc/<pid>/stat` field 22): a recycled PID has
+    /// another one.
+    pub start_time: u64,
+    /// The container's cgroup (v2 path, or the v1 path of the cpu/memory hierarchies).
+    pub cgroup_path: String,
 }
 
 /// Writes `bytes` to `path` so that readers see either the old or the new content, also after a crash.
@@ -87,6 +102,7 @@ mod tests {
             storage_quota_bytes: 0,
             created_unix_ms: 1,
             checkout_location: None,
+            container: None,
         };
         let json = serde_json::to_string(&r).expect("serialize");
         assert!(json.contains("\"SETTING_UP\""));

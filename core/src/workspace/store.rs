@@ -57,10 +57,21 @@ pub enum InitPhase {
 /// A disposal in progress, which concurrent DisposeWorkspace calls join.
 pub type SharedDispose = Shared<BoxFuture<'static, Result<DisposeWorkspaceResponse>>>;
 
+/// What other parts of the daemon learn about workspaces coming and going, whatever caused it
+/// (InitWorkspace, a reload at start, a disposal, a failed init).
+pub trait Lifecycle: Send + Sync {
+    /// A workspace became known: registered by InitWorkspace or reloaded at start.
+    fn registered(&self, ws: &Arc<Workspace>);
+    /// A workspace is gone: disposed, or its init failed.
+    fn removed(&self, id: &str);
+}
+
 /// One known workspace instance.
 pub struct Workspace {
     pub id: String,
     record: Mutex<WorkspaceRecord>,
+    /// Held from a change of the record until it is on disk, so writes land in change order.
+    persisting: tokio::sync::Mutex<()>,
     init: watch::Sender<InitPhase>,
     /// Snapshots and backups hold it shared; disposal holds it exclusively, so content is never
     /// removed under an upload.
@@ -77,6 +88,7 @@ impl Workspace {
         Workspace {
             id: record.id.clone(),
             record: Mutex::new(record),
+            persisting: tokio::sync::Mutex::new(()),
             init,
             content_lock: Arc::new(tokio::sync::RwLock::new(())),
             backup_lock: tokio::sync::Mutex::new(()),
@@ -108,6 +120,8 @@ impl Workspace {
 pub struct Store {
     area: WorkingArea,
     live: Mutex<HashMap<String, Arc<Workspace>>>,
+    /// Weak: the observers are services that hold the store themselves.
+    observers: std::sync::OnceLock<Vec<std::sync::Weak<dyn Lifecycle>>>,
 }
 
 /// What reloading the working area found.
@@ -124,7 +138,22 @@ impl Store {
         Store {
             area,
             live: Mutex::new(HashMap::new()),
+            observers: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sets who learns of workspaces coming and going; once, before the first workspace.
+    pub fn observe(&self, observers: Vec<std::sync::Weak<dyn Lifecycle>>) {
+        if self.observers.set(observers).is_err() {
+            tracing::error!("workspace lifecycle observers set twice; the second set is ignored");
+        }
+    }
+
+    fn observers(&self) -> Vec<Arc<dyn Lifecycle>> {
+        self.observers
+            .get()
+            .map(|all| all.iter().filter_map(std::sync::Weak::upgrade).collect())
+            .unwrap_or_default()
     }
 
     pub fn area(&self) -> &WorkingArea {
@@ -177,7 +206,10 @@ impl Store {
                         found.wrapping_up += 1;
                     }
                     let ws = Arc::new(Workspace::new(record, InitPhase::Done));
-                    self.live.lock().insert(id.to_string(), ws);
+                    self.live.lock().insert(id.to_string(), ws.clone());
+                    for observer in self.observers() {
+                        observer.registered(&ws);
+                    }
                 }
             }
         }
@@ -204,20 +236,40 @@ impl Store {
         }
         let ws = Arc::new(Workspace::new(record, InitPhase::Running));
         live.insert(ws.id.clone(), ws.clone());
+        drop(live);
+        for observer in self.observers() {
+            observer.registered(&ws);
+        }
         Ok(ws)
     }
 
     /// Changes the state and persists it before returning.
     pub async fn set_state(&self, ws: &Workspace, state: ContentState) -> Result<()> {
+        self.update(ws, |r| r.state = state).await
+    }
+
+    /// Changes the record and persists it before returning; concurrent changes of one workspace
+    /// reach the disk in the order they were made.
+    pub async fn update(
+        &self,
+        ws: &Workspace,
+        change: impl FnOnce(&mut WorkspaceRecord),
+    ) -> Result<()> {
+        let _in_order = ws.persisting.lock().await;
         let record = {
             let mut r = ws.lock_record();
-            r.state = state;
+            change(&mut r);
             r.clone()
         };
         self.persist(record).await
     }
 
-    pub async fn persist(&self, record: WorkspaceRecord) -> Result<()> {
+    /// Writes the record as it is now (the first write of a new workspace).
+    pub async fn save(&self, ws: &Workspace) -> Result<()> {
+        self.update(ws, |_| {}).await
+    }
+
+    async fn persist(&self, record: WorkspaceRecord) -> Result<()> {
         let path = self.area.state_file(&record.id);
         let bytes = serde_json::to_vec_pretty(&record).map_err(Error::internal)?;
         tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
@@ -248,7 +300,12 @@ impl Store {
 
     /// Forgets an instance (after its files are gone).
     pub fn forget(&self, id: &str) {
-        self.live.lock().remove(id);
+        let known = self.live.lock().remove(id).is_some();
+        if known {
+            for observer in self.observers() {
+                observer.removed(id);
+            }
+        }
     }
 
     /// Removes an instance's files and forgets it; a failure still forgets it (used when an init

@@ -1,0 +1,137 @@
+//! The runtime service: which container runs each workspace (`wsdaemon.WorkspaceRuntime`,
+//! runtime spec section 1). An attachment is persisted with the workspace and checked again after
+//! a restart; the in-workspace service looks containers up here.
+
+pub mod container;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use wsd_proto::wsdaemon::{
+    AttachContainerRequest, AttachContainerResponse, DetachContainerRequest,
+    DetachContainerResponse,
+};
+
+pub use container::Container;
+
+use crate::call::CallContext;
+use crate::error::{Error, Result};
+use crate::sync::Mutex;
+use crate::workspace::ids::validate_instance_id;
+use crate::workspace::store::{Lifecycle, Store, Workspace};
+
+pub(crate) struct RuntimeService {
+    store: Arc<Store>,
+    attached: Mutex<HashMap<String, Arc<Container>>>,
+}
+
+impl RuntimeService {
+    pub(crate) fn new(store: Arc<Store>) -> RuntimeService {
+        RuntimeService {
+            store,
+            attached: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn workspace(&self, id: &str) -> Result<Arc<Workspace>> {
+        validate_instance_id(id)?;
+        self.store
+            .get(id)
+            .ok_or_else(|| Error::WorkspaceNotFound(id.to_string()))
+    }
+
+    /// The container attached to workspace `id`, if it still runs.
+    pub(crate) fn container(&self, id: &str) -> Option<Arc<Container>> {
+        self.attached
+            .lock()
+            .get(id)
+            .filter(|c| c.is_running())
+            .cloned()
+    }
+
+    pub(crate) async fn attach_container(
+        self: Arc<Self>,
+        req: AttachContainerRequest,
+        _ctx: CallContext,
+    ) -> Result<AttachContainerResponse> {
+        let ws = self.workspace(&req.id)?;
+        if let Some(current) = self.container(&req.id) {
+            if i64::from(current.pid()) == req.pid
+                && (req.cgroup_path.is_empty() || req.cgroup_path == current.record().cgroup_path)
+            {
+                return Ok(AttachContainerResponse {});
+            }
+        }
+        let (pid, cgroup) = (req.pid, req.cgroup_path.clone());
+        let container = tokio::task::spawn_blocking(move || Container::open(pid, &cgroup, None))
+            .await
+            .map_err(Error::internal)??;
+        let record = container.record().clone();
+        self.store
+            .update(&ws, |r| r.container = Some(record))
+            .await?;
+        let replaced = self
+            .attached
+            .lock()
+            .insert(req.id.clone(), Arc::new(container));
+        match replaced {
+            Some(old) => {
+                tracing::info!(id = %req.id, old_pid = old.pid(), pid = req.pid, "container replaced")
+            }
+            None => tracing::info!(id = %req.id, pid = req.pid, "container attached"),
+        }
+        Ok(AttachContainerResponse {})
+    }
+
+    pub(crate) async fn detach_container(
+        self: Arc<Self>,
+        req: DetachContainerRequest,
+        _ctx: CallContext,
+    ) -> Result<DetachContainerResponse> {
+        let ws = self.workspace(&req.id)?;
+        if ws.record().container.is_some() {
+            self.store.update(&ws, |r| r.container = None).await?;
+        }
+        if self.attached.lock().remove(&req.id).is_some() {
+            tracing::info!(id = %req.id, "container detached");
+        }
+        Ok(DetachContainerResponse {})
+    }
+
+    /// Takes hold again of a container persisted by an earlier run (blocking): kept only if the
+    /// same process still runs.
+    fn reattach(&self, ws: &Workspace) {
+        let Some(record) = ws.record().container else {
+            return;
+        };
+        match Container::open(
+            i64::from(record.pid),
+            &record.cgroup_path,
+            Some(record.start_time),
+        ) {
+            Ok(container) => {
+                tracing::info!(id = %ws.id, pid = record.pid, "container attached again after a restart");
+                self.attached
+                    .lock()
+                    .insert(ws.id.clone(), Arc::new(container));
+            }
+            Err(e) => {
+                // The record stays until the next attach or detach; lookups find no container.
+                tracing::warn!(id = %ws.id, pid = record.pid, error = %e, "the attached container is gone");
+            }
+        }
+    }
+}
+
+impl Lifecycle for RuntimeService {
+    fn registered(&self, ws: &Arc<Workspace>) {
+        self.reattach(ws);
+    }
+
+    fn removed(&self, id: &str) {
+        self.attached.lock().remove(id);
+    }
+}
+
+#[cfg(test)]
+mod tests;
