@@ -53,13 +53,16 @@ typedef struct wsd_daemon wsd_daemon;
 typedef struct wsd_pending wsd_pending;
 
 // Receives the result of [`wsd_call_async`], exactly once, on a daemon thread. `response` (encoded
-// protobuf, `response_len` bytes; NULL when empty) and `message` (the error text, NULL on success)
-// are valid only during the callback. The callback must not block for long nor call `wsd_daemon_close`/`_free`.
+// protobuf, `response_len` bytes; NULL when empty), `message` (the error text) and `reason` (the
+// stable identifier of the failure, as `wsd_last_error_reason` gives it) are valid only during
+// the callback; `message` and `reason` are NULL on success. The callback must not block for long
+// nor call `wsd_daemon_close`/`_free`.
 typedef void (*wsd_callback)(void *user_data,
                              enum wsd_status status,
                              const uint8_t *response,
                              size_t response_len,
-                             const char *message);
+                             const char *message,
+                             const char *reason);
 
 #ifdef __cplusplus
 extern "C" {
@@ -137,6 +140,15 @@ const char *wsd_status_str(int32_t status);
 // The message of the last failed libwsd call on this thread, or NULL when the last call
 // succeeded. Valid until the next libwsd call on this thread; never freed by the caller.
 const char *wsd_last_error_message(void);
+
+// The reason of the last failed libwsd call on this thread, or NULL when the last call
+// succeeded: a stable identifier of the failure to branch on, e.g. "workspace_not_found" or
+// "invalid_id" (the same as the `wsd-error-reason` metadata of the gRPC server), or for the
+// library's own statuses the status name in lower case ("null_argument", "panic",
+// "invalid_utf8"). Several reasons share a status (WSD_NOT_FOUND is "workspace_not_found" or
+// "snapshot_not_found"). Valid until the next libwsd call on this thread; never freed by the
+// caller.
+const char *wsd_last_error_reason(void);
 
 // IsWorkspaceExists: `*exists` receives whether the daemon knows workspace `id`.
 enum wsd_status wsd_is_workspace_exists(const struct wsd_daemon *daemon,

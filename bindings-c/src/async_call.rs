@@ -1,17 +1,19 @@
 //! Asynchronous calls: the call runs on the daemon's threads and a C callback receives the result
 //! exactly once; a pending call can be cancelled.
 
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_char, c_void};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::boundary::{bytes_arg, ref_arg, str_arg};
 use crate::daemon::wsd_daemon;
-use crate::status::{fail, fail_with, wsd_status};
+use crate::status::{error_strings, fail, fail_with, wsd_status};
 
 /// Receives the result of [`wsd_call_async`], exactly once, on a daemon thread. `response` (encoded
-/// protobuf, `response_len` bytes; NULL when empty) and `message` (the error text, NULL on success)
-/// are valid only during the callback. The callback must not block for long nor call `wsd_daemon_close`/`_free`.
+/// protobuf, `response_len` bytes; NULL when empty), `message` (the error text) and `reason` (the
+/// stable identifier of the failure, as `wsd_last_error_reason` gives it) are valid only during
+/// the callback; `message` and `reason` are NULL on success. The callback must not block for long
+/// nor call `wsd_daemon_close`/`_free`.
 pub type wsd_callback = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -19,6 +21,7 @@ pub type wsd_callback = Option<
         response: *const u8,
         response_len: usize,
         message: *const c_char,
+        reason: *const c_char,
     ),
 >;
 
@@ -68,16 +71,18 @@ pub unsafe extern "C" fn wsd_call_async(
         let user_data = UserData(user_data);
         let started = d.inner.call_with_callback(method, request.to_vec(), token, move |result| {
             let user_data = user_data;
-            let (status, bytes, message) = match result {
+            let (status, bytes, error) = match result {
                 Ok(bytes) => (wsd_status::WSD_OK, bytes, None),
-                Err(e) => (wsd_status::from(e.code()), Vec::new(), CString::new(e.to_string().replace('\0', "?")).ok()),
+                Err(e) => (wsd_status::from(e.code()), Vec::new(), Some(error_strings(&e))),
             };
-            let message_ptr = message.as_ref().map_or(std::ptr::null(), |m| m.as_ptr());
+            let (message_ptr, reason_ptr) = error
+                .as_ref()
+                .map_or((std::ptr::null(), std::ptr::null()), |(m, r)| (m.as_ptr(), r.as_ptr()));
             // NULL for an empty response, never Rust's dangling pointer (see memory::bytes_out).
             let response_ptr = if bytes.is_empty() { std::ptr::null() } else { bytes.as_ptr() };
             // SAFETY: the callback is a valid function pointer by contract; the buffers outlive
             // the call.
-            unsafe { callback(user_data.0, status, response_ptr, bytes.len(), message_ptr) };
+            unsafe { callback(user_data.0, status, response_ptr, bytes.len(), message_ptr, reason_ptr) };
         });
         if let Err(e) = started {
             // Refused (the daemon is closed): no callback will run and no handle is handed out.

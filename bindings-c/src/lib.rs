@@ -3,7 +3,8 @@
 //! Conventions (see README "C and Go"): every fallible function returns a [`wsd_status`]; outputs go
 //! through out-parameters written only on success; strings are NUL-terminated UTF-8; bytes and
 //! strings handed out are freed with [`wsd_bytes_free`] / [`wsd_string_free`]; `*_free(NULL)` is a
-//! no-op; [`wsd_last_error_message`] adds detail to the last failure on the calling thread.
+//! no-op; [`wsd_last_error_message`] and [`wsd_last_error_reason`] add detail to the last failure on
+//! the calling thread.
 //!
 //! Every exported function is a thin adapter over `wsd_core`: the operations, the dispatch table
 //! and the JSON conversion all live there.
@@ -27,7 +28,7 @@ pub use async_call::{
 pub use call::{wsd_call, wsd_call_json};
 pub use daemon::{wsd_daemon, wsd_daemon_close, wsd_daemon_free, wsd_daemon_new, wsd_version};
 pub use memory::{wsd_bytes_free, wsd_string_free};
-pub use status::{wsd_last_error_message, wsd_status, wsd_status_str};
+pub use status::{wsd_last_error_message, wsd_last_error_reason, wsd_status, wsd_status_str};
 pub use typed::{
     wsd_backup_workspace, wsd_dispose_workspace, wsd_is_workspace_exists, wsd_take_snapshot,
     wsd_wait_for_init,
