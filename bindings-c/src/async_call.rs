@@ -43,6 +43,12 @@ unsafe impl Send for UserData {}
 /// through untouched and must be usable from another thread. `pending` may be NULL; otherwise it
 /// receives a handle to cancel the call. When this function fails (WSD_UNAVAILABLE once the daemon
 /// is closed), the callback never runs and no handle is handed out (`*pending` is NULL).
+///
+/// # Safety
+/// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+/// `method` is NULL or a NUL-terminated string and `request` NULL or `request_len` readable bytes
+/// (both copied before this function returns); `callback` is NULL or a function that may be called
+/// from another thread with `user_data`; `pending` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_call_async(
     daemon: *const wsd_daemon,
@@ -101,6 +107,9 @@ pub unsafe extern "C" fn wsd_call_async(
 
 /// Cancels a pending call: its callback runs with WSD_CANCELLED unless it already ran. Work that
 /// must not be abandoned half-way (an init, a backup) goes on in the daemon; only the wait ends.
+///
+/// # Safety
+/// `pending` is NULL or a handle from `wsd_call_async` that has not been freed.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_pending_cancel(pending: *const wsd_pending) -> wsd_status {
     ffi_boundary! {
@@ -112,6 +121,10 @@ pub unsafe extern "C" fn wsd_pending_cancel(pending: *const wsd_pending) -> wsd_
 }
 
 /// Frees a pending-call handle. NULL is a no-op.
+///
+/// # Safety
+/// `pending` is NULL or a handle from `wsd_call_async` that has not been freed; it is not used
+/// afterwards, nor freed again.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_pending_free(pending: *mut wsd_pending) {
     if pending.is_null() {

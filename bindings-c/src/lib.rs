@@ -4,14 +4,13 @@
 //! through out-parameters written only on success; strings are NUL-terminated UTF-8; bytes and
 //! strings handed out are freed with [`wsd_bytes_free`] / [`wsd_string_free`]; `*_free(NULL)` is a
 //! no-op; [`wsd_last_error_message`] and [`wsd_last_error_reason`] add detail to the last failure on
-//! the calling thread.
+//! the calling thread. Each exported `unsafe` function says in its `# Safety` section what the
+//! caller must guarantee (the same text is in the header); NULL pointers are always detected.
 //!
 //! Every exported function is a thin adapter over `wsd_core`: the operations, the dispatch table
 //! and the JSON conversion all live there.
 
 #![allow(non_camel_case_types)]
-// Exported functions take raw pointers from C; each one checks them through `ffi_boundary!`.
-#![allow(clippy::missing_safety_doc)]
 
 #[macro_use]
 mod boundary;
