@@ -1,6 +1,6 @@
-//! A tonic service that serves every method of one gRPC service through the core dispatch table:
-//! requests arrive as protobuf bytes and go to `Daemon::call` unchanged, so a method added to core
-//! is served here without new code.
+//! A tonic service that serves every method of the contract's gRPC services through the core
+//! dispatch table: requests arrive as protobuf bytes and go to `Daemon::call` unchanged, so a
+//! method added to core is served here without new code.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
