@@ -327,6 +327,9 @@ export interface WorkspaceStateResponse {
   state?: WorkspaceContentState
 }
 
+/** gRPC status names (`WsdError.code`), in wire-number order. */
+export type StatusName = 'OK' | 'CANCELLED' | 'UNKNOWN' | 'INVALID_ARGUMENT' | 'DEADLINE_EXCEEDED' | 'NOT_FOUND' | 'ALREADY_EXISTS' | 'PERMISSION_DENIED' | 'RESOURCE_EXHAUSTED' | 'FAILED_PRECONDITION' | 'ABORTED' | 'OUT_OF_RANGE' | 'UNIMPLEMENTED' | 'INTERNAL' | 'UNAVAILABLE' | 'DATA_LOSS' | 'UNAUTHENTICATED';
+
 /** Options of one call. */
 export interface CallOptions {
   /** The caller's deadline in milliseconds: waits (e.g. WaitForInit) end with DEADLINE_EXCEEDED; started work goes on. */

@@ -13,9 +13,10 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeDaemon {
   /**
    * Starts a daemon from a configuration document in JSON (the server's config schema, keys in
-   * snake_case or camelCase); "" means all defaults.
+   * snake_case or camelCase); "" means all defaults. Answers the daemon, or the outcome of the
+   * failure (an invalid configuration, a working area that cannot be made) like every call.
    */
-  constructor(configJson: string)
+  static start(configJson: string): NativeDaemon | CallOutcome
   /**
    * Calls the RPC at `method` with an encoded protobuf request. Answers at once when the call
    * finishes without waiting, else with a Promise.
@@ -53,6 +54,11 @@ export interface CallOutcome {
   name: string
   /** Error message; empty on success. */
   message: string
+  /**
+   * Stable identifier of the failure, e.g. "workspace_not_found" (the `wsd-error-reason`
+   * metadata of the gRPC server); empty on success.
+   */
+  reason: string
   /** Encoded protobuf response (`call`). */
   response?: Buffer
   /** proto3 JSON response (`callJson`). */
@@ -61,6 +67,17 @@ export interface CallOutcome {
 
 /** Every RPC of the contract (all three services), in the order of the .proto files. */
 export declare function methods(): Array<ApiMethod>
+
+/** A gRPC status code. */
+export interface StatusCode {
+  /** The canonical name, e.g. "NOT_FOUND". */
+  name: string
+  /** The wire number, e.g. 5. */
+  code: number
+}
+
+/** Every gRPC status code, in wire-number order: the facade's `Status` table. */
+export declare function statusCodes(): Array<StatusCode>
 
 /** The version of the daemon library. */
 export declare function version(): string

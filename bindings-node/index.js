@@ -837,4 +837,5 @@ module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __n
 module.exports = nativeBinding
 module.exports.NativeDaemon = nativeBinding.NativeDaemon
 module.exports.methods = nativeBinding.methods
+module.exports.statusCodes = nativeBinding.statusCodes
 module.exports.version = nativeBinding.version

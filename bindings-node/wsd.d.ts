@@ -1,15 +1,9 @@
 // Types of the facade (wsd.js). Message types and the per-RPC methods are generated in api.d.ts.
 import type { ApiMethod } from './index'
-import type { CallOptions, DaemonMethods } from './api'
+import type { CallOptions, DaemonMethods, StatusName } from './api'
 
 export * from './api'
 export type { ApiMethod } from './index'
-
-/** gRPC status names. */
-export type StatusName =
-  | 'OK' | 'CANCELLED' | 'UNKNOWN' | 'INVALID_ARGUMENT' | 'DEADLINE_EXCEEDED' | 'NOT_FOUND'
-  | 'ALREADY_EXISTS' | 'PERMISSION_DENIED' | 'RESOURCE_EXHAUSTED' | 'FAILED_PRECONDITION' | 'ABORTED'
-  | 'OUT_OF_RANGE' | 'UNIMPLEMENTED' | 'INTERNAL' | 'UNAVAILABLE' | 'DATA_LOSS' | 'UNAUTHENTICATED'
 
 /** gRPC status codes by name. */
 export declare const Status: Readonly<Record<StatusName, number>>
@@ -20,6 +14,11 @@ export declare class WsdError extends Error {
   readonly code: StatusName
   /** The gRPC status number, e.g. 5. */
   readonly grpcCode: number
+  /**
+   * A stable identifier of the failure to branch on, e.g. "workspace_not_found" or "invalid_id"
+   * (several share a code); the same as the `wsd-error-reason` metadata of the gRPC server.
+   */
+  readonly reason: string
 }
 
 export interface IdMapping {

@@ -6,40 +6,25 @@
 
 const native = require('./index.js')
 
-/** gRPC status codes by name. */
-const Status = Object.freeze({
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-})
+/** gRPC status codes by name, from the daemon's own table. */
+const Status = Object.freeze(Object.fromEntries(native.statusCodes().map((s) => [s.name, s.code])))
 
-/** An error of the daemon: `code` is the status name, `grpcCode` its number. */
+/** An error of the daemon: `code` is the status name, `grpcCode` its number, `reason` the stable
+ * identifier of the failure (e.g. "workspace_not_found"). */
 class WsdError extends Error {
-  constructor(code, message) {
+  constructor(code, message, reason) {
     super(message)
     this.name = 'WsdError'
     this.code = code
     this.grpcCode = Status[code] ?? Status.UNKNOWN
+    this.reason = reason
   }
 }
 
+/** Turns an outcome of the native addon into its value, or throws its error. */
 function check(outcome) {
   if (outcome.code !== 0) {
-    throw new WsdError(outcome.name, outcome.message)
+    throw new WsdError(outcome.name, outcome.message, outcome.reason)
   }
   return outcome
 }
@@ -52,12 +37,9 @@ class Daemon {
    * optional, keys in camelCase or snake_case (see README "Configuration").
    */
   constructor(options = {}) {
-    try {
-      this.#native = new native.NativeDaemon(JSON.stringify(options ?? {}))
-    } catch (e) {
-      const match = /^([A-Z_]+): ([\s\S]*)$/.exec(e.message)
-      throw match ? new WsdError(match[1], match[2]) : e
-    }
+    // Answers the daemon or, like every call, the outcome of its failure.
+    const started = native.NativeDaemon.start(JSON.stringify(options ?? {}))
+    this.#native = started instanceof native.NativeDaemon ? started : check(started)
   }
 
   /** Calls the RPC at `method` (e.g. "/wsdaemon.WorkspaceContentService/InitWorkspace") with an encoded protobuf request; resolves to the encoded response. */
@@ -84,7 +66,7 @@ function timeoutOf(options) {
   const t = options?.timeoutMs
   if (t === undefined || t === null) return undefined
   if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) {
-    throw new WsdError('INVALID_ARGUMENT', `timeoutMs must be a finite number >= 0, got ${String(t)}`)
+    throw new WsdError('INVALID_ARGUMENT', `timeoutMs must be a finite number >= 0, got ${String(t)}`, 'invalid_argument')
   }
   return t
 }

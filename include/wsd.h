@@ -53,13 +53,16 @@ typedef struct wsd_daemon wsd_daemon;
 typedef struct wsd_pending wsd_pending;
 
 // Receives the result of [`wsd_call_async`], exactly once, on a daemon thread. `response` (encoded
-// protobuf, `response_len` bytes; NULL when empty) and `message` (the error text, NULL on success)
-// are valid only during the callback. The callback must not block for long nor call `wsd_daemon_close`/`_free`.
+// protobuf, `response_len` bytes; NULL when empty), `message` (the error text) and `reason` (the
+// stable identifier of the failure, as `wsd_last_error_reason` gives it) are valid only during
+// the callback; `message` and `reason` are NULL on success. The callback must not block for long
+// nor call `wsd_daemon_close`/`_free`.
 typedef void (*wsd_callback)(void *user_data,
                              enum wsd_status status,
                              const uint8_t *response,
                              size_t response_len,
-                             const char *message);
+                             const char *message,
+                             const char *reason);
 
 #ifdef __cplusplus
 extern "C" {
@@ -71,6 +74,12 @@ extern "C" {
 // through untouched and must be usable from another thread. `pending` may be NULL; otherwise it
 // receives a handle to cancel the call. When this function fails (WSD_UNAVAILABLE once the daemon
 // is closed), the callback never runs and no handle is handed out (`*pending` is NULL).
+//
+// # Safety
+// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+// `method` is NULL or a NUL-terminated string and `request` NULL or `request_len` readable bytes
+// (both copied before this function returns); `callback` is NULL or a function that may be called
+// from another thread with `user_data`; `pending` is NULL or writable.
 enum wsd_status wsd_call_async(const struct wsd_daemon *daemon,
                                const char *method,
                                const uint8_t *request,
@@ -81,9 +90,16 @@ enum wsd_status wsd_call_async(const struct wsd_daemon *daemon,
 
 // Cancels a pending call: its callback runs with WSD_CANCELLED unless it already ran. Work that
 // must not be abandoned half-way (an init, a backup) goes on in the daemon; only the wait ends.
+//
+// # Safety
+// `pending` is NULL or a handle from `wsd_call_async` that has not been freed.
 enum wsd_status wsd_pending_cancel(const struct wsd_pending *pending);
 
 // Frees a pending-call handle. NULL is a no-op.
+//
+// # Safety
+// `pending` is NULL or a handle from `wsd_call_async` that has not been freed; it is not used
+// afterwards, nor freed again.
 void wsd_pending_free(struct wsd_pending *pending);
 
 // Calls the operation at `method` (a full gRPC path such as
@@ -91,6 +107,12 @@ void wsd_pending_free(struct wsd_pending *pending);
 // `*response`/`*response_len` receive the encoded response (NULL and 0 when it is empty), to be
 // freed with `wsd_bytes_free`.
 // Blocks the calling thread until the operation is done.
+//
+// # Safety
+// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+// `method` is NULL or a NUL-terminated string; `request` is NULL or points to `request_len`
+// readable bytes; `response` and `response_len` are NULL or writable. None of them is modified by
+// another thread during the call.
 enum wsd_status wsd_call(const struct wsd_daemon *daemon,
                          const char *method,
                          const uint8_t *request,
@@ -101,6 +123,11 @@ enum wsd_status wsd_call(const struct wsd_daemon *daemon,
 // Like [`wsd_call`] with the request and response in the proto3 JSON mapping (field names in
 // lowerCamelCase or as in the .proto files; enums by name). On success `*response_json` receives
 // a string to be freed with `wsd_string_free`.
+//
+// # Safety
+// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+// `method` and `request_json` are NULL or NUL-terminated strings; `response_json` is NULL or
+// writable.
 enum wsd_status wsd_call_json(const struct wsd_daemon *daemon,
                               const char *method,
                               const char *request_json,
@@ -112,22 +139,39 @@ const char *wsd_version(void);
 // Starts a daemon. `config` is a TOML or JSON document with the schema of the server's config
 // file (README "Configuration"); NULL or "" means all defaults. On success `*out` receives the
 // handle.
+//
+// # Safety
+// `config` is NULL or a NUL-terminated string; `out` is NULL or writable.
 enum wsd_status wsd_daemon_new(const char *config, struct wsd_daemon **out);
 
 // Stops accepting calls, lets in-flight work finish (up to `limits.shutdown_grace_secs`) and
 // stops the daemon's threads. Later calls answer WSD_UNAVAILABLE. Idempotent. Must not be called
 // from inside a libwsd callback.
+//
+// # Safety
+// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed).
 enum wsd_status wsd_daemon_close(const struct wsd_daemon *daemon);
 
 // Closes (see [`wsd_daemon_close`]) and frees a daemon. NULL is a no-op. The handle must not be
 // used afterwards, nor freed from inside a libwsd callback.
+//
+// # Safety
+// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed, and no other thread
+// uses it during or after this call.
 void wsd_daemon_free(struct wsd_daemon *daemon);
 
 // Frees bytes returned by libwsd (`wsd_call`, ...). `len` is the length returned with them.
 // NULL is a no-op.
+//
+// # Safety
+// `bytes` is NULL or a buffer returned by libwsd with its length `len`, not freed before; it is
+// not used afterwards.
 void wsd_bytes_free(uint8_t *bytes, size_t len);
 
 // Frees a string returned by libwsd. NULL is a no-op.
+//
+// # Safety
+// `s` is NULL or a string returned by libwsd, not freed before; it is not used afterwards.
 void wsd_string_free(char *s);
 
 // The name of a status, e.g. "NOT_FOUND"; a static string, never freed. Unknown numbers give
@@ -138,26 +182,55 @@ const char *wsd_status_str(int32_t status);
 // succeeded. Valid until the next libwsd call on this thread; never freed by the caller.
 const char *wsd_last_error_message(void);
 
+// The reason of the last failed libwsd call on this thread, or NULL when the last call
+// succeeded: a stable identifier of the failure to branch on, e.g. "workspace_not_found" or
+// "invalid_id" (the same as the `wsd-error-reason` metadata of the gRPC server), or for the
+// library's own statuses the status name in lower case ("null_argument", "panic",
+// "invalid_utf8"). Several reasons share a status (WSD_NOT_FOUND is "workspace_not_found" or
+// "snapshot_not_found"). Valid until the next libwsd call on this thread; never freed by the
+// caller.
+const char *wsd_last_error_reason(void);
+
 // IsWorkspaceExists: `*exists` receives whether the daemon knows workspace `id`.
+//
+// # Safety
+// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+// `id` is NULL or a NUL-terminated string; `exists` is NULL or writable.
 enum wsd_status wsd_is_workspace_exists(const struct wsd_daemon *daemon,
                                         const char *id,
                                         bool *exists);
 
 // WaitForInit: blocks until workspace `id` is initialized (OK) or its init failed.
+//
+// # Safety
+// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+// `id` is NULL or a NUL-terminated string.
 enum wsd_status wsd_wait_for_init(const struct wsd_daemon *daemon, const char *id);
 
 // TakeSnapshot: `*url` receives the snapshot's qualified name (free with `wsd_string_free`).
+//
+// # Safety
+// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+// `id` is NULL or a NUL-terminated string; `url` is NULL or writable.
 enum wsd_status wsd_take_snapshot(const struct wsd_daemon *daemon,
                                   const char *id,
                                   bool return_immediately,
                                   char **url);
 
 // BackupWorkspace: `*url` receives the backup's qualified name (free with `wsd_string_free`).
+//
+// # Safety
+// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+// `id` is NULL or a NUL-terminated string; `url` is NULL or writable.
 enum wsd_status wsd_backup_workspace(const struct wsd_daemon *daemon, const char *id, char **url);
 
 // DisposeWorkspace: `*response_json` receives the response in proto3 JSON (`{}` or
 // `{"gitStatus": {...}}`; free with `wsd_string_free`). `response_json` may be NULL when the
 // caller does not want it.
+//
+// # Safety
+// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+// `id` is NULL or a NUL-terminated string; `response_json` is NULL or writable.
 enum wsd_status wsd_dispose_workspace(const struct wsd_daemon *daemon,
                                       const char *id,
                                       bool backup,

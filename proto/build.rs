@@ -1,7 +1,9 @@
-//! Compiles the wire contract with protox (no system `protoc`) into Rust types, tonic clients and a
-//! descriptor set that the server serves for reflection.
+//! Compiles the wire contract with protox (no system `protoc`) into Rust types, tonic clients, a
+//! descriptor set that the server serves for reflection, and the list of the contract's services
+//! (so that no other place spells them out).
 
 use prost::Message;
+use std::fmt::Write;
 use std::path::PathBuf;
 
 const PROTOS: &[&str] = &[
@@ -21,6 +23,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("descriptor.bin"), fds.encode_to_vec())?;
+
+    let mut services = String::from("&[\n");
+    for file in &fds.file {
+        for service in &file.service {
+            writeln!(services, "    \"{}.{}\",", file.package(), service.name())?;
+        }
+    }
+    services.push(']');
+    std::fs::write(out.join("service_names.rs"), services)?;
 
     tonic_prost_build::configure()
         .build_server(false)

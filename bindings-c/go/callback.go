@@ -14,11 +14,12 @@ import (
 )
 
 // wsdgoCallback receives the outcome of wsd_call_async on a daemon thread (not a Go thread;
-// cgo attaches it). response and message are valid only during the call, so both are copied.
+// cgo attaches it). response, message and reason are valid only during the call, so all are
+// copied.
 // It must not block nor panic: the send goes to a channel buffered for exactly this one value.
 //
 //export wsdgoCallback
-func wsdgoCallback(handle C.uintptr_t, status C.int, response *C.uint8_t, responseLen C.size_t, message *C.char) {
+func wsdgoCallback(handle C.uintptr_t, status C.int, response *C.uint8_t, responseLen C.size_t, message, reason *C.char) {
 	h := cgo.Handle(handle)
 	ch, ok := h.Value().(chan asyncResult)
 	h.Delete()
@@ -34,6 +35,9 @@ func wsdgoCallback(handle C.uintptr_t, status C.int, response *C.uint8_t, respon
 	}
 	if message != nil {
 		res.message = C.GoString(message)
+	}
+	if reason != nil {
+		res.reason = C.GoString(reason)
 	}
 	select {
 	case ch <- res:

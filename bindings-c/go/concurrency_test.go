@@ -88,6 +88,8 @@ func wantUnavailable(t *testing.T, what string, err error) {
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Errorf("%s: %T is not *wsd.Error", what, err)
+	} else if e.Reason != "shutting_down" {
+		t.Errorf("%s: reason %q, want shutting_down", what, e.Reason)
 	}
 }
 

@@ -8,23 +8,14 @@ package wsd
 #include <wsd.h>
 
 // Defined in Go (callback.go, //export wsdgoCallback).
-extern void wsdgoCallback(uintptr_t handle, int status, uint8_t *response, size_t response_len, char *message);
+extern void wsdgoCallback(uintptr_t handle, int status, uint8_t *response, size_t response_len, char *message, char *reason);
 
 // The libwsd callback: user_data carries a cgo.Handle value (an integer, never a Go pointer,
 // so that no Go memory is retained by C). The casts only drop const for the Go signature.
 static void wsdgo_trampoline(void *user_data, enum wsd_status status, const uint8_t *response,
-                             size_t response_len, const char *message) {
-	wsdgoCallback((uintptr_t)user_data, (int)status, (uint8_t *)response, response_len, (char *)message);
-}
-
-// wsd_last_error_message is thread-local: it must be read on the thread that made the failing
-// call, before any other libwsd call there. Go may move a goroutine to another thread between
-// two cgo calls, so every helper below reads it inside the same cgo call and returns a copy
-// (malloc'ed, freed by Go with free()).
-static char *wsdgo_error_copy(int status) {
-	if (status == WSD_OK) return NULL;
-	const char *m = wsd_last_error_message();
-	return m ? strdup(m) : NULL;
+                             size_t response_len, const char *message, const char *reason) {
+	wsdgoCallback((uintptr_t)user_data, (int)status, (uint8_t *)response, response_len, (char *)message,
+	              (char *)reason);
 }
 
 typedef struct {
@@ -32,28 +23,41 @@ typedef struct {
 	uint8_t *response;
 	size_t response_len;
 	char *message;
+	char *reason;
 	wsd_pending *pending;
 	wsd_daemon *daemon;
 } wsdgo_result;
 
+// wsd_last_error_message and _reason are thread-local: they must be read on the thread that made
+// the failing call, before any other libwsd call there. Go may move a goroutine to another
+// thread between two cgo calls, so every helper below reads them inside the same cgo call and
+// keeps copies (malloc'ed, freed by Go with free()).
+static void wsdgo_error_copy(wsdgo_result *r) {
+	if (r->status == WSD_OK) return;
+	const char *m = wsd_last_error_message();
+	const char *why = wsd_last_error_reason();
+	r->message = m ? strdup(m) : NULL;
+	r->reason = why ? strdup(why) : NULL;
+}
+
 static wsdgo_result wsdgo_new(const char *config) {
 	wsdgo_result r = {0};
 	r.status = wsd_daemon_new(config, &r.daemon);
-	r.message = wsdgo_error_copy(r.status);
+	wsdgo_error_copy(&r);
 	return r;
 }
 
 static wsdgo_result wsdgo_close(const wsd_daemon *d) {
 	wsdgo_result r = {0};
 	r.status = wsd_daemon_close(d);
-	r.message = wsdgo_error_copy(r.status);
+	wsdgo_error_copy(&r);
 	return r;
 }
 
 static wsdgo_result wsdgo_call(const wsd_daemon *d, const char *method, const uint8_t *req, size_t req_len) {
 	wsdgo_result r = {0};
 	r.status = wsd_call(d, method, req, req_len, &r.response, &r.response_len);
-	r.message = wsdgo_error_copy(r.status);
+	wsdgo_error_copy(&r);
 	return r;
 }
 
@@ -61,7 +65,7 @@ static wsdgo_result wsdgo_call_async(const wsd_daemon *d, const char *method, co
                                      size_t req_len, uintptr_t handle) {
 	wsdgo_result r = {0};
 	r.status = wsd_call_async(d, method, req, req_len, wsdgo_trampoline, (void *)handle, &r.pending);
-	r.message = wsdgo_error_copy(r.status);
+	wsdgo_error_copy(&r);
 	return r;
 }
 */
@@ -100,7 +104,7 @@ type Daemon struct {
 // {"working_area": "/tmp/x/area", "storage": {"local_path": "/tmp/x/storage"}}.
 func New(config string) (*Daemon, error) {
 	if strings.IndexByte(config, 0) >= 0 {
-		return nil, &Error{Code: codes.InvalidArgument, Message: "config contains a NUL byte"}
+		return nil, &Error{Code: codes.InvalidArgument, Message: "config contains a NUL byte", Reason: reasonInvalidArgument}
 	}
 	cconfig := C.CString(config)
 	defer C.free(unsafe.Pointer(cconfig))
@@ -143,23 +147,28 @@ func (d *Daemon) Close() error {
 	return d.closeErr
 }
 
-// takeError converts a failed result, freeing its malloc'ed message copy.
+// takeError converts a failed result, freeing its malloc'ed message and reason copies.
 func takeError(r *C.wsdgo_result) *Error {
-	msg := ""
-	if r.message != nil {
-		msg = C.GoString(r.message)
-		C.free(unsafe.Pointer(r.message))
-		r.message = nil
+	return errorFromStatus(int(r.status), takeCString(&r.message), takeCString(&r.reason))
+}
+
+// takeCString copies a malloc'ed C string into Go, frees it and clears the pointer.
+func takeCString(p **C.char) string {
+	if *p == nil {
+		return ""
 	}
-	return errorFromStatus(int(r.status), msg)
+	s := C.GoString(*p)
+	C.free(unsafe.Pointer(*p))
+	*p = nil
+	return s
 }
 
 // methodNames holds C copies of the known method paths, allocated once and never freed, so the
 // fast path does not malloc/free a C string per call. Other paths (only reachable through
 // ClientConn) are converted per call.
 var methodNames = func() map[string]*C.char {
-	m := make(map[string]*C.char, len(knownMethods))
-	for _, name := range knownMethods {
+	m := make(map[string]*C.char, len(servedMethods))
+	for _, name := range servedMethods {
 		m[name] = C.CString(name)
 	}
 	return m
@@ -171,7 +180,7 @@ func cMethod(method string) (*C.char, func(), error) {
 		return c, func() {}, nil
 	}
 	if strings.IndexByte(method, 0) >= 0 {
-		return nil, nil, &Error{Code: codes.InvalidArgument, Message: "method contains a NUL byte"}
+		return nil, nil, &Error{Code: codes.InvalidArgument, Message: "method contains a NUL byte", Reason: reasonInvalidArgument}
 	}
 	c := C.CString(method)
 	return c, func() { C.free(unsafe.Pointer(c)) }, nil
@@ -241,6 +250,7 @@ type asyncResult struct {
 	status  int
 	resp    []byte
 	message string
+	reason  string
 }
 
 // callAsync runs the call on the daemon's threads and waits for its callback or the end of ctx.
@@ -293,7 +303,7 @@ func (d *Daemon) callAsync(ctx context.Context, method string, req []byte) ([]by
 		if res.status == statusCancelled && ctx.Err() != nil {
 			return nil, contextError(ctx.Err())
 		}
-		return nil, errorFromStatus(res.status, res.message)
+		return nil, errorFromStatus(res.status, res.message, res.reason)
 	case <-ctx.Done():
 		// A result that arrived together with the end of ctx wins.
 		select {

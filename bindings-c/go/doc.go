@@ -13,5 +13,7 @@
 // generated gRPC clients work in-process without a network.
 //
 // Errors are *Error values carrying a gRPC code, so status.Code(err) and status.FromError work
-// the same for in-process calls and for calls to a ws-daemon server.
+// the same for in-process calls and for calls to a ws-daemon server, and the daemon's reason
+// (Reason(err)), which the server sends as the wsd-error-reason trailer and ClientConn fills in
+// the same way.
 package wsd

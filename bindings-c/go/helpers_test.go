@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"wsdaemon.dev/wsd/api/contentservice"
 	"wsdaemon.dev/wsd/api/wsdaemon"
@@ -47,28 +49,74 @@ func newGRPCOps(cc grpc.ClientConnInterface) grpcOps {
 }
 
 func (g grpcOps) InitWorkspace(ctx context.Context, r *wsdaemon.InitWorkspaceRequest) (*wsdaemon.InitWorkspaceResponse, error) {
-	return g.svc.InitWorkspace(ctx, r)
+	var md metadata.MD
+	res, err := g.svc.InitWorkspace(ctx, r, grpc.Trailer(&md))
+	return res, withTrailerReason(err, md)
 }
 func (g grpcOps) WaitForInit(ctx context.Context, r *wsdaemon.WaitForInitRequest) (*wsdaemon.WaitForInitResponse, error) {
-	return g.svc.WaitForInit(ctx, r)
+	var md metadata.MD
+	res, err := g.svc.WaitForInit(ctx, r, grpc.Trailer(&md))
+	return res, withTrailerReason(err, md)
 }
 func (g grpcOps) IsWorkspaceExists(ctx context.Context, r *wsdaemon.IsWorkspaceExistsRequest) (*wsdaemon.IsWorkspaceExistsResponse, error) {
-	return g.svc.IsWorkspaceExists(ctx, r)
+	var md metadata.MD
+	res, err := g.svc.IsWorkspaceExists(ctx, r, grpc.Trailer(&md))
+	return res, withTrailerReason(err, md)
 }
 func (g grpcOps) TakeSnapshot(ctx context.Context, r *wsdaemon.TakeSnapshotRequest) (*wsdaemon.TakeSnapshotResponse, error) {
-	return g.svc.TakeSnapshot(ctx, r)
+	var md metadata.MD
+	res, err := g.svc.TakeSnapshot(ctx, r, grpc.Trailer(&md))
+	return res, withTrailerReason(err, md)
 }
 func (g grpcOps) DisposeWorkspace(ctx context.Context, r *wsdaemon.DisposeWorkspaceRequest) (*wsdaemon.DisposeWorkspaceResponse, error) {
-	return g.svc.DisposeWorkspace(ctx, r)
+	var md metadata.MD
+	res, err := g.svc.DisposeWorkspace(ctx, r, grpc.Trailer(&md))
+	return res, withTrailerReason(err, md)
 }
 func (g grpcOps) BackupWorkspace(ctx context.Context, r *wsdaemon.BackupWorkspaceRequest) (*wsdaemon.BackupWorkspaceResponse, error) {
-	return g.svc.BackupWorkspace(ctx, r)
+	var md metadata.MD
+	res, err := g.svc.BackupWorkspace(ctx, r, grpc.Trailer(&md))
+	return res, withTrailerReason(err, md)
 }
 func (g grpcOps) SnapshotStatus(ctx context.Context, r *wsdaemon.SnapshotStatusRequest) (*wsdaemon.SnapshotStatusResponse, error) {
-	return g.ext.SnapshotStatus(ctx, r)
+	var md metadata.MD
+	res, err := g.ext.SnapshotStatus(ctx, r, grpc.Trailer(&md))
+	return res, withTrailerReason(err, md)
 }
 func (g grpcOps) WorkspaceState(ctx context.Context, r *wsdaemon.WorkspaceStateRequest) (*wsdaemon.WorkspaceStateResponse, error) {
-	return g.ext.WorkspaceState(ctx, r)
+	var md metadata.MD
+	res, err := g.ext.WorkspaceState(ctx, r, grpc.Trailer(&md))
+	return res, withTrailerReason(err, md)
+}
+
+// trailerReasonError is a gRPC error with the reason its server sent in the trailer.
+type trailerReasonError struct {
+	error
+	reason string
+}
+
+func (e *trailerReasonError) Unwrap() error { return e.error }
+
+// withTrailerReason attaches the reason of a failed call's trailer to its error.
+func withTrailerReason(err error, md metadata.MD) error {
+	if err == nil {
+		return nil
+	}
+	reason := ""
+	if v := md.Get(ReasonMetadataKey); len(v) > 0 {
+		reason = v[0]
+	}
+	return &trailerReasonError{error: err, reason: reason}
+}
+
+// reasonOf is the reason of a failure: from the *Error of an in-process call, or from the
+// trailer of a gRPC call.
+func reasonOf(err error) string {
+	var t *trailerReasonError
+	if errors.As(err, &t) {
+		return t.reason
+	}
+	return Reason(err)
 }
 
 // shortTempDir is a temp folder with a short path (unix socket paths are limited to 107 bytes,

@@ -9,18 +9,6 @@ import (
 	"wsdaemon.dev/wsd/api/wsdaemon"
 )
 
-// knownMethods are the operations of the daemon, by gRPC method path.
-var knownMethods = []string{
-	wsdaemon.WorkspaceContentService_InitWorkspace_FullMethodName,
-	wsdaemon.WorkspaceContentService_WaitForInit_FullMethodName,
-	wsdaemon.WorkspaceContentService_IsWorkspaceExists_FullMethodName,
-	wsdaemon.WorkspaceContentService_TakeSnapshot_FullMethodName,
-	wsdaemon.WorkspaceContentService_DisposeWorkspace_FullMethodName,
-	wsdaemon.WorkspaceContentService_BackupWorkspace_FullMethodName,
-	wsdaemon.WorkspaceContentExt_SnapshotStatus_FullMethodName,
-	wsdaemon.WorkspaceContentExt_WorkspaceState_FullMethodName,
-}
-
 // call is the one generic typed call: encode, invoke, decode into a new Resp.
 func call[Resp any, PResp interface {
 	*Resp
@@ -37,14 +25,14 @@ func call[Resp any, PResp interface {
 func (d *Daemon) invokeMessage(ctx context.Context, method string, req, reply proto.Message) error {
 	in, err := proto.Marshal(req)
 	if err != nil {
-		return &Error{Code: codes.Internal, Message: "encoding the request: " + err.Error()}
+		return &Error{Code: codes.Internal, Message: "encoding the request: " + err.Error(), Reason: reasonInternal}
 	}
 	out, err := d.invoke(ctx, method, in)
 	if err != nil {
 		return err
 	}
 	if err := proto.Unmarshal(out, reply); err != nil {
-		return &Error{Code: codes.Internal, Message: "decoding the response: " + err.Error()}
+		return &Error{Code: codes.Internal, Message: "decoding the response: " + err.Error(), Reason: reasonInternal}
 	}
 	return nil
 }

@@ -19,14 +19,17 @@ import (
 )
 
 // step is one recorded call of the scenario: what a transport answered, reduced to what must be
-// identical across transports (code and deterministic result fields).
+// identical across transports (code, reason and deterministic result fields).
 type step struct {
 	Name   string
 	Code   codes.Code
+	Reason string
 	Result string
 }
 
-func (s step) String() string { return fmt.Sprintf("%-28s %-18s %s", s.Name, s.Code, s.Result) }
+func (s step) String() string {
+	return fmt.Sprintf("%-28s %-18s %-20s %s", s.Name, s.Code, s.Reason, s.Result)
+}
 
 // recorder runs the scenario's calls and checks each code against the expected one.
 type recorder struct {
@@ -44,7 +47,11 @@ func (r *recorder) record(name string, want codes.Code, result string, err error
 			r.t.Errorf("%s: error %v (%T) carries no gRPC status", name, err, err)
 		}
 	}
-	r.steps = append(r.steps, step{Name: name, Code: got, Result: result})
+	reason := reasonOf(err)
+	if (err != nil) != (reason != "") {
+		r.t.Errorf("%s: reason %q with error %v: every failure has a reason, a success none", name, reason, err)
+	}
+	r.steps = append(r.steps, step{Name: name, Code: got, Reason: reason, Result: result})
 	if got != want {
 		r.t.Errorf("%s: code %s, want %s (err: %v)", name, got, want, err)
 	}
@@ -159,6 +166,33 @@ func scenario(t *testing.T, o ops, area, prefix string, ctxf func() (context.Con
 	return r.steps
 }
 
+// wantReasons are the reasons of some failures of the scenario: the ones callers branch on.
+var wantReasons = map[string]string{
+	"init-bad-id":      "invalid_id",
+	"wait-unknown":     "workspace_not_found",
+	"dispose-unknown":  "workspace_not_found",
+	"backup-unknown":   "workspace_not_found",
+	"init-duplicate":   "workspace_exists",
+	"snapshot-unknown": "workspace_not_found",
+}
+
+// checkReasons requires the reasons of wantReasons in a transcript.
+func checkReasons(t *testing.T, name string, steps []step) {
+	t.Helper()
+	seen := 0
+	for _, s := range steps {
+		if want, ok := wantReasons[s.Name]; ok {
+			seen++
+			if s.Reason != want {
+				t.Errorf("%s: %s has reason %q, want %q", name, s.Name, s.Reason, want)
+			}
+		}
+	}
+	if seen != len(wantReasons) {
+		t.Errorf("%s: %d of the %d steps with a known reason were recorded", name, seen, len(wantReasons))
+	}
+}
+
 func background() (context.Context, context.CancelFunc) { return context.Background(), func() {} }
 
 func withTimeout() (context.Context, context.CancelFunc) {
@@ -179,6 +213,8 @@ func TestScenarioGoAPI(t *testing.T) {
 	d, area := testDaemon(t)
 	blocking := scenario(t, d, area, "b-", background)
 	async := scenario(t, d, area, "a-", withTimeout)
+	checkReasons(t, "blocking", blocking)
+	checkReasons(t, "async", async)
 	if !reflect.DeepEqual(blocking, async) {
 		logSteps(t, "blocking", blocking)
 		logSteps(t, "async", async)
@@ -199,6 +235,7 @@ func TestScenarioGRPC(t *testing.T) {
 	inproc := scenario(t, newGRPCOps(d.ClientConn()), area, "g-", withTimeout)
 	overTCP := scenario(t, newGRPCOps(srv.tcpConn), srv.area, "t-", withTimeout)
 	overUnix := scenario(t, newGRPCOps(srv.unixConn), srv.area, "u-", withTimeout)
+	checkReasons(t, "in-process", inproc)
 	for name, got := range map[string][]step{"tcp": overTCP, "unix": overUnix} {
 		if !reflect.DeepEqual(inproc, got) {
 			logSteps(t, "in-process", inproc)

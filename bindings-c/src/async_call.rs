@@ -1,17 +1,19 @@
 //! Asynchronous calls: the call runs on the daemon's threads and a C callback receives the result
 //! exactly once; a pending call can be cancelled.
 
-use std::ffi::{c_char, c_void, CString};
+use std::ffi::{c_char, c_void};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::boundary::{bytes_arg, ref_arg, str_arg};
 use crate::daemon::wsd_daemon;
-use crate::status::{fail, fail_with, wsd_status};
+use crate::status::{error_strings, fail, fail_with, wsd_status};
 
 /// Receives the result of [`wsd_call_async`], exactly once, on a daemon thread. `response` (encoded
-/// protobuf, `response_len` bytes; NULL when empty) and `message` (the error text, NULL on success)
-/// are valid only during the callback. The callback must not block for long nor call `wsd_daemon_close`/`_free`.
+/// protobuf, `response_len` bytes; NULL when empty), `message` (the error text) and `reason` (the
+/// stable identifier of the failure, as `wsd_last_error_reason` gives it) are valid only during
+/// the callback; `message` and `reason` are NULL on success. The callback must not block for long
+/// nor call `wsd_daemon_close`/`_free`.
 pub type wsd_callback = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,
@@ -19,6 +21,7 @@ pub type wsd_callback = Option<
         response: *const u8,
         response_len: usize,
         message: *const c_char,
+        reason: *const c_char,
     ),
 >;
 
@@ -40,6 +43,12 @@ unsafe impl Send for UserData {}
 /// through untouched and must be usable from another thread. `pending` may be NULL; otherwise it
 /// receives a handle to cancel the call. When this function fails (WSD_UNAVAILABLE once the daemon
 /// is closed), the callback never runs and no handle is handed out (`*pending` is NULL).
+///
+/// # Safety
+/// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+/// `method` is NULL or a NUL-terminated string and `request` NULL or `request_len` readable bytes
+/// (both copied before this function returns); `callback` is NULL or a function that may be called
+/// from another thread with `user_data`; `pending` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_call_async(
     daemon: *const wsd_daemon,
@@ -68,16 +77,18 @@ pub unsafe extern "C" fn wsd_call_async(
         let user_data = UserData(user_data);
         let started = d.inner.call_with_callback(method, request.to_vec(), token, move |result| {
             let user_data = user_data;
-            let (status, bytes, message) = match result {
+            let (status, bytes, error) = match result {
                 Ok(bytes) => (wsd_status::WSD_OK, bytes, None),
-                Err(e) => (wsd_status::from(e.code()), Vec::new(), CString::new(e.to_string().replace('\0', "?")).ok()),
+                Err(e) => (wsd_status::from(e.code()), Vec::new(), Some(error_strings(&e))),
             };
-            let message_ptr = message.as_ref().map_or(std::ptr::null(), |m| m.as_ptr());
+            let (message_ptr, reason_ptr) = error
+                .as_ref()
+                .map_or((std::ptr::null(), std::ptr::null()), |(m, r)| (m.as_ptr(), r.as_ptr()));
             // NULL for an empty response, never Rust's dangling pointer (see memory::bytes_out).
             let response_ptr = if bytes.is_empty() { std::ptr::null() } else { bytes.as_ptr() };
             // SAFETY: the callback is a valid function pointer by contract; the buffers outlive
             // the call.
-            unsafe { callback(user_data.0, status, response_ptr, bytes.len(), message_ptr) };
+            unsafe { callback(user_data.0, status, response_ptr, bytes.len(), message_ptr, reason_ptr) };
         });
         if let Err(e) = started {
             // Refused (the daemon is closed): no callback will run and no handle is handed out.
@@ -96,6 +107,9 @@ pub unsafe extern "C" fn wsd_call_async(
 
 /// Cancels a pending call: its callback runs with WSD_CANCELLED unless it already ran. Work that
 /// must not be abandoned half-way (an init, a backup) goes on in the daemon; only the wait ends.
+///
+/// # Safety
+/// `pending` is NULL or a handle from `wsd_call_async` that has not been freed.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_pending_cancel(pending: *const wsd_pending) -> wsd_status {
     ffi_boundary! {
@@ -107,6 +121,10 @@ pub unsafe extern "C" fn wsd_pending_cancel(pending: *const wsd_pending) -> wsd_
 }
 
 /// Frees a pending-call handle. NULL is a no-op.
+///
+/// # Safety
+/// `pending` is NULL or a handle from `wsd_call_async` that has not been freed; it is not used
+/// afterwards, nor freed again.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_pending_free(pending: *mut wsd_pending) {
     if pending.is_null() {

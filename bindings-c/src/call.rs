@@ -12,6 +12,12 @@ use crate::status::{fail, wsd_status};
 /// `*response`/`*response_len` receive the encoded response (NULL and 0 when it is empty), to be
 /// freed with `wsd_bytes_free`.
 /// Blocks the calling thread until the operation is done.
+///
+/// # Safety
+/// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+/// `method` is NULL or a NUL-terminated string; `request` is NULL or points to `request_len`
+/// readable bytes; `response` and `response_len` are NULL or writable. None of them is modified by
+/// another thread during the call.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_call(
     daemon: *const wsd_daemon,
@@ -45,6 +51,11 @@ pub unsafe extern "C" fn wsd_call(
 /// Like [`wsd_call`] with the request and response in the proto3 JSON mapping (field names in
 /// lowerCamelCase or as in the .proto files; enums by name). On success `*response_json` receives
 /// a string to be freed with `wsd_string_free`.
+///
+/// # Safety
+/// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+/// `method` and `request_json` are NULL or NUL-terminated strings; `response_json` is NULL or
+/// writable.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_call_json(
     daemon: *const wsd_daemon,

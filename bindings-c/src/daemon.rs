@@ -24,6 +24,9 @@ pub extern "C" fn wsd_version() -> *const c_char {
 /// Starts a daemon. `config` is a TOML or JSON document with the schema of the server's config
 /// file (README "Configuration"); NULL or "" means all defaults. On success `*out` receives the
 /// handle.
+///
+/// # Safety
+/// `config` is NULL or a NUL-terminated string; `out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_daemon_new(
     config: *const c_char,
@@ -55,6 +58,9 @@ pub unsafe extern "C" fn wsd_daemon_new(
 /// Stops accepting calls, lets in-flight work finish (up to `limits.shutdown_grace_secs`) and
 /// stops the daemon's threads. Later calls answer WSD_UNAVAILABLE. Idempotent. Must not be called
 /// from inside a libwsd callback.
+///
+/// # Safety
+/// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed).
 #[no_mangle]
 pub unsafe extern "C" fn wsd_daemon_close(daemon: *const wsd_daemon) -> wsd_status {
     ffi_boundary! {
@@ -67,6 +73,10 @@ pub unsafe extern "C" fn wsd_daemon_close(daemon: *const wsd_daemon) -> wsd_stat
 
 /// Closes (see [`wsd_daemon_close`]) and frees a daemon. NULL is a no-op. The handle must not be
 /// used afterwards, nor freed from inside a libwsd callback.
+///
+/// # Safety
+/// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed, and no other thread
+/// uses it during or after this call.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_daemon_free(daemon: *mut wsd_daemon) {
     if daemon.is_null() {

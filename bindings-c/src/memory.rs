@@ -24,6 +24,10 @@ pub(crate) fn string_out(s: String) -> *mut c_char {
 
 /// Frees bytes returned by libwsd (`wsd_call`, ...). `len` is the length returned with them.
 /// NULL is a no-op.
+///
+/// # Safety
+/// `bytes` is NULL or a buffer returned by libwsd with its length `len`, not freed before; it is
+/// not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_bytes_free(bytes: *mut u8, len: usize) {
     if bytes.is_null() {
@@ -35,6 +39,9 @@ pub unsafe extern "C" fn wsd_bytes_free(bytes: *mut u8, len: usize) {
 }
 
 /// Frees a string returned by libwsd. NULL is a no-op.
+///
+/// # Safety
+/// `s` is NULL or a string returned by libwsd, not freed before; it is not used afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_string_free(s: *mut c_char) {
     if s.is_null() {

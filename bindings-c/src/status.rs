@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
+use std::sync::OnceLock;
 
 use wsd_core::{Code, Error};
 
@@ -60,86 +61,177 @@ impl From<Code> for wsd_status {
     }
 }
 
-thread_local! {
-    static LAST_ERROR: RefCell<Option<CString>> = const { RefCell::new(None) };
+impl wsd_status {
+    /// The statuses of the library itself, above the gRPC range.
+    const LIBRARY: [wsd_status; 3] = [
+        wsd_status::WSD_NULL_ARGUMENT,
+        wsd_status::WSD_PANIC,
+        wsd_status::WSD_INVALID_UTF8,
+    ];
+
+    /// The name as the header spells it without the prefix, e.g. "NOT_FOUND". For the gRPC codes
+    /// this is core's name of the code (a test holds them together).
+    fn name(self) -> String {
+        let debug = format!("{self:?}");
+        debug.strip_prefix("WSD_").unwrap_or(&debug).to_string()
+    }
 }
 
-/// Records `message` as the calling thread's last error.
-pub(crate) fn set_last_error(message: &str) {
-    let c = CString::new(message.replace('\0', "?")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = Some(c));
+/// The last failure of a libwsd call on this thread.
+struct LastError {
+    message: CString,
+    reason: CString,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<Option<LastError>> = const { RefCell::new(None) };
+}
+
+/// A C copy of `s`; interior NULs (not expected in messages and reasons) are replaced.
+fn c_string(s: &str) -> CString {
+    CString::new(s.replace('\0', "?")).unwrap_or_default()
+}
+
+/// Records the calling thread's last error.
+fn set_last_error(message: &str, reason: &str) {
+    let error = LastError {
+        message: c_string(message),
+        reason: c_string(reason),
+    };
+    LAST_ERROR.with(|e| *e.borrow_mut() = Some(error));
 }
 
 pub(crate) fn clear_last_error() {
     LAST_ERROR.with(|e| *e.borrow_mut() = None);
 }
 
-/// Maps a core error to its status and records its message.
+/// Maps a core error to its status and records its message and reason.
 pub(crate) fn fail(e: Error) -> wsd_status {
-    set_last_error(&e.to_string());
+    set_last_error(&e.to_string(), e.reason());
     e.code().into()
 }
 
-/// A library error that has no core counterpart.
+/// A library error that has no core counterpart; its reason is the status name in lower case
+/// (e.g. "null_argument").
 pub(crate) fn fail_with(status: wsd_status, message: &str) -> wsd_status {
-    set_last_error(message);
+    set_last_error(message, &status.name().to_lowercase());
     status
+}
+
+/// The message and reason of a failed call, for an asynchronous callback (which reports them as
+/// arguments rather than through the thread's last error).
+pub(crate) fn error_strings(e: &Error) -> (CString, CString) {
+    (c_string(&e.to_string()), c_string(e.reason()))
+}
+
+/// Every status with its name, NUL-terminated for `wsd_status_str`; built once from core's codes
+/// and the library's own statuses.
+fn status_names() -> &'static [(i32, CString)] {
+    static NAMES: OnceLock<Vec<(i32, CString)>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        Code::ALL
+            .into_iter()
+            .map(wsd_status::from)
+            .chain(wsd_status::LIBRARY)
+            .map(|s| (s as i32, c_string(&s.name())))
+            .collect()
+    })
 }
 
 /// The name of a status, e.g. "NOT_FOUND"; a static string, never freed. Unknown numbers give
 /// "UNKNOWN_STATUS".
 #[no_mangle]
 pub extern "C" fn wsd_status_str(status: i32) -> *const c_char {
-    let s: &'static [u8] = match status {
-        0 => b"OK\0",
-        1 => b"CANCELLED\0",
-        2 => b"UNKNOWN\0",
-        3 => b"INVALID_ARGUMENT\0",
-        4 => b"DEADLINE_EXCEEDED\0",
-        5 => b"NOT_FOUND\0",
-        6 => b"ALREADY_EXISTS\0",
-        7 => b"PERMISSION_DENIED\0",
-        8 => b"RESOURCE_EXHAUSTED\0",
-        9 => b"FAILED_PRECONDITION\0",
-        10 => b"ABORTED\0",
-        11 => b"OUT_OF_RANGE\0",
-        12 => b"UNIMPLEMENTED\0",
-        13 => b"INTERNAL\0",
-        14 => b"UNAVAILABLE\0",
-        15 => b"DATA_LOSS\0",
-        16 => b"UNAUTHENTICATED\0",
-        100 => b"NULL_ARGUMENT\0",
-        101 => b"PANIC\0",
-        102 => b"INVALID_UTF8\0",
-        _ => b"UNKNOWN_STATUS\0",
-    };
-    s.as_ptr().cast()
+    status_names()
+        .iter()
+        .find(|(n, _)| *n == status)
+        .map_or(c"UNKNOWN_STATUS".as_ptr(), |(_, name)| name.as_ptr())
 }
 
 /// The message of the last failed libwsd call on this thread, or NULL when the last call
 /// succeeded. Valid until the next libwsd call on this thread; never freed by the caller.
 #[no_mangle]
 pub extern "C" fn wsd_last_error_message() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ref().map_or(std::ptr::null(), |c| c.as_ptr()))
+    LAST_ERROR.with(|e| {
+        e.borrow()
+            .as_ref()
+            .map_or(std::ptr::null(), |e| e.message.as_ptr())
+    })
+}
+
+/// The reason of the last failed libwsd call on this thread, or NULL when the last call
+/// succeeded: a stable identifier of the failure to branch on, e.g. "workspace_not_found" or
+/// "invalid_id" (the same as the `wsd-error-reason` metadata of the gRPC server), or for the
+/// library's own statuses the status name in lower case ("null_argument", "panic",
+/// "invalid_utf8"). Several reasons share a status (WSD_NOT_FOUND is "workspace_not_found" or
+/// "snapshot_not_found"). Valid until the next libwsd call on this thread; never freed by the
+/// caller.
+#[no_mangle]
+pub extern "C" fn wsd_last_error_reason() -> *const c_char {
+    LAST_ERROR.with(|e| {
+        e.borrow()
+            .as_ref()
+            .map_or(std::ptr::null(), |e| e.reason.as_ptr())
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CStr;
+
+    fn status_str(n: i32) -> &'static str {
+        // SAFETY: wsd_status_str returns a static NUL-terminated string.
+        unsafe { CStr::from_ptr(wsd_status_str(n)) }
+            .to_str()
+            .unwrap_or_default()
+    }
 
     #[test]
-    fn every_core_code_keeps_its_number() {
-        for n in 0..=16 {
-            let name = unsafe { std::ffi::CStr::from_ptr(wsd_status_str(n)) };
-            assert_ne!(name.to_bytes(), b"UNKNOWN_STATUS", "{n}");
-        }
+    fn every_core_code_keeps_its_number_and_name() {
         for code in Code::ALL {
-            assert_eq!(wsd_status::from(code) as i32, code.as_i32(), "{code:?}");
-            // SAFETY: wsd_status_str returns a static NUL-terminated string.
-            let name = unsafe { std::ffi::CStr::from_ptr(wsd_status_str(code.as_i32())) };
-            assert_eq!(name.to_str().ok(), Some(code.name()));
+            let status = wsd_status::from(code);
+            assert_eq!(status as i32, code.as_i32(), "{code:?}");
+            // The header's spelling of the enum is core's name of the code.
+            assert_eq!(status.name(), code.name(), "{code:?}");
+            assert_eq!(status_str(code.as_i32()), code.name());
         }
         assert_eq!(wsd_status::from(Code::DataLoss) as i32, 15);
         assert_eq!(wsd_status::WSD_INVALID_UTF8 as i32, 102);
+    }
+
+    #[test]
+    fn library_statuses_have_names_and_others_are_unknown() {
+        assert_eq!(status_str(100), "NULL_ARGUMENT");
+        assert_eq!(status_str(101), "PANIC");
+        assert_eq!(status_str(102), "INVALID_UTF8");
+        for n in [-1, 17, 99, 103, i32::MAX] {
+            assert_eq!(status_str(n), "UNKNOWN_STATUS", "{n}");
+        }
+    }
+
+    fn last(f: extern "C" fn() -> *const c_char) -> Option<String> {
+        let p = f();
+        // SAFETY: non-NULL results are NUL-terminated and live until the next call here.
+        (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn failures_record_message_and_reason_until_cleared() {
+        let status = fail(Error::WorkspaceNotFound("ws1".into()));
+        assert_eq!(status, wsd_status::WSD_NOT_FOUND);
+        assert_eq!(
+            last(wsd_last_error_reason).as_deref(),
+            Some("workspace_not_found")
+        );
+        assert!(last(wsd_last_error_message).is_some_and(|m| m.contains("ws1")));
+        fail_with(wsd_status::WSD_NULL_ARGUMENT, "x must not be NULL");
+        assert_eq!(
+            last(wsd_last_error_reason).as_deref(),
+            Some("null_argument")
+        );
+        clear_last_error();
+        assert_eq!(last(wsd_last_error_reason), None);
+        assert_eq!(last(wsd_last_error_message), None);
     }
 }

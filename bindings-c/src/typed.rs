@@ -48,6 +48,10 @@ fn finish<T, U>(result: Result<T>, out: *mut U, convert: impl FnOnce(T) -> U) ->
 }
 
 /// IsWorkspaceExists: `*exists` receives whether the daemon knows workspace `id`.
+///
+/// # Safety
+/// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+/// `id` is NULL or a NUL-terminated string; `exists` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_is_workspace_exists(
     daemon: *const wsd_daemon,
@@ -65,6 +69,10 @@ pub unsafe extern "C" fn wsd_is_workspace_exists(
 }
 
 /// WaitForInit: blocks until workspace `id` is initialized (OK) or its init failed.
+///
+/// # Safety
+/// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+/// `id` is NULL or a NUL-terminated string.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_wait_for_init(
     daemon: *const wsd_daemon,
@@ -82,6 +90,10 @@ pub unsafe extern "C" fn wsd_wait_for_init(
 }
 
 /// TakeSnapshot: `*url` receives the snapshot's qualified name (free with `wsd_string_free`).
+///
+/// # Safety
+/// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+/// `id` is NULL or a NUL-terminated string; `url` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_take_snapshot(
     daemon: *const wsd_daemon,
@@ -101,6 +113,10 @@ pub unsafe extern "C" fn wsd_take_snapshot(
 }
 
 /// BackupWorkspace: `*url` receives the backup's qualified name (free with `wsd_string_free`).
+///
+/// # Safety
+/// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+/// `id` is NULL or a NUL-terminated string; `url` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_backup_workspace(
     daemon: *const wsd_daemon,
@@ -120,6 +136,10 @@ pub unsafe extern "C" fn wsd_backup_workspace(
 /// DisposeWorkspace: `*response_json` receives the response in proto3 JSON (`{}` or
 /// `{"gitStatus": {...}}`; free with `wsd_string_free`). `response_json` may be NULL when the
 /// caller does not want it.
+///
+/// # Safety
+/// `daemon` is NULL or a handle from `wsd_daemon_new` that has not been freed (it may be closed);
+/// `id` is NULL or a NUL-terminated string; `response_json` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn wsd_dispose_workspace(
     daemon: *const wsd_daemon,

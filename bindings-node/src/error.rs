@@ -1,7 +1,7 @@
-//! The one place where core results become JavaScript values. Calls resolve to an outcome object
-//! (`code` 0 with the response, or the gRPC code, its name and the message) that the facade turns
-//! into a value or a rejected Promise with an `Error` carrying `code` (name) and `grpcCode`
-//! (number). Only construction throws directly.
+//! The one place where core results become JavaScript values. Calls, and starting a daemon,
+//! resolve to an outcome object (`code` 0 with the response, or the gRPC code, its name, the
+//! message and the reason) that the facade turns into a value or a rejected Promise with an
+//! `Error` carrying `code` (name), `grpcCode` (number) and `reason`.
 
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
@@ -16,6 +16,9 @@ pub struct CallOutcome {
     pub name: String,
     /// Error message; empty on success.
     pub message: String,
+    /// Stable identifier of the failure, e.g. "workspace_not_found" (the `wsd-error-reason`
+    /// metadata of the gRPC server); empty on success.
+    pub reason: String,
     /// Encoded protobuf response (`call`).
     pub response: Option<Buffer>,
     /// proto3 JSON response (`callJson`).
@@ -49,24 +52,41 @@ impl CallOutcome {
             code: 0,
             name: "OK".into(),
             message: String::new(),
+            reason: String::new(),
             response,
             json,
         }
     }
 
-    fn err(e: Error) -> CallOutcome {
+    pub fn err(e: Error) -> CallOutcome {
         CallOutcome {
             code: e.code().as_i32() as u32,
             name: e.code().name().into(),
             message: e.to_string(),
+            reason: e.reason().into(),
             response: None,
             json: None,
         }
     }
 }
 
-/// For the constructor, which cannot resolve to an outcome: the message starts with the status
-/// name and a colon, which the facade splits off again.
-pub fn thrown(e: Error) -> napi::Error {
-    napi::Error::from_reason(format!("{}: {}", e.code().name(), e))
+/// A gRPC status code.
+#[napi(object)]
+pub struct StatusCode {
+    /// The canonical name, e.g. "NOT_FOUND".
+    pub name: String,
+    /// The wire number, e.g. 5.
+    pub code: u32,
+}
+
+/// Every gRPC status code, in wire-number order: the facade's `Status` table.
+#[napi]
+pub fn status_codes() -> Vec<StatusCode> {
+    wsd_core::Code::ALL
+        .iter()
+        .map(|c| StatusCode {
+            name: c.name().into(),
+            code: c.as_i32() as u32,
+        })
+        .collect()
 }

@@ -12,8 +12,7 @@ use napi::Env;
 use napi_derive::napi;
 use wsd_core::{CallContext, EmbeddedDaemon};
 
-use crate::error::thrown;
-pub use crate::error::CallOutcome;
+pub use crate::error::{status_codes, CallOutcome, StatusCode};
 
 /// An RPC of the API contract.
 #[napi(object)]
@@ -32,7 +31,7 @@ pub struct ApiMethod {
 #[napi]
 pub fn methods() -> napi::Result<Vec<ApiMethod>> {
     Ok(wsd_core::json::api_methods()
-        .map_err(thrown)?
+        .map_err(|e| napi::Error::from_reason(e.to_string()))?
         .into_iter()
         .map(|m| ApiMethod {
             path: m.path,
@@ -87,14 +86,17 @@ pub struct NativeDaemon {
 #[napi]
 impl NativeDaemon {
     /// Starts a daemon from a configuration document in JSON (the server's config schema, keys in
-    /// snake_case or camelCase); "" means all defaults.
-    #[napi(constructor)]
-    pub fn new(config_json: String) -> napi::Result<Self> {
-        let config = EmbeddedDaemon::parse_config(&config_json).map_err(thrown)?;
-        let daemon = EmbeddedDaemon::start(config).map_err(thrown)?;
-        Ok(NativeDaemon {
-            inner: Mutex::new(Some(Arc::new(daemon))),
-        })
+    /// snake_case or camelCase); "" means all defaults. Answers the daemon, or the outcome of the
+    /// failure (an invalid configuration, a working area that cannot be made) like every call.
+    #[napi(ts_return_type = "NativeDaemon | CallOutcome")]
+    pub fn start(config_json: String) -> Either<NativeDaemon, CallOutcome> {
+        let started = EmbeddedDaemon::parse_config(&config_json).and_then(EmbeddedDaemon::start);
+        match started {
+            Ok(daemon) => Either::A(NativeDaemon {
+                inner: Mutex::new(Some(Arc::new(daemon))),
+            }),
+            Err(e) => Either::B(CallOutcome::err(e)),
+        }
     }
 
     fn daemon(&self) -> Option<Arc<EmbeddedDaemon>> {

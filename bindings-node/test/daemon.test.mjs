@@ -27,12 +27,14 @@ function populate(root) {
   utimesSync(join(root, 'README.md'), 1_700_000_000.123456, 1_700_000_000.654321)
 }
 
-async function rejectsWith(promise, code) {
+async function rejectsWith(promise, code, reason) {
   await assert.rejects(promise, (err) => {
     assert.ok(err instanceof WsdError, `not a WsdError: ${err}`)
     assert.equal(err.code, code, err.message)
     assert.equal(err.grpcCode, Status[code])
     assert.ok(err.message.length > 0)
+    assert.match(err.reason, /^[a-z_]+$/, `reason of ${err.message}`)
+    if (reason !== undefined) assert.equal(err.reason, reason, err.message)
     return true
   })
 }
@@ -72,8 +74,8 @@ test('error paths carry the gRPC status', async (t) => {
   const d = new Daemon(options(dir))
   t.after(() => d.close())
   for (const id of ['', '../x', 'a/b']) {
-    await rejectsWith(d.initWorkspace(init(id, 'm')), 'INVALID_ARGUMENT')
-    await rejectsWith(d.isWorkspaceExists({ id }), 'INVALID_ARGUMENT')
+    await rejectsWith(d.initWorkspace(init(id, 'm')), 'INVALID_ARGUMENT', 'invalid_id')
+    await rejectsWith(d.isWorkspaceExists({ id }), 'INVALID_ARGUMENT', 'invalid_id')
   }
   await rejectsWith(d.initWorkspace({ id: 'ws', initializer: empty }), 'INVALID_ARGUMENT')
   await rejectsWith(d.initWorkspace({ id: 'ws', metadata: { owner: 'o', metaId: 'm' } }), 'INVALID_ARGUMENT')
@@ -81,25 +83,26 @@ test('error paths carry the gRPC status', async (t) => {
   await rejectsWith(d.initWorkspace(init('ws', 'm', { snapshot: { snapshot: 'workspaces/m/snapshot-1.tar@b' } })), 'NOT_FOUND')
   await rejectsWith(d.initWorkspace(init('ws', 'm', { backup: {} })), 'FAILED_PRECONDITION')
   await rejectsWith(d.initWorkspace(init('ws', 'm', { download: { files: [{ url: 'http://127.0.0.1:1/x', filePath: 'x', digest: 'sha256:zz' }] } })), 'INVALID_ARGUMENT')
-  await rejectsWith(d.waitForInit({ id: 'nope' }), 'NOT_FOUND')
+  await rejectsWith(d.waitForInit({ id: 'nope' }), 'NOT_FOUND', 'workspace_not_found')
   await rejectsWith(d.takeSnapshot({ id: 'nope' }), 'NOT_FOUND')
   await rejectsWith(d.backupWorkspace({ id: 'nope' }), 'NOT_FOUND')
   await rejectsWith(d.disposeWorkspace({ id: 'nope' }), 'NOT_FOUND')
 
   await d.initWorkspace(init('ws', 'm'))
-  await rejectsWith(d.initWorkspace(init('ws', 'm')), 'ALREADY_EXISTS')
+  await rejectsWith(d.initWorkspace(init('ws', 'm')), 'ALREADY_EXISTS', 'workspace_exists')
   await d.initWorkspace({ ...init('ws-off', 'm2'), remoteStorageDisabled: true })
-  await rejectsWith(d.backupWorkspace({ id: 'ws-off' }), 'FAILED_PRECONDITION')
+  await rejectsWith(d.backupWorkspace({ id: 'ws-off' }), 'FAILED_PRECONDITION', 'storage_disabled')
   await rejectsWith(d.takeSnapshot({ id: 'ws-off' }), 'FAILED_PRECONDITION')
   await d.disposeWorkspace({ id: 'ws' })
   assert.deepEqual(await d.disposeWorkspace({ id: 'ws' }), {}, 'dispose twice is OK')
 
   await rejectsWith(d.callObject('/wsdaemon.WorkspaceContentService/IsWorkspaceExists', { id: 42 }), 'INVALID_ARGUMENT')
   await rejectsWith(d.call('/wsdaemon.WorkspaceContentService/IsWorkspaceExists', Buffer.from([0x0a, 0xff])), 'INVALID_ARGUMENT')
-  await rejectsWith(d.call('/nope.Service/Nope', Buffer.alloc(0)), 'UNIMPLEMENTED')
+  await rejectsWith(d.call('/nope.Service/Nope', Buffer.alloc(0)), 'UNIMPLEMENTED', 'unknown_method')
   await rejectsWith(d.mountProc({ target: '/proc', pid: 1 }), 'UNIMPLEMENTED')
-  assert.throws(() => new Daemon({ workingArea: '' }), (e) => e instanceof WsdError && e.code === 'INVALID_ARGUMENT')
-  assert.throws(() => new Daemon({ noSuchOption: 1 }), (e) => e.code === 'INVALID_ARGUMENT' && /no_such_option/.test(e.message))
+  // Starting fails like a call: a WsdError with code, number and reason, and a message as is.
+  assert.throws(() => new Daemon({ workingArea: '' }), (e) => e instanceof WsdError && e.code === 'INVALID_ARGUMENT' && e.grpcCode === 3 && e.reason === 'invalid_argument')
+  assert.throws(() => new Daemon({ noSuchOption: 1 }), (e) => e.code === 'INVALID_ARGUMENT' && /^invalid configuration.*no_such_option/.test(e.message))
 })
 
 test('protobuf calls take and return bytes', async (t) => {
@@ -134,7 +137,7 @@ test('calls after close reject cleanly', async (t) => {
   await d.close()
   await inFlight.catch(() => {}) // either answered or refused, never a crash
   await d.close()
-  await rejectsWith(d.isWorkspaceExists({ id: 'ws' }), 'UNAVAILABLE')
+  await rejectsWith(d.isWorkspaceExists({ id: 'ws' }), 'UNAVAILABLE', 'shutting_down')
   await rejectsWith(d.call('/wsdaemon.WorkspaceContentService/IsWorkspaceExists', Buffer.alloc(0)), 'UNAVAILABLE')
 })
 
@@ -206,4 +209,14 @@ test('every RPC of the contract has a method', () => {
   // reachable through callObject.
   const names = [...new Set(methods.map((m) => m.name.charAt(0).toLowerCase() + m.name.slice(1)))]
   assert.deepEqual(names.sort(), [...expected].sort())
+})
+
+test('Status is the daemon table of gRPC codes', () => {
+  assert.ok(Object.isFrozen(Status))
+  assert.equal(Object.keys(Status).length, 17)
+  assert.deepEqual(Object.values(Status), [...Array(17).keys()])
+  assert.equal(Status.OK, 0)
+  assert.equal(Status.FAILED_PRECONDITION, 9)
+  assert.equal(Status.DATA_LOSS, 15)
+  assert.equal(Status.UNAUTHENTICATED, 16)
 })

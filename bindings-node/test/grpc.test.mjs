@@ -59,26 +59,29 @@ function grpcClient(port) {
   return new pkg.wsdaemon.WorkspaceContentService(`127.0.0.1:${port}`, grpc.credentials.createInsecure())
 }
 
-/** Runs one call and returns [status name, response without default-valued fields]. */
+/** Runs one call and returns [status name, reason, response without default-valued fields]. */
 function overGrpc(client, method, request) {
   return new Promise((resolve) => {
     client[method](request, (err, response) => {
-      if (err) return resolve([Object.keys(Status).find((k) => Status[k] === err.code), null])
+      if (err) {
+        const name = Object.keys(Status).find((k) => Status[k] === err.code)
+        return resolve([name, String(err.metadata.get('wsd-error-reason')[0] ?? ''), null])
+      }
       const clean = JSON.parse(JSON.stringify(response, (k, v) => (v === false || v === '' ? undefined : v)))
-      resolve(['OK', clean])
+      resolve(['OK', '', clean])
     })
   })
 }
 
 async function inProcess(d, method, request) {
   try {
-    return ['OK', await d[method.charAt(0).toLowerCase() + method.slice(1)](request)]
+    return ['OK', '', await d[method.charAt(0).toLowerCase() + method.slice(1)](request)]
   } catch (e) {
-    return [e.code, null]
+    return [e.code, e.reason, null]
   }
 }
 
-test('in-process and gRPC answers are identical', async (t) => {
+test('in-process and gRPC answers are identical, reasons included', async (t) => {
   const dir = scratch(t)
   const port = await startServer(t, join(dir, 'server'))
   const client = grpcClient(port)

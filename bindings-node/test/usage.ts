@@ -1,5 +1,5 @@
 // Type-checked by `tsc --noEmit -p test` (run by types.test.mjs): the API as a TypeScript user sees it.
-import { Daemon, WsdError, Status, type InitWorkspaceRequest, type IsWorkspaceExistsResponse } from '../wsd'
+import { Daemon, WsdError, Status, type InitWorkspaceRequest, type IsWorkspaceExistsResponse, type StatusName } from '../wsd'
 
 async function main(): Promise<void> {
   const d = new Daemon({ workingArea: '/tmp/wsd-example/area', storage: { backend: 'local', localPath: '/tmp/wsd-example/storage' } })
@@ -22,6 +22,9 @@ async function main(): Promise<void> {
     await d.waitForInit({ id: 'nope' })
   } catch (e) {
     if (e instanceof WsdError && e.grpcCode === Status.NOT_FOUND && e.code === 'NOT_FOUND') console.log('not found')
+    if (e instanceof WsdError && e.reason === 'workspace_not_found') console.log('no such workspace')
+    const name: StatusName | undefined = e instanceof WsdError ? e.code : undefined
+    console.log(name)
   }
   // @ts-expect-error: ids are strings
   await d.isWorkspaceExists({ id: 42 })

@@ -1,6 +1,7 @@
-//! `api.d.ts` holds the TypeScript types of every message of the contract (proto3 JSON mapping)
-//! and one method per RPC; it is generated from the contract's descriptors and this test fails
-//! when it is out of date. Set WSD_BLESS=1 to rewrite it.
+//! `api.d.ts` holds the TypeScript types of every message of the contract (proto3 JSON mapping),
+//! the gRPC status names (from core's codes) and one method per RPC; it is generated from the
+//! contract's descriptors and this test fails when it is out of date. Set WSD_BLESS=1 to rewrite
+//! it.
 
 use std::collections::BTreeSet;
 use std::fmt::Write;
@@ -103,6 +104,16 @@ fn generate() -> String {
         out.push_str("}\n\n");
     }
 
+    let names: Vec<String> = wsd_core::Code::ALL
+        .iter()
+        .map(|c| format!("'{}'", c.name()))
+        .collect();
+    writeln!(
+        out,
+        "/** gRPC status names (`WsdError.code`), in wire-number order. */\nexport type StatusName = {};\n",
+        names.join(" | ")
+    )
+    .ok();
     out.push_str("/** Options of one call. */\nexport interface CallOptions {\n  /** The caller's deadline in milliseconds: waits (e.g. WaitForInit) end with DEADLINE_EXCEEDED; started work goes on. */\n  timeoutMs?: number\n}\n\n");
     out.push_str("/** One async method per RPC of the contract; RPCs this daemon does not serve reject with UNIMPLEMENTED. */\nexport interface DaemonMethods {\n");
     let mut seen = BTreeSet::new();

@@ -7,21 +7,32 @@ use std::time::Duration;
 use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
+use tonic::service::Routes;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
+use tower::ServiceExt;
 use wsd_core::{Config, Daemon};
 
-use crate::service::{
-    ContentExt, ContentService, DispatchService, InWorkspace, ServiceName, WorkspaceInfo,
-};
+use crate::service::DispatchService;
 
-const SERVED: &[&str] = &[ContentService::NAME, ContentExt::NAME];
+/// The services whose methods the dispatch table serves (at least one of them), by name: the
+/// ones reported by health checks and listed by reflection.
+fn served_services() -> Result<Vec<String>, String> {
+    let mut served: Vec<String> = Vec::new();
+    for method in wsd_core::json::api_methods().map_err(|e| e.to_string())? {
+        if method.served && !served.contains(&method.service) {
+            served.push(method.service);
+        }
+    }
+    Ok(served)
+}
 
 async fn router(daemon: &Daemon) -> Result<tonic::transport::server::Router, String> {
+    let served = served_services()?;
     let (health_reporter, health) = tonic_health::server::health_reporter();
-    for name in SERVED {
+    for name in &served {
         health_reporter
-            .set_service_status(*name, ServingStatus::Serving)
+            .set_service_status(name, ServingStatus::Serving)
             .await;
     }
     health_reporter
@@ -34,23 +45,37 @@ async fn router(daemon: &Daemon) -> Result<tonic::transport::server::Router, Str
     let mut v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(wsd_core::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    for name in SERVED.iter().chain(["grpc.health.v1.Health"].iter()) {
-        v1 = v1.with_service_name(*name);
-        v1alpha = v1alpha.with_service_name(*name);
+    for name in served
+        .iter()
+        .map(String::as_str)
+        .chain(["grpc.health.v1.Health"])
+    {
+        v1 = v1.with_service_name(name);
+        v1alpha = v1alpha.with_service_name(name);
     }
     let v1 = v1.build_v1().map_err(|e| format!("reflection: {e}"))?;
     let v1alpha = v1alpha
         .build_v1alpha()
         .map_err(|e| format!("reflection: {e}"))?;
 
-    Ok(Server::builder()
-        .add_service(health)
+    // Every service of the contract goes to the dispatch table, also those with no method served
+    // yet: their callers get core's answer ("part of the API but not served by this version"), as
+    // they do in-process. Routed by name at run time (tonic's `add_service` wants the name as a
+    // constant), in the form tonic uses for its own routes.
+    let dispatch = DispatchService::new(daemon.clone());
+    let mut routes = Routes::new(health)
         .add_service(v1)
         .add_service(v1alpha)
-        .add_service(DispatchService::<ContentService>::new(daemon.clone()))
-        .add_service(DispatchService::<ContentExt>::new(daemon.clone()))
-        .add_service(DispatchService::<InWorkspace>::new(daemon.clone()))
-        .add_service(DispatchService::<WorkspaceInfo>::new(daemon.clone())))
+        .into_axum_router();
+    for name in wsd_core::proto::SERVICE_NAMES {
+        routes = routes.route_service(
+            &format!("/{name}/{{*rest}}"),
+            dispatch
+                .clone()
+                .map_request(|request: http::Request<_>| request.map(tonic::body::Body::new)),
+        );
+    }
+    Ok(Server::builder().add_routes(Routes::from(routes)))
 }
 
 /// Serves until `stop` is cancelled, then drains connections for at most the shutdown grace time
@@ -135,4 +160,27 @@ pub async fn serve(config: &Config, daemon: Daemon, stop: CancellationToken) -> 
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_served_services_are_those_of_the_dispatch_table() {
+        let served = served_services().expect("served services");
+        assert_eq!(
+            served,
+            [
+                "wsdaemon.WorkspaceContentService",
+                "wsdaemon.WorkspaceContentExt"
+            ]
+        );
+        for name in &served {
+            assert!(
+                wsd_core::proto::SERVICE_NAMES.contains(&name.as_str()),
+                "{name}"
+            );
+        }
+    }
 }

@@ -1,16 +1,15 @@
-//! A tonic service that serves every method of one gRPC service through the core dispatch table:
-//! requests arrive as protobuf bytes and go to `Daemon::call` unchanged, so a method added to core
-//! is served here without new code.
+//! A tonic service that serves every method of the contract's gRPC services through the core
+//! dispatch table: requests arrive as protobuf bytes and go to `Daemon::call` unchanged, so a
+//! method added to core is served here without new code.
 
 use std::convert::Infallible;
-use std::marker::PhantomData;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes};
 use futures::future::BoxFuture;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::server::{Grpc, UnaryService};
 use tonic::{Request, Response, Status};
 use wsd_core::{CallContext, Daemon};
 
@@ -54,53 +53,17 @@ impl Decoder for BytesCodec {
     }
 }
 
-/// A gRPC service name known at compile time (tonic routes by `NamedService::NAME`).
-pub trait ServiceName: Send + Sync + 'static {
-    const NAME: &'static str;
-}
-
-macro_rules! service_names {
-    ($($marker:ident => $name:literal),* $(,)?) => {
-        $(
-            pub struct $marker;
-            impl ServiceName for $marker {
-                const NAME: &'static str = $name;
-            }
-        )*
-    };
-}
-
-service_names! {
-    ContentService => "wsdaemon.WorkspaceContentService",
-    ContentExt => "wsdaemon.WorkspaceContentExt",
-    // Part of the contract but not served yet: routed anyway, so callers get core's answer
-    // ("part of the API but not served by this version"), as they do in-process.
-    InWorkspace => "iws.InWorkspaceService",
-    WorkspaceInfo => "iws.WorkspaceInfoService",
-}
-
-pub struct DispatchService<S> {
+/// Serves every method of the services it is routed for (see `server::router`: one route per
+/// service of the contract) by handing the request path to core.
+#[derive(Clone)]
+pub struct DispatchService {
     daemon: Daemon,
-    _name: PhantomData<fn() -> S>,
 }
 
-impl<S> DispatchService<S> {
+impl DispatchService {
     pub fn new(daemon: Daemon) -> Self {
-        DispatchService {
-            daemon,
-            _name: PhantomData,
-        }
+        DispatchService { daemon }
     }
-}
-
-impl<S> Clone for DispatchService<S> {
-    fn clone(&self) -> Self {
-        DispatchService::new(self.daemon.clone())
-    }
-}
-
-impl<S: ServiceName> NamedService for DispatchService<S> {
-    const NAME: &'static str = S::NAME;
 }
 
 struct Unary {
@@ -134,7 +97,7 @@ impl UnaryService<Bytes> for Unary {
     }
 }
 
-impl<S: ServiceName> tower::Service<http::Request<tonic::body::Body>> for DispatchService<S> {
+impl tower::Service<http::Request<tonic::body::Body>> for DispatchService {
     type Response = http::Response<tonic::body::Body>;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;

@@ -3,8 +3,8 @@
 #include "common.h"
 
 static void on_done(void *user_data, wsd_status status, const uint8_t *response, size_t len,
-                    const char *message) {
-  (void)status; (void)response; (void)len; (void)message;
+                    const char *message, const char *reason) {
+  (void)status; (void)response; (void)len; (void)message; (void)reason;
   if (user_data) (*(int *)user_data)++;
 }
 
@@ -19,6 +19,7 @@ int main(int argc, char **argv) {
   wsd_daemon *d = NULL;
   CHECK_STATUS(wsd_daemon_new("", NULL), WSD_NULL_ARGUMENT);
   CHECK(wsd_last_error_message() != NULL);
+  CHECK(strcmp(wsd_last_error_reason(), "null_argument") == 0);
   CHECK_STATUS(wsd_daemon_new("this is = = not toml", &d), WSD_INVALID_ARGUMENT);
   CHECK(d == NULL); /* out-parameters are written only on success */
   CHECK_STATUS(wsd_daemon_new("{\"no_such_key\": 1}", &d), WSD_INVALID_ARGUMENT);
@@ -35,14 +36,18 @@ int main(int argc, char **argv) {
   CHECK_STATUS(wsd_is_workspace_exists(d, NULL, &exists), WSD_NULL_ARGUMENT);
   CHECK_STATUS(wsd_is_workspace_exists(d, "ws", NULL), WSD_NULL_ARGUMENT);
   CHECK_STATUS(wsd_is_workspace_exists(d, "bad\xc3\x28", &exists), WSD_INVALID_UTF8);
+  CHECK(strcmp(wsd_last_error_reason(), "invalid_utf8") == 0);
   CHECK_STATUS(wsd_is_workspace_exists(d, "../x", &exists), WSD_INVALID_ARGUMENT);
   CHECK(exists == true); /* untouched on failure */
   CHECK(strstr(wsd_last_error_message(), "invalid workspace id") != NULL);
+  CHECK(strcmp(wsd_last_error_reason(), "invalid_id") == 0);
   CHECK_STATUS(wsd_is_workspace_exists(d, "ws", &exists), WSD_OK);
   CHECK(wsd_last_error_message() == NULL);
+  CHECK(wsd_last_error_reason() == NULL);
   CHECK(exists == false);
 
   CHECK_STATUS(wsd_wait_for_init(d, "nope"), WSD_NOT_FOUND);
+  CHECK(strcmp(wsd_last_error_reason(), "workspace_not_found") == 0);
   CHECK_STATUS(wsd_wait_for_init(d, NULL), WSD_NULL_ARGUMENT);
   char *url = (char *)"untouched";
   CHECK_STATUS(wsd_backup_workspace(d, "nope", &url), WSD_NOT_FOUND);
@@ -56,6 +61,7 @@ int main(int argc, char **argv) {
   const uint8_t garbage[] = {0x0a, 0xff, 0xff, 0xff};
   CHECK_STATUS(wsd_call(d, "/wsdaemon.WorkspaceContentService/IsWorkspaceExists", garbage, sizeof(garbage), &response, &response_len), WSD_INVALID_ARGUMENT);
   CHECK_STATUS(wsd_call(d, "/wsdaemon.WorkspaceContentService/NoSuchMethod", NULL, 0, &response, &response_len), WSD_UNIMPLEMENTED);
+  CHECK(strcmp(wsd_last_error_reason(), "unknown_method") == 0);
   CHECK_STATUS(wsd_call(d, "not even a path", NULL, 0, &response, &response_len), WSD_UNIMPLEMENTED);
   CHECK_STATUS(wsd_call(d, "/wsdaemon.WorkspaceContentService/IsWorkspaceExists", NULL, 3, &response, &response_len), WSD_NULL_ARGUMENT);
   CHECK_STATUS(wsd_call(d, NULL, NULL, 0, &response, &response_len), WSD_NULL_ARGUMENT);
@@ -87,6 +93,7 @@ int main(int argc, char **argv) {
   CHECK_STATUS(wsd_daemon_close(d), WSD_OK);
   CHECK_STATUS(wsd_daemon_close(d), WSD_OK);
   CHECK_STATUS(wsd_is_workspace_exists(d, "ws", &exists), WSD_UNAVAILABLE);
+  CHECK(strcmp(wsd_last_error_reason(), "shutting_down") == 0);
   CHECK_STATUS(wsd_call(d, "/wsdaemon.WorkspaceContentService/IsWorkspaceExists", NULL, 0, &response, &response_len), WSD_UNAVAILABLE);
   /* A refused async call hands out no pending handle and never runs its callback. */
   int callbacks = 0;

@@ -23,17 +23,20 @@ typedef struct {
   wsd_status status;
   size_t response_len;
   unsigned char response[256];
+  char reason[64];
 } outcome;
 
 static void on_done(void *user_data, wsd_status status, const uint8_t *response, size_t len,
-                    const char *message) {
+                    const char *message, const char *reason) {
   outcome *o = user_data;
   pthread_mutex_lock(&o->lock);
   o->calls++;
   o->status = status;
   o->response_len = len < sizeof(o->response) ? len : sizeof(o->response);
   if (len) memcpy(o->response, response, o->response_len);
-  if (status != WSD_OK && message == NULL) o->status = WSD_UNKNOWN; /* errors carry a message */
+  /* Errors carry a message and a reason, successes neither. */
+  if ((status != WSD_OK) != (message != NULL) || (status != WSD_OK) != (reason != NULL)) o->status = WSD_UNKNOWN;
+  if (reason) snprintf(o->reason, sizeof(o->reason), "%s", reason);
   pthread_cond_broadcast(&o->cond);
   pthread_mutex_unlock(&o->lock);
 }
@@ -145,7 +148,7 @@ int main(int argc, char **argv) {
   wsd_pending *pending = NULL;
   CHECK_STATUS(wsd_call_async(d, method("IsWorkspaceExists"), exists_req.data, exists_req.len, on_done, &done, &pending), WSD_OK);
   outcome_wait(&done, 1);
-  CHECK(done.status == WSD_OK && done.response_len == 2);
+  CHECK(done.status == WSD_OK && done.response_len == 2 && done.reason[0] == 0);
   CHECK_STATUS(wsd_pending_cancel(pending), WSD_OK); /* after completion: no effect */
   wsd_pending_free(pending);
 
@@ -198,11 +201,13 @@ int main(int argc, char **argv) {
   CHECK_STATUS(wsd_pending_cancel(pending), WSD_OK);
   outcome_wait(&waited, 1);
   CHECK(waited.status == WSD_CANCELLED);
+  CHECK(strcmp(waited.reason, "cancelled") == 0);
   wsd_pending_free(pending);
 
   CHECK_STATUS(wsd_daemon_close(d), WSD_OK);
   outcome_wait(&init_done, 1);
   CHECK(init_done.status == WSD_UNAVAILABLE);
+  CHECK(strcmp(init_done.reason, "shutting_down") == 0);
   CHECK_STATUS(wsd_is_workspace_exists(d, "ws2", &exists), WSD_UNAVAILABLE);
   wsd_daemon_free(d);
   close(silent);
