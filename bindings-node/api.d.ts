@@ -234,6 +234,17 @@ export interface WriteIDMappingResponse {
   errorCode?: number
 }
 
+/** wsdaemon.AttachContainerRequest */
+export interface AttachContainerRequest {
+  id?: string
+  pid?: string | number
+  cgroupPath?: string
+}
+
+/** wsdaemon.AttachContainerResponse */
+export interface AttachContainerResponse {
+}
+
 /** wsdaemon.BackupWorkspaceRequest */
 export interface BackupWorkspaceRequest {
   id?: string
@@ -242,6 +253,15 @@ export interface BackupWorkspaceRequest {
 /** wsdaemon.BackupWorkspaceResponse */
 export interface BackupWorkspaceResponse {
   url?: string
+}
+
+/** wsdaemon.DetachContainerRequest */
+export interface DetachContainerRequest {
+  id?: string
+}
+
+/** wsdaemon.DetachContainerResponse */
+export interface DetachContainerResponse {
 }
 
 /** wsdaemon.DisposeWorkspaceRequest */
@@ -354,6 +374,10 @@ export interface DaemonMethods {
   snapshotStatus(request?: SnapshotStatusRequest, options?: CallOptions): Promise<SnapshotStatusResponse>
   /** /wsdaemon.WorkspaceContentExt/WorkspaceState */
   workspaceState(request?: WorkspaceStateRequest, options?: CallOptions): Promise<WorkspaceStateResponse>
+  /** /wsdaemon.WorkspaceRuntime/AttachContainer */
+  attachContainer(request?: AttachContainerRequest, options?: CallOptions): Promise<AttachContainerResponse>
+  /** /wsdaemon.WorkspaceRuntime/DetachContainer */
+  detachContainer(request?: DetachContainerRequest, options?: CallOptions): Promise<DetachContainerResponse>
   /** /iws.InWorkspaceService/PrepareForUserNS (not served yet: rejects with UNIMPLEMENTED) */
   prepareForUserNS(request?: PrepareForUserNSRequest, options?: CallOptions): Promise<PrepareForUserNSResponse>
   /** /iws.InWorkspaceService/WriteIDMapping (not served yet: rejects with UNIMPLEMENTED) */

@@ -24,13 +24,12 @@ GOBIN="$tools" go install "google.golang.org/protobuf/cmd/protoc-gen-go@$PROTOC_
 GOBIN="$tools" go install "google.golang.org/grpc/cmd/protoc-gen-go-grpc@$PROTOC_GEN_GO_GRPC_VERSION"
 export PATH="$tools:$PATH"
 
-# file -> Go package (import path) mappings, used for both plugins.
-declare -A pkg=(
-  [contentservice/initializer.proto]="$MODULE/api/contentservice"
-  [wsdaemon/daemon.proto]="$MODULE/api/wsdaemon"
-  [wsdaemon/ext.proto]="$MODULE/api/wsdaemon"
-  [iws/workspace_daemon.proto]="$MODULE/api/iws"
-)
+# file -> Go package (import path) mappings, used for both plugins: every .proto file of the
+# contract, in the Go package named after its folder (the proto package).
+declare -A pkg=()
+while IFS= read -r f; do
+  pkg[$f]="$MODULE/api/$(dirname "$f")"
+done < <(cd "$protos" && find . -name '*.proto' | sed 's|^\./||' | sort)
 go_opts=() grpc_opts=()
 for f in "${!pkg[@]}"; do
   go_opts+=("--go_opt=M$f=${pkg[$f]}")

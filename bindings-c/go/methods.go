@@ -76,3 +76,14 @@ func (d *Daemon) SnapshotStatus(ctx context.Context, req *wsdaemon.SnapshotStatu
 func (d *Daemon) WorkspaceState(ctx context.Context, req *wsdaemon.WorkspaceStateRequest) (*wsdaemon.WorkspaceStateResponse, error) {
 	return call[wsdaemon.WorkspaceStateResponse](ctx, d, wsdaemon.WorkspaceContentExt_WorkspaceState_FullMethodName, req)
 }
+
+// AttachContainer ties a workspace to its container's init process (a PID in the daemon's PID
+// namespace); the in-workspace operations act on that container.
+func (d *Daemon) AttachContainer(ctx context.Context, req *wsdaemon.AttachContainerRequest) (*wsdaemon.AttachContainerResponse, error) {
+	return call[wsdaemon.AttachContainerResponse](ctx, d, wsdaemon.WorkspaceRuntime_AttachContainer_FullMethodName, req)
+}
+
+// DetachContainer ends a workspace's container attachment; it is idempotent.
+func (d *Daemon) DetachContainer(ctx context.Context, req *wsdaemon.DetachContainerRequest) (*wsdaemon.DetachContainerResponse, error) {
+	return call[wsdaemon.DetachContainerResponse](ctx, d, wsdaemon.WorkspaceRuntime_DetachContainer_FullMethodName, req)
+}

@@ -14,4 +14,6 @@ var servedMethods = []string{
 	"/wsdaemon.WorkspaceContentService/BackupWorkspace",
 	"/wsdaemon.WorkspaceContentExt/SnapshotStatus",
 	"/wsdaemon.WorkspaceContentExt/WorkspaceState",
+	"/wsdaemon.WorkspaceRuntime/AttachContainer",
+	"/wsdaemon.WorkspaceRuntime/DetachContainer",
 }
