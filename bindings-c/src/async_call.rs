@@ -61,8 +61,11 @@ pub unsafe extern "C" fn wsd_call_async(
 ) -> wsd_status {
     ffi_boundary! {
         // SAFETY (all three): pointers are checked for NULL; validity is the caller's contract.
+        // SAFETY: the daemon argument is NULL or a live handle, as the function's # Safety section requires.
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
+        // SAFETY: the string argument is NULL or NUL-terminated for this call (# Safety section).
         let method = arg!(unsafe { str_arg(method, "method") });
+        // SAFETY: the buffer is NULL with length 0 or that many readable bytes (# Safety section).
         let request = arg!(unsafe { bytes_arg(request, request_len, "request") });
         let Some(callback) = callback else {
             return fail_with(wsd_status::WSD_NULL_ARGUMENT, "callback must not be NULL");

@@ -29,8 +29,11 @@ pub unsafe extern "C" fn wsd_call(
 ) -> wsd_status {
     ffi_boundary! {
         // SAFETY (all four): pointers are checked for NULL; validity is the caller's contract.
+        // SAFETY: the daemon argument is NULL or a live handle, as the function's # Safety section requires.
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
+        // SAFETY: the string argument is NULL or NUL-terminated for this call (# Safety section).
         let method = arg!(unsafe { str_arg(method, "method") });
+        // SAFETY: the buffer is NULL with length 0 or that many readable bytes (# Safety section).
         let request = arg!(unsafe { bytes_arg(request, request_len, "request") });
         let (response, response_len) = (arg!(out_arg(response, "response")), arg!(out_arg(response_len, "response_len")));
         match d.inner.call_blocking(method, request.to_vec(), None) {
@@ -65,8 +68,11 @@ pub unsafe extern "C" fn wsd_call_json(
 ) -> wsd_status {
     ffi_boundary! {
         // SAFETY (all three): pointers are checked for NULL; validity is the caller's contract.
+        // SAFETY: the daemon argument is NULL or a live handle, as the function's # Safety section requires.
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
+        // SAFETY: the string argument is NULL or NUL-terminated for this call (# Safety section).
         let method = arg!(unsafe { str_arg(method, "method") });
+        // SAFETY: the string argument is NULL or NUL-terminated for this call (# Safety section).
         let request = arg!(unsafe { str_arg(request_json, "request_json") });
         let out = arg!(out_arg(response_json, "response_json"));
         match d.inner.call_json_blocking(method, request.to_string()) {

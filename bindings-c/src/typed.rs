@@ -61,6 +61,7 @@ pub unsafe extern "C" fn wsd_is_workspace_exists(
     ffi_boundary! {
         // SAFETY: pointers are checked for NULL; validity is the caller's contract.
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
+        // SAFETY: the string argument is NULL or NUL-terminated for this call (# Safety section).
         let id = arg!(unsafe { str_arg(id, "id") }).to_string();
         let out = arg!(out_arg(exists, "exists"));
         let r = call_typed::<IsWorkspaceExistsResponse>(d, "IsWorkspaceExists", IsWorkspaceExistsRequest { id });
@@ -81,6 +82,7 @@ pub unsafe extern "C" fn wsd_wait_for_init(
     ffi_boundary! {
         // SAFETY: pointers are checked for NULL; validity is the caller's contract.
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
+        // SAFETY: the string argument is NULL or NUL-terminated for this call (# Safety section).
         let id = arg!(unsafe { str_arg(id, "id") }).to_string();
         match call_typed::<WaitForInitResponse>(d, "WaitForInit", WaitForInitRequest { id }) {
             Ok(_) => wsd_status::WSD_OK,
@@ -104,6 +106,7 @@ pub unsafe extern "C" fn wsd_take_snapshot(
     ffi_boundary! {
         // SAFETY: pointers are checked for NULL; validity is the caller's contract.
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
+        // SAFETY: the string argument is NULL or NUL-terminated for this call (# Safety section).
         let id = arg!(unsafe { str_arg(id, "id") }).to_string();
         let out = arg!(out_arg(url, "url"));
         let req = TakeSnapshotRequest { id, return_immediately };
@@ -126,6 +129,7 @@ pub unsafe extern "C" fn wsd_backup_workspace(
     ffi_boundary! {
         // SAFETY: pointers are checked for NULL; validity is the caller's contract.
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
+        // SAFETY: the string argument is NULL or NUL-terminated for this call (# Safety section).
         let id = arg!(unsafe { str_arg(id, "id") }).to_string();
         let out = arg!(out_arg(url, "url"));
         let r = call_typed::<BackupWorkspaceResponse>(d, "BackupWorkspace", BackupWorkspaceRequest { id });
@@ -151,6 +155,7 @@ pub unsafe extern "C" fn wsd_dispose_workspace(
     ffi_boundary! {
         // SAFETY: pointers are checked for NULL; validity is the caller's contract.
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
+        // SAFETY: the string argument is NULL or NUL-terminated for this call (# Safety section).
         let id = arg!(unsafe { str_arg(id, "id") }).to_string();
         let req = DisposeWorkspaceRequest { id, backup, backup_logs };
         let bytes = match call(d, "DisposeWorkspace", req) {
