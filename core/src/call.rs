@@ -3,24 +3,36 @@
 //! be abandoned half-way (init, backups, disposal) runs detached and only the waiting stops.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::sys::process::Pidfd;
 
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
     pub deadline: Option<Instant>,
     pub cancel: Option<CancellationToken>,
+    /// Who calls, when the call came over a workspace's own socket; `None` on every other surface.
+    pub caller: Option<Caller>,
+}
+
+/// A caller on a workspace's own socket: the workspace the socket belongs to, and the peer
+/// process of the connection (SO_PEERPIDFD), held as it was when it connected.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub workspace: String,
+    pub peer: Arc<Pidfd>,
 }
 
 impl CallContext {
     pub fn with_timeout(timeout: Duration) -> CallContext {
         CallContext {
             deadline: Some(Instant::now() + timeout),
-            cancel: None,
+            ..CallContext::default()
         }
     }
 

@@ -11,6 +11,8 @@ use crate::background::Background;
 use crate::config::Config;
 use crate::content::ContentService;
 use crate::error::{Error, Result};
+use crate::iws::socket::Sockets;
+use crate::iws::IwsService;
 use crate::runtime::RuntimeService;
 use crate::workspace::store::{Store, WorkingArea};
 
@@ -20,12 +22,26 @@ struct Services {
     background: Background,
     content: Arc<ContentService>,
     runtime: Arc<RuntimeService>,
+    iws: Arc<IwsService>,
+    /// Owned here: the store holds its observers only weakly.
+    #[allow(dead_code)]
+    sockets: Arc<Sockets>,
 }
 
 /// The workspace daemon. Cheap to clone; every clone is the same daemon.
 #[derive(Clone)]
 pub struct Daemon {
     services: Arc<Services>,
+}
+
+/// A daemon held by a part of itself (the workspace sockets dispatch to it).
+#[derive(Clone)]
+pub(crate) struct WeakDaemon(std::sync::Weak<Services>);
+
+impl WeakDaemon {
+    pub(crate) fn upgrade(&self) -> Option<Daemon> {
+        self.0.upgrade().map(|services| Daemon { services })
+    }
 }
 
 impl Daemon {
@@ -51,17 +67,29 @@ impl Daemon {
             .map_err(Error::internal)??;
         let content = Arc::new(content);
         let runtime = Arc::new(RuntimeService::new(store.clone()));
-        let runtime_events: std::sync::Weak<RuntimeService> = Arc::downgrade(&runtime);
-        store.observe(vec![runtime_events]);
+        let iws = Arc::new(IwsService::new(
+            config.clone(),
+            store.clone(),
+            runtime.clone(),
+        ));
+        let sockets = Arc::new(Sockets::new(store.area().clone(), background.clone()));
         let daemon = Daemon {
             services: Arc::new(Services {
                 config,
-                store,
+                store: store.clone(),
                 background,
                 content,
-                runtime,
+                runtime: runtime.clone(),
+                iws: iws.clone(),
+                sockets: sockets.clone(),
             }),
         };
+        sockets.set_daemon(WeakDaemon(Arc::downgrade(&daemon.services)));
+        // Attachments first: a workspace's socket serves as soon as it exists.
+        let runtime: std::sync::Weak<RuntimeService> = Arc::downgrade(&runtime);
+        let iws: std::sync::Weak<IwsService> = Arc::downgrade(&iws);
+        let sockets_events: std::sync::Weak<Sockets> = Arc::downgrade(&sockets);
+        store.observe(vec![runtime, iws, sockets_events]);
         let store = daemon.services.store.clone();
         let reloaded = tokio::task::spawn_blocking(move || store.reload())
             .await
@@ -87,6 +115,10 @@ impl Daemon {
 
     pub(crate) fn runtime(&self) -> &Arc<RuntimeService> {
         &self.services.runtime
+    }
+
+    pub(crate) fn iws(&self) -> &Arc<IwsService> {
+        &self.services.iws
     }
 
     /// Cancelled when shutdown begins: waits that run outside the daemon's tasks end on it.

@@ -7,7 +7,9 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::FutureExt;
 use prost::Message;
+use wsd_proto::iws as iws_pb;
 use wsd_proto::wsdaemon as pb;
 
 use crate::call::CallContext;
@@ -68,6 +70,13 @@ methods! {
     "wsdaemon.WorkspaceContentExt" / "WorkspaceState" => content.workspace_state(pb::WorkspaceStateRequest),
     "wsdaemon.WorkspaceRuntime" / "AttachContainer" => runtime.attach_container(pb::AttachContainerRequest),
     "wsdaemon.WorkspaceRuntime" / "DetachContainer" => runtime.detach_container(pb::DetachContainerRequest),
+    "iws.InWorkspaceService" / "WriteIDMapping" => iws.write_id_mapping(iws_pb::WriteIdMappingRequest),
+    "iws.InWorkspaceService" / "MountProc" => iws.mount_proc(iws_pb::MountProcRequest),
+    "iws.InWorkspaceService" / "UmountProc" => iws.umount_proc(iws_pb::UmountProcRequest),
+    "iws.InWorkspaceService" / "MountSysfs" => iws.mount_sysfs(iws_pb::MountProcRequest),
+    "iws.InWorkspaceService" / "UmountSysfs" => iws.umount_sysfs(iws_pb::UmountProcRequest),
+    "iws.InWorkspaceService" / "MountNfs" => iws.mount_nfs(iws_pb::MountNfsRequest),
+    "iws.InWorkspaceService" / "UmountNfs" => iws.umount_nfs(iws_pb::UmountNfsRequest),
 }
 
 /// The method served at `path`, if any.
@@ -81,10 +90,21 @@ impl Daemon {
     pub async fn call(&self, path: &str, request: Bytes, ctx: CallContext) -> Result<Vec<u8>> {
         let started = Instant::now();
         let (label, result) = match find(path) {
-            Some(method) => (
-                method.path,
-                (method.handler)(self.clone(), request, ctx).await,
-            ),
+            Some(method) => {
+                // A bug in one operation answers INTERNAL instead of taking its host down.
+                let handled =
+                    std::panic::AssertUnwindSafe((method.handler)(self.clone(), request, ctx))
+                        .catch_unwind()
+                        .await
+                        .unwrap_or_else(|_| {
+                            tracing::error!(method = method.path, "an operation panicked");
+                            Err(Error::Internal(format!(
+                                "{} failed unexpectedly; the daemon log has details",
+                                method.path
+                            )))
+                        });
+                (method.path, handled)
+            }
             None if crate::json::is_contract_method(path) => (
                 "unserved",
                 Err(Error::Unimplemented(format!(

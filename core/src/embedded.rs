@@ -132,6 +132,7 @@ impl EmbeddedDaemon {
                     CallContext {
                         deadline: None,
                         cancel,
+                        ..CallContext::default()
                     },
                 )
                 .await
@@ -165,6 +166,7 @@ impl EmbeddedDaemon {
             let ctx = CallContext {
                 deadline: None,
                 cancel: Some(cancel),
+                ..CallContext::default()
             };
             let result = daemon.call(&method, Bytes::from(request), ctx).await;
             done.call(result);

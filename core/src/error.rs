@@ -162,6 +162,33 @@ pub enum Error {
     #[error("{0}")]
     ResourceExhausted(String),
 
+    /// An in-workspace operation reached the daemon other than over the workspace's own socket,
+    /// so there is no caller whose container it could act on.
+    #[error(
+        "{0} is served only on the workspace's own socket (<working_area>/<id>-daemon/daemon.sock)"
+    )]
+    NotOnWorkspaceSocket(&'static str),
+
+    /// No container is attached to the workspace (AttachContainer), or it stopped.
+    #[error("no container attached to workspace {0}")]
+    NoContainer(String),
+
+    /// The caller may not act on this workspace.
+    #[error("{0}")]
+    PermissionDenied(String),
+
+    /// An operation of the rate-limit table that may run once per workspace ran already.
+    #[error("{0} can be used only once per workspace")]
+    OnlyOnce(&'static str),
+
+    /// The caller exceeded the rate limit of an operation.
+    #[error("too many requests: {0} is rate limited, try again later")]
+    TooManyRequests(&'static str),
+
+    /// The kernel refused an operation whose request was valid.
+    #[error("{0}")]
+    KernelRefused(String),
+
     /// Something failed inside the daemon; details are in the daemon's log.
     #[error("internal error: {0}")]
     Internal(String),
@@ -185,7 +212,13 @@ impl Error {
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Error::Unimplemented(_) | Error::UnknownMethod(_) => Code::Unimplemented,
             Error::ShuttingDown => Code::Unavailable,
-            Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::ResourceExhausted(_) | Error::OnlyOnce(_) | Error::TooManyRequests(_) => {
+                Code::ResourceExhausted
+            }
+            Error::NotOnWorkspaceSocket(_) | Error::NoContainer(_) | Error::KernelRefused(_) => {
+                Code::FailedPrecondition
+            }
+            Error::PermissionDenied(_) => Code::PermissionDenied,
             Error::Internal(_) => Code::Internal,
         }
     }
@@ -210,6 +243,12 @@ impl Error {
             Error::BadRequest { .. } => "bad_request",
             Error::ShuttingDown => "shutting_down",
             Error::ResourceExhausted(_) => "resource_exhausted",
+            Error::NotOnWorkspaceSocket(_) => "not_on_workspace_socket",
+            Error::NoContainer(_) => "no_container",
+            Error::PermissionDenied(_) => "permission_denied",
+            Error::OnlyOnce(_) => "only_once",
+            Error::TooManyRequests(_) => "too_many_requests",
+            Error::KernelRefused(_) => "kernel_refused",
             Error::Internal(_) => "internal",
         }
     }

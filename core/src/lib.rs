@@ -15,7 +15,9 @@ pub mod dispatch;
 pub mod embedded;
 pub mod error;
 pub mod git;
+pub mod grpc;
 pub mod initializer;
+mod iws;
 pub mod json;
 pub mod retry;
 mod runtime;
@@ -28,7 +30,7 @@ mod testing;
 pub mod url_text;
 pub mod workspace;
 
-pub use call::CallContext;
+pub use call::{CallContext, Caller};
 pub use config::Config;
 pub use daemon::Daemon;
 pub use embedded::EmbeddedDaemon;

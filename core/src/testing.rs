@@ -50,18 +50,7 @@ impl PidNamespaceProcess {
             .stdin(Stdio::null())
             .spawn()
             .expect("run unshare (util-linux)");
-        let children = format!("/proc/{0}/task/{0}/children", unshare.id());
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let pid = loop {
-            let found = std::fs::read_to_string(&children)
-                .ok()
-                .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()));
-            if let Some(pid) = found {
-                break pid;
-            }
-            assert!(Instant::now() < deadline, "unshare started no child");
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let pid = child_of(unshare.id());
         PidNamespaceProcess { unshare, pid }
     }
 
@@ -79,5 +68,80 @@ impl PidNamespaceProcess {
 impl Drop for PidNamespaceProcess {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A stand-in workspace container (needs root): `sleep` as PID 1 of new PID, mount and network
+/// namespaces with private mount propagation, sharing the host's root folder. Killed when
+/// dropped; its mounts go with its mount namespace.
+pub struct TestContainer {
+    unshare: Child,
+    pub pid: i32,
+}
+
+impl TestContainer {
+    pub fn start() -> TestContainer {
+        let unshare = Command::new("unshare")
+            .args([
+                "--fork",
+                "--pid",
+                "--mount",
+                "--net",
+                "--propagation",
+                "private",
+                "--mount-proc",
+                "--kill-child",
+                "sleep",
+                "600",
+            ])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("run unshare (util-linux)");
+        let pid = child_of(unshare.id());
+        TestContainer { unshare, pid }
+    }
+
+    /// Starts `args` inside the container as a descendant of its init (the way a workspace's
+    /// processes are), and returns its PID as the daemon sees it.
+    pub fn spawn_inside(&self, args: &[&str]) -> i32 {
+        // nsenter's child is not below the container's init; a double fork reparents it there.
+        let script = format!("{} >/dev/null 2>&1 </dev/null & echo $!", args.join(" "));
+        let out = Command::new("nsenter")
+            .args(["-t", &self.pid.to_string(), "-a", "sh", "-c", &script])
+            .output()
+            .expect("nsenter");
+        let inner: i32 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("pid of the started process");
+        let ns = std::fs::File::open(format!("/proc/{}/ns/pid", self.pid)).expect("pid ns");
+        crate::sys::namespaces::pid_from_namespace(std::os::fd::AsFd::as_fd(&ns), inner)
+            .expect("host pid")
+    }
+}
+
+fn child_of(parent: u32) -> i32 {
+    let children = format!("/proc/{parent}/task/{parent}/children");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let found = std::fs::read_to_string(&children)
+            .ok()
+            .and_then(|c| c.split_whitespace().next().and_then(|p| p.parse().ok()));
+        if let Some(pid) = found {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "unshare started no child");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.unshare.kill();
+        let _ = self.unshare.wait();
     }
 }

@@ -2,8 +2,6 @@
 
 mod cli;
 mod server;
-mod service;
-mod status;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;

@@ -13,7 +13,7 @@ use tonic_health::ServingStatus;
 use tower::ServiceExt;
 use wsd_core::{Config, Daemon};
 
-use crate::service::DispatchService;
+use wsd_core::grpc::DispatchService;
 
 /// The services whose methods the dispatch table serves (at least one of them), by name: the
 /// ones reported by health checks and listed by reflection.
@@ -173,7 +173,8 @@ mod tests {
             served,
             [
                 "wsdaemon.WorkspaceContentService",
-                "wsdaemon.WorkspaceContentExt"
+                "wsdaemon.WorkspaceContentExt",
+                "wsdaemon.WorkspaceRuntime",
             ]
         );
         for name in &served {

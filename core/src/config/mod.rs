@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+mod iws;
 mod storage;
+pub use iws::*;
 pub use storage::*;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -21,6 +23,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub download: DownloadConfig,
     pub git: GitSettings,
+    /// The in-workspace service (the workspaces' own sockets).
+    pub iws: IwsConfig,
     /// Settings of the gRPC server binary; ignored by in-process embeddings.
     pub server: ServerConfig,
 }
@@ -35,6 +39,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             download: DownloadConfig::default(),
             git: GitSettings::default(),
+            iws: IwsConfig::default(),
             server: ServerConfig::default(),
         }
     }
@@ -306,6 +311,9 @@ impl Config {
         }
         if self.download.attempts == 0 {
             return bad("download.attempts must be at least 1");
+        }
+        if let Err(msg) = self.iws.check() {
+            return bad(&msg);
         }
         Ok(())
     }

@@ -166,6 +166,7 @@ async fn a_caller_cancelled_before_the_call_does_not_strand_the_init() {
         let ctx = CallContext {
             deadline: None,
             cancel: Some(token),
+            ..CallContext::default()
         };
         let id = format!("ws-{i}");
         // Either answer is fine for the caller; the init must run either way.

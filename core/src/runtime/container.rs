@@ -10,7 +10,6 @@ pub use crate::workspace::state::ContainerRecord;
 
 /// An attached container.
 #[derive(Debug)]
-#[allow(dead_code)] // TEMP: the in-workspace service uses the namespace handles
 pub struct Container {
     record: ContainerRecord,
     init: Pidfd,
@@ -50,7 +49,6 @@ fn not_a_process(pid: i32) -> Error {
     Error::InvalidArgument(format!("pid {pid}: no such process"))
 }
 
-#[allow(dead_code)] // TEMP
 impl Container {
     /// Takes hold of the process `pid` as a workspace container. `expected_start` (after a
     /// restart) must match its start time. Blocking: reads `/proc`.
@@ -106,11 +104,6 @@ impl Container {
 
     pub fn pid(&self) -> i32 {
         self.record.pid
-    }
-
-    /// The init process, held.
-    pub fn init(&self) -> &Pidfd {
-        &self.init
     }
 
     pub fn pid_namespace(&self) -> std::os::fd::BorrowedFd<'_> {

@@ -1,19 +1,19 @@
 //! A tonic service that serves every method of the contract's gRPC services through the core
-//! dispatch table: requests arrive as protobuf bytes and go to `Daemon::call` unchanged, so a
+//! dispatch table, for the main listener of the server binary and for the workspaces' own sockets: requests arrive as protobuf bytes and go to `Daemon::call` unchanged, so a
 //! method added to core is served here without new code.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use super::status::to_status;
+use crate::call::{CallContext, Caller};
+use crate::daemon::Daemon;
 use bytes::{Buf, BufMut, Bytes};
 use futures::future::BoxFuture;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{Grpc, UnaryService};
 use tonic::{Request, Response, Status};
-use wsd_core::{CallContext, Daemon};
-
-use crate::status::to_status;
 
 /// Passes message bytes through untouched; core decodes them.
 #[derive(Clone, Copy, Default)]
@@ -53,22 +53,36 @@ impl Decoder for BytesCodec {
     }
 }
 
-/// Serves every method of the services it is routed for (see `server::router`: one route per
-/// service of the contract) by handing the request path to core.
+/// Serves every method it is routed for by handing the request path to core. On a workspace's
+/// own socket it also carries who is calling.
 #[derive(Clone)]
 pub struct DispatchService {
     daemon: Daemon,
+    caller: Option<Caller>,
 }
 
 impl DispatchService {
+    /// For a listener that knows nothing of its callers (the main gRPC listener).
     pub fn new(daemon: Daemon) -> Self {
-        DispatchService { daemon }
+        DispatchService {
+            daemon,
+            caller: None,
+        }
+    }
+
+    /// For one connection of a workspace's own socket.
+    pub(crate) fn for_caller(daemon: Daemon, caller: Caller) -> Self {
+        DispatchService {
+            daemon,
+            caller: Some(caller),
+        }
     }
 }
 
 struct Unary {
     daemon: Daemon,
     path: String,
+    caller: Option<Caller>,
 }
 
 impl UnaryService<Bytes> for Unary {
@@ -86,6 +100,7 @@ impl UnaryService<Bytes> for Unary {
                 .and_then(parse_grpc_timeout)
                 .map(|t| tokio::time::Instant::now() + t.saturating_sub(deadline_margin(t))),
             cancel: None,
+            caller: self.caller.clone(),
         };
         Box::pin(async move {
             daemon
@@ -107,12 +122,15 @@ impl tower::Service<http::Request<tonic::body::Body>> for DispatchService {
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
-        let daemon = self.daemon.clone();
-        let path = request.uri().path().to_string();
+        let unary = Unary {
+            daemon: self.daemon.clone(),
+            path: request.uri().path().to_string(),
+            caller: self.caller.clone(),
+        };
         // Unknown methods are answered by core like on every surface (code, reason, metrics).
         Box::pin(async move {
             let mut grpc = Grpc::new(BytesCodec);
-            Ok(grpc.unary(Unary { daemon, path }, request).await)
+            Ok(grpc.unary(unary, request).await)
         })
     }
 }

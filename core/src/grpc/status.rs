@@ -1,6 +1,7 @@
-//! The one place where core errors become gRPC statuses.
+//! The one place where core errors become gRPC statuses (for the server binary and the workspace
+//! sockets alike).
 
-use wsd_core::Error;
+use crate::error::Error;
 
 pub fn to_status(e: Error) -> tonic::Status {
     let code = tonic::Code::from_i32(e.code().as_i32());
@@ -17,7 +18,7 @@ mod tests {
 
     #[test]
     fn every_core_code_is_the_same_grpc_code() {
-        for code in wsd_core::Code::ALL {
+        for code in crate::Code::ALL {
             let grpc = tonic::Code::from_i32(code.as_i32());
             // tonic's Debug is the CamelCase of the canonical name (DataLoss for DATA_LOSS).
             let camel: String = code

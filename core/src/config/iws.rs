@@ -1,0 +1,80 @@
+//! Settings of the in-workspace service.
+
+use serde::{Deserialize, Serialize};
+
+/// `iws.*`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IwsConfig {
+    /// Host ids that WriteIDMapping may map user ids of a workspace to.
+    pub uid_map: IdRanges,
+    /// Host ids that WriteIDMapping may map group ids of a workspace to.
+    pub gid_map: IdRanges,
+}
+
+/// Where the ids of a workspace may land on the host.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdRanges {
+    /// Container id 0 (the workspace's root) maps into this range.
+    pub root_range: IdRange,
+    /// Every other container id maps into one of these ranges.
+    pub user_ranges: Vec<IdRange>,
+}
+
+/// Host ids `start .. start + size`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct IdRange {
+    pub start: u32,
+    pub size: u32,
+}
+
+impl IdRange {
+    /// Whether host ids `start .. start + size` lie inside this range (no overflow possible).
+    pub fn contains(&self, start: u32, size: u32) -> bool {
+        let (start, size) = (u64::from(start), u64::from(size));
+        let (mine, my_size) = (u64::from(self.start), u64::from(self.size));
+        start >= mine && start + size <= mine + my_size
+    }
+
+    fn check(&self, name: &str) -> Result<(), String> {
+        if self.size == 0 {
+            return Err(format!("{name}: size must be at least 1"));
+        }
+        if u64::from(self.start) + u64::from(self.size) > u64::from(u32::MAX) + 1 {
+            return Err(format!("{name}: start + size goes past 4294967295"));
+        }
+        Ok(())
+    }
+}
+
+impl Default for IdRanges {
+    fn default() -> Self {
+        IdRanges {
+            root_range: IdRange {
+                start: 33333,
+                size: 1,
+            },
+            user_ranges: vec![IdRange {
+                start: 100000,
+                size: 70000,
+            }],
+        }
+    }
+}
+
+impl IwsConfig {
+    /// Checks the ranges (the message names the setting).
+    pub fn check(&self) -> Result<(), String> {
+        for (which, ranges) in [("uid_map", &self.uid_map), ("gid_map", &self.gid_map)] {
+            ranges
+                .root_range
+                .check(&format!("iws.{which}.root_range"))?;
+            for range in &ranges.user_ranges {
+                range.check(&format!("iws.{which}.user_ranges"))?;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,284 @@
+//! The in-workspace service (`iws.InWorkspaceService`), served on each workspace's own socket:
+//! every call acts on the container of the socket's workspace, for a caller inside that
+//! container (behaviour spec, section InWorkspaceService; runtime spec). The main listener and
+//! the in-process surfaces have no caller identity and are refused.
+//!
+//! Files: `socket` (the sockets and their callers), `caller` (the caller check), `limits` (the
+//! rate-limit table), `pid` (PIDs of the container), `idmap` (WriteIDMapping), `mounts` (proc,
+//! sysfs, NFS), `nfs` (MountNfs checks). Kernel calls are in `crate::sys`.
+
+mod caller;
+mod idmap;
+mod limits;
+mod mounts;
+mod nfs;
+mod pid;
+pub(crate) mod socket;
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wsd_proto::iws::{
+    MountNfsRequest, MountNfsResponse, MountProcRequest, MountProcResponse, UmountNfsRequest,
+    UmountNfsResponse, UmountProcRequest, UmountProcResponse, WriteIdMappingRequest,
+    WriteIdMappingResponse,
+};
+
+use crate::call::CallContext;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::runtime::{Container, RuntimeService};
+use crate::workspace::state::MountRecord;
+use crate::workspace::store::{Lifecycle, Store, Workspace};
+use limits::RateLimits;
+use mounts::{Kind, Place};
+
+pub(crate) struct IwsService {
+    config: Arc<Config>,
+    store: Arc<Store>,
+    runtime: Arc<RuntimeService>,
+    limits: RateLimits,
+}
+
+/// The workspace and container a call acts on, once the caller passed the checks.
+struct Target {
+    workspace: Arc<Workspace>,
+    container: Arc<Container>,
+}
+
+impl IwsService {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        store: Arc<Store>,
+        runtime: Arc<RuntimeService>,
+    ) -> IwsService {
+        IwsService {
+            config,
+            store,
+            runtime,
+            limits: RateLimits::default(),
+        }
+    }
+
+    /// The checks every call passes, in this order: over a workspace socket, a container
+    /// attached, the caller inside it, within the rate limit.
+    fn target(&self, ctx: &CallContext, method: &'static str) -> Result<Target> {
+        let caller = ctx
+            .caller
+            .as_ref()
+            .ok_or(Error::NotOnWorkspaceSocket(method))?;
+        let workspace = self
+            .store
+            .get(&caller.workspace)
+            .ok_or_else(|| Error::WorkspaceNotFound(caller.workspace.clone()))?;
+        let container = self
+            .runtime
+            .container(&caller.workspace)
+            .ok_or_else(|| Error::NoContainer(caller.workspace.clone()))?;
+        caller::check(caller, &container)?;
+        self.limits
+            .take(&caller.workspace, method, Instant::now())?;
+        Ok(Target {
+            workspace,
+            container,
+        })
+    }
+
+    pub(crate) async fn write_id_mapping(
+        self: Arc<Self>,
+        req: WriteIdMappingRequest,
+        ctx: CallContext,
+    ) -> Result<WriteIdMappingResponse> {
+        let target = self.target(&ctx, "WriteIDMapping")?;
+        let ranges = if req.gid {
+            &self.config.iws.gid_map
+        } else {
+            &self.config.iws.uid_map
+        };
+        let text = idmap::map_text(&req.mapping, ranges)?;
+        let file = if req.gid { "gid_map" } else { "uid_map" };
+        tokio::task::spawn_blocking(move || {
+            let process = pid::translate(&target.container, req.pid)?;
+            let mut map = std::fs::OpenOptions::new()
+                .write(true)
+                .open(format!("/proc/{}/{file}", process.pid()))
+                .map_err(|e| Error::KernelRefused(format!("cannot open the {file}: {e}")))?;
+            if !process.is_alive() {
+                return Err(Error::InvalidArgument(format!("process {} ended", req.pid)));
+            }
+            // One write: the kernel takes a map once, in a single write.
+            match map.write(text.as_bytes()) {
+                Ok(n) if n == text.len() => Ok(WriteIdMappingResponse::default()),
+                Ok(_) => Err(Error::KernelRefused(format!(
+                    "the kernel took only part of the {file}"
+                ))),
+                Err(e) => Err(Error::KernelRefused(format!(
+                    "the kernel refused the {file} (a map can be written once, ranges must not overlap): {e}"
+                ))),
+            }
+        })
+        .await
+        .map_err(Error::internal)?
+    }
+
+    /// Builds with `build` (given the held process) and mounts the result at `target`.
+    async fn mount(
+        &self,
+        target: Target,
+        kind: Kind,
+        pid: i64,
+        at: String,
+        build: impl FnOnce(
+                &crate::sys::process::Pidfd,
+            )
+                -> Result<futures::future::BoxFuture<'static, Result<std::os::fd::OwnedFd>>>
+            + Send
+            + 'static,
+    ) -> Result<()> {
+        let container = target.container.clone();
+        let (place, tree) = tokio::task::spawn_blocking(move || {
+            let process = pid::translate(&container, pid)?;
+            let place = Place::of(&process)?;
+            Ok::<_, Error>((place, build(&process)?))
+        })
+        .await
+        .map_err(Error::internal)??;
+        let tree = tree.await?;
+        let mount_id = place.attach(tree, at.clone()).await?;
+        tracing::info!(id = %target.workspace.id, kind = kind.name(), target = %at, "mounted");
+        let record = MountRecord {
+            kind: kind.name().into(),
+            mount_id,
+            target: at,
+        };
+        self.store
+            .update(&target.workspace, |r| r.mounts.push(record))
+            .await
+    }
+
+    /// Unmounts what this service mounted (of `kind`) at `at`; nothing of it there is success.
+    async fn unmount(&self, target: Target, kind: Kind, pid: i64, at: String) -> Result<()> {
+        let ours: Vec<u64> = target
+            .workspace
+            .record()
+            .mounts
+            .iter()
+            .filter(|m| m.kind == kind.name())
+            .map(|m| m.mount_id)
+            .collect();
+        let container = target.container.clone();
+        let place = tokio::task::spawn_blocking(move || {
+            let process = pid::translate(&container, pid)?;
+            Place::of(&process)
+        })
+        .await
+        .map_err(Error::internal)??;
+        match place.detach(at.clone(), ours).await? {
+            Some(gone) => {
+                tracing::info!(id = %target.workspace.id, kind = kind.name(), target = %at, "unmounted");
+                self.store
+                    .update(&target.workspace, |r| {
+                        r.mounts.retain(|m| m.mount_id != gone)
+                    })
+                    .await
+            }
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) async fn mount_proc(
+        self: Arc<Self>,
+        req: MountProcRequest,
+        ctx: CallContext,
+    ) -> Result<MountProcResponse> {
+        let target = self.target(&ctx, "MountProc")?;
+        self.mount(target, Kind::Proc, req.pid, req.target, |process| {
+            let ns = process
+                .pid_namespace()
+                .map_err(|e| Error::KernelRefused(format!("cannot read the PID namespace: {e}")))?;
+            let tree = mounts::masked_proc(ns.as_fd());
+            Ok(Box::pin(async move { tree }))
+        })
+        .await?;
+        Ok(MountProcResponse {})
+    }
+
+    pub(crate) async fn umount_proc(
+        self: Arc<Self>,
+        req: UmountProcRequest,
+        ctx: CallContext,
+    ) -> Result<UmountProcResponse> {
+        let target = self.target(&ctx, "UmountProc")?;
+        self.unmount(target, Kind::Proc, req.pid, req.target)
+            .await?;
+        Ok(UmountProcResponse {})
+    }
+
+    pub(crate) async fn mount_sysfs(
+        self: Arc<Self>,
+        req: MountProcRequest,
+        ctx: CallContext,
+    ) -> Result<MountProcResponse> {
+        let target = self.target(&ctx, "MountSysfs")?;
+        self.mount(target, Kind::Sysfs, req.pid, req.target, |process| {
+            let net = Place::network_namespace(process)?;
+            Ok(Box::pin(mounts::masked_sysfs(net)))
+        })
+        .await?;
+        Ok(MountProcResponse {})
+    }
+
+    pub(crate) async fn umount_sysfs(
+        self: Arc<Self>,
+        req: UmountProcRequest,
+        ctx: CallContext,
+    ) -> Result<UmountProcResponse> {
+        let target = self.target(&ctx, "UmountSysfs")?;
+        self.unmount(target, Kind::Sysfs, req.pid, req.target)
+            .await?;
+        Ok(UmountProcResponse {})
+    }
+
+    pub(crate) async fn mount_nfs(
+        self: Arc<Self>,
+        req: MountNfsRequest,
+        ctx: CallContext,
+    ) -> Result<MountNfsResponse> {
+        let target = self.target(&ctx, "MountNfs")?;
+        let checked = nfs::check(&req.source, &req.args)?;
+        self.mount(target, Kind::Nfs, req.pid, req.target, move |process| {
+            let net = Place::network_namespace(process)?;
+            Ok(Box::pin(mounts::network_fs(
+                net,
+                "nfs4",
+                checked.source,
+                checked.options,
+            )))
+        })
+        .await?;
+        Ok(MountNfsResponse {})
+    }
+
+    pub(crate) async fn umount_nfs(
+        self: Arc<Self>,
+        req: UmountNfsRequest,
+        ctx: CallContext,
+    ) -> Result<UmountNfsResponse> {
+        let target = self.target(&ctx, "UmountNfs")?;
+        self.unmount(target, Kind::Nfs, req.pid, req.target).await?;
+        Ok(UmountNfsResponse {})
+    }
+}
+
+impl Lifecycle for IwsService {
+    fn registered(&self, _ws: &Arc<Workspace>) {}
+
+    fn removed(&self, id: &str) {
+        self.limits.forget(id);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,337 @@
+//! The in-workspace operations through the dispatch against a real stand-in container (as root),
+//! with the caller given as the workspace socket gives it. The socket itself is tested over the
+//! wire by the integration tests.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use wsd_proto::contentservice::{
+    workspace_initializer::Spec, EmptyInitializer, WorkspaceInitializer,
+};
+use wsd_proto::iws::write_id_mapping_request::Mapping;
+use wsd_proto::iws::{
+    MountNfsRequest, MountNfsResponse, MountProcRequest, MountProcResponse, UmountProcRequest,
+    UmountProcResponse, WriteIdMappingRequest, WriteIdMappingResponse,
+};
+use wsd_proto::wsdaemon::{
+    AttachContainerRequest, AttachContainerResponse, InitWorkspaceRequest, InitWorkspaceResponse,
+    WorkspaceMetadata,
+};
+
+use crate::call::Caller;
+use crate::sys::process::Pidfd;
+use crate::testing::{call, config, TestContainer};
+use crate::{CallContext, Code, Daemon, Result};
+
+async fn workspace(d: &Daemon, id: &str) {
+    let req = InitWorkspaceRequest {
+        id: id.into(),
+        metadata: Some(WorkspaceMetadata {
+            owner: "o".into(),
+            meta_id: format!("m-{id}"),
+        }),
+        initializer: Some(WorkspaceInitializer {
+            spec: Some(Spec::Empty(EmptyInitializer {})),
+        }),
+        ..Default::default()
+    };
+    let _: InitWorkspaceResponse = call(
+        d,
+        "wsdaemon.WorkspaceContentService/InitWorkspace",
+        req,
+        &CallContext::default(),
+    )
+    .await
+    .expect("init");
+}
+
+async fn attach(d: &Daemon, id: &str, pid: i32) {
+    let req = AttachContainerRequest {
+        id: id.into(),
+        pid: pid.into(),
+        cgroup_path: String::new(),
+    };
+    let _: AttachContainerResponse = call(
+        d,
+        "wsdaemon.WorkspaceRuntime/AttachContainer",
+        req,
+        &CallContext::default(),
+    )
+    .await
+    .expect("attach");
+}
+
+/// A call as the workspace socket of `id` makes it for the process `peer`.
+fn from(id: &str, peer: i32) -> CallContext {
+    CallContext {
+        caller: Some(Caller {
+            workspace: id.into(),
+            peer: Arc::new(Pidfd::open(peer).expect("peer pidfd")),
+        }),
+        ..CallContext::default()
+    }
+}
+
+async fn mount_proc(
+    d: &Daemon,
+    ctx: &CallContext,
+    target: &str,
+    pid: i64,
+) -> Result<MountProcResponse> {
+    let req = MountProcRequest {
+        target: target.into(),
+        pid,
+    };
+    call(d, "iws.InWorkspaceService/MountProc", req, ctx).await
+}
+
+async fn umount_proc(
+    d: &Daemon,
+    ctx: &CallContext,
+    target: &str,
+    pid: i64,
+) -> Result<UmountProcResponse> {
+    let req = UmountProcRequest {
+        target: target.into(),
+        pid,
+    };
+    call(d, "iws.InWorkspaceService/UmountProc", req, ctx).await
+}
+
+/// The names in `dir` as the container's init sees it.
+fn listing(container: &TestContainer, dir: &Path) -> Vec<String> {
+    let inside = Path::new(&format!("/proc/{}/root", container.pid))
+        .join(dir.strip_prefix("/").expect("absolute"));
+    let mut names: Vec<String> = std::fs::read_dir(inside)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proc_is_mounted_masked_in_the_container_and_unmounted_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(config(dir.path())).await.expect("start");
+    let container = TestContainer::start();
+    let target = dir.path().join("target");
+    std::fs::create_dir(&target).expect("target folder");
+    let target_text = target.to_string_lossy().into_owned();
+
+    // The in-process surfaces have no caller: refused.
+    let err = mount_proc(&d, &CallContext::default(), &target_text, 1)
+        .await
+        .expect_err("no caller");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.to_string().contains("own socket"), "{err}");
+
+    workspace(&d, "ws-p").await;
+    let inside = from("ws-p", container.pid);
+    let err = mount_proc(&d, &inside, &target_text, 1)
+        .await
+        .expect_err("no container yet");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.to_string().contains("no container attached"), "{err}");
+
+    attach(&d, "ws-p", container.pid).await;
+    let host = from("ws-p", std::process::id() as i32);
+    let err = mount_proc(&d, &host, &target_text, 1)
+        .await
+        .expect_err("caller on the host");
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = mount_proc(&d, &inside, &target_text, 4242)
+        .await
+        .expect_err("unknown pid");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = mount_proc(&d, &inside, &format!("{target_text}/missing"), 1)
+        .await
+        .expect_err("no target");
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    mount_proc(&d, &inside, &target_text, 1)
+        .await
+        .expect("mount proc");
+    let names = listing(&container, &target);
+    let pids: Vec<&String> = names.iter().filter(|n| n.parse::<u32>().is_ok()).collect();
+    assert_eq!(pids, vec!["1"], "only the container's processes: {names:?}");
+    assert!(
+        listing(&container, &target.join("acpi")).is_empty(),
+        "acpi masked"
+    );
+    let keys = Path::new(&format!("/proc/{}/root", container.pid))
+        .join(target.join("keys").strip_prefix("/").expect("abs"));
+    assert_eq!(std::fs::read(&keys).expect("keys").len(), 0, "keys masked");
+    let drop_caches = Path::new(&format!("/proc/{}/root", container.pid)).join(
+        target
+            .join("sys/vm/drop_caches")
+            .strip_prefix("/")
+            .expect("abs"),
+    );
+    let write = std::fs::write(&drop_caches, "1");
+    assert!(write.is_err(), "proc/sys is read-only");
+    assert!(listing(&container, &target).len() > 1);
+    assert!(
+        std::fs::read_dir(&target)
+            .expect("host view")
+            .next()
+            .is_none(),
+        "the host sees nothing"
+    );
+
+    umount_proc(&d, &inside, &target_text, 1)
+        .await
+        .expect("umount proc");
+    assert!(listing(&container, &target).is_empty(), "unmounted");
+    umount_proc(&d, &inside, &target_text, 1)
+        .await
+        .expect("umount again is success");
+    d.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_maps_are_written_for_processes_of_the_container_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(config(dir.path())).await.expect("start");
+    let container = TestContainer::start();
+    workspace(&d, "ws-u").await;
+    attach(&d, "ws-u", container.pid).await;
+    let child = container.spawn_inside(&["unshare", "--user", "sleep", "600"]);
+    let inner = {
+        let ns = std::fs::File::open(format!("/proc/{}/ns/pid", container.pid)).expect("ns");
+        crate::sys::namespaces::pid_in_namespace(std::os::fd::AsFd::as_fd(&ns), child)
+            .expect("inner pid")
+    };
+    // unshare execs sleep once the user namespace exists.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(format!("/proc/{child}/ns/user")).ok()
+        == std::fs::read_link("/proc/self/ns/user").ok()
+    {
+        assert!(std::time::Instant::now() < deadline, "no user namespace");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ctx = from("ws-u", container.pid);
+    let map = |gid: bool, mapping: Vec<Mapping>| WriteIdMappingRequest {
+        pid: inner.into(),
+        gid,
+        mapping,
+    };
+    let usual = vec![
+        Mapping {
+            container_id: 0,
+            host_id: 33333,
+            size: 1,
+        },
+        Mapping {
+            container_id: 1,
+            host_id: 100000,
+            size: 65534,
+        },
+    ];
+    let out_of_range: Result<WriteIdMappingResponse> = call(
+        &d,
+        "iws.InWorkspaceService/WriteIDMapping",
+        map(
+            false,
+            vec![Mapping {
+                container_id: 0,
+                host_id: 0,
+                size: 1,
+            }],
+        ),
+        &ctx,
+    )
+    .await;
+    assert_eq!(
+        out_of_range.expect_err("root range").code(),
+        Code::InvalidArgument
+    );
+    let _: WriteIdMappingResponse = call(
+        &d,
+        "iws.InWorkspaceService/WriteIDMapping",
+        map(false, usual.clone()),
+        &ctx,
+    )
+    .await
+    .expect("uid map");
+    let _: WriteIdMappingResponse = call(
+        &d,
+        "iws.InWorkspaceService/WriteIDMapping",
+        map(true, usual.clone()),
+        &ctx,
+    )
+    .await
+    .expect("gid map");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{child}/uid_map"))
+            .expect("uid_map")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "33333", "1", "1", "100000", "65534"]
+    );
+    let again: Result<WriteIdMappingResponse> = call(
+        &d,
+        "iws.InWorkspaceService/WriteIDMapping",
+        map(false, usual),
+        &ctx,
+    )
+    .await;
+    assert_eq!(
+        again.expect_err("written once").code(),
+        Code::FailedPrecondition
+    );
+    // Four calls were the burst; the fifth is over the limit.
+    let limited: Result<WriteIdMappingResponse> = call(
+        &d,
+        "iws.InWorkspaceService/WriteIDMapping",
+        map(false, vec![]),
+        &ctx,
+    )
+    .await;
+    assert_eq!(
+        limited.expect_err("rate limited").code(),
+        Code::ResourceExhausted
+    );
+    d.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nfs_here_says_the_kernel_lacks_it_and_options_are_checked_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(config(dir.path())).await.expect("start");
+    let container = TestContainer::start();
+    workspace(&d, "ws-n").await;
+    attach(&d, "ws-n", container.pid).await;
+    let ctx = from("ws-n", container.pid);
+    let target = dir.path().to_string_lossy().into_owned();
+    let nfs = |args: &str| MountNfsRequest {
+        source: "127.0.0.1:/export".into(),
+        target: target.clone(),
+        args: args.into(),
+        pid: 1,
+    };
+    let refused: Result<MountNfsResponse> =
+        call(&d, "iws.InWorkspaceService/MountNfs", nfs("suid"), &ctx).await;
+    assert_eq!(refused.expect_err("suid").code(), Code::InvalidArgument);
+    let has_nfs = std::fs::read_to_string("/proc/filesystems")
+        .expect("filesystems")
+        .contains("\tnfs4\n");
+    if has_nfs {
+        eprintln!("skipped: this kernel has NFS; the real NFS test covers it");
+        return;
+    }
+    let err =
+        call::<MountNfsResponse>(&d, "iws.InWorkspaceService/MountNfs", nfs("vers=4.2"), &ctx)
+            .await
+            .expect_err("no NFS client here");
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.to_string().contains("not supported by this kernel"),
+        "{err}"
+    );
+    d.shutdown(Duration::from_secs(1)).await;
+}
