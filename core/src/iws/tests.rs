@@ -335,3 +335,102 @@ async fn nfs_here_says_the_kernel_lacks_it_and_options_are_checked_first() {
     );
     d.shutdown(Duration::from_secs(1)).await;
 }
+
+/// The NFS path with another file system standing in for the NFS mount step (this kernel has no
+/// NFS client): built in the container's network namespace, nosuid and nodev forced, moved onto
+/// the target in its mount namespace, unmounted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_mounts_are_made_in_the_workspace_and_moved_in_with_nosuid_nodev() {
+    use super::mounts::{network_fs, Place};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let container = TestContainer::start();
+    let target = dir.path().join("share");
+    std::fs::create_dir(&target).expect("target");
+    let init = Pidfd::open(container.pid).expect("pidfd");
+    let net = Place::network_namespace(&init).expect("netns");
+    let tree = network_fs(
+        net,
+        "tmpfs",
+        "stand-in".into(),
+        vec![("size".into(), Some("1m".into()))],
+    )
+    .await
+    .expect("stand-in mount");
+    let id = Place::of(&init)
+        .expect("place")
+        .attach(tree, target.to_string_lossy().into_owned())
+        .await
+        .expect("attach");
+    let inside = Path::new(&format!("/proc/{}/root", container.pid))
+        .join(target.strip_prefix("/").expect("abs"));
+    let flags = nix::sys::statvfs::statvfs(&inside)
+        .expect("statvfs")
+        .flags();
+    assert!(
+        flags.contains(nix::sys::statvfs::FsFlags::ST_NOSUID),
+        "{flags:?}"
+    );
+    assert!(
+        flags.contains(nix::sys::statvfs::FsFlags::ST_NODEV),
+        "{flags:?}"
+    );
+    std::fs::write(inside.join("file"), b"x").expect("write into the mount");
+    assert!(
+        !target.join("file").exists(),
+        "the host's folder is untouched"
+    );
+
+    let gone = Place::of(&init)
+        .expect("place")
+        .detach(target.to_string_lossy().into_owned(), vec![id])
+        .await
+        .expect("detach");
+    assert_eq!(gone, Some(id));
+    assert!(!inside.join("file").exists(), "unmounted");
+    let again = Place::of(&init)
+        .expect("place")
+        .detach(target.to_string_lossy().into_owned(), vec![id])
+        .await
+        .expect("nothing of ours there");
+    assert_eq!(again, None);
+
+    // An unknown file system type is the kernel's clear refusal, not a crash.
+    let net = Place::network_namespace(&init).expect("netns");
+    let err = network_fs(net, "nfs4-not-here", "x:/y".into(), vec![])
+        .await
+        .expect_err("no such fs");
+    assert!(
+        err.to_string().contains("not supported by this kernel"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sysfs_shows_the_container_network_with_firmware_masked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(config(dir.path())).await.expect("start");
+    let container = TestContainer::start();
+    workspace(&d, "ws-s").await;
+    attach(&d, "ws-s", container.pid).await;
+    let target = dir.path().join("sys");
+    std::fs::create_dir(&target).expect("target");
+    let ctx = from("ws-s", container.pid);
+    let req = MountProcRequest {
+        target: target.to_string_lossy().into_owned(),
+        pid: 1,
+    };
+    let _: MountProcResponse = call(&d, "iws.InWorkspaceService/MountSysfs", req.clone(), &ctx)
+        .await
+        .expect("mount sysfs");
+    assert_eq!(listing(&container, &target.join("class/net")), ["lo"]);
+    assert!(listing(&container, &target.join("firmware")).is_empty());
+    let umount = UmountProcRequest {
+        target: req.target.clone(),
+        pid: 1,
+    };
+    let _: UmountProcResponse = call(&d, "iws.InWorkspaceService/UmountSysfs", umount, &ctx)
+        .await
+        .expect("umount sysfs");
+    assert!(listing(&container, &target).is_empty());
+    d.shutdown(Duration::from_secs(1)).await;
+}
