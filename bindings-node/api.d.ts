@@ -380,21 +380,21 @@ export interface DaemonMethods {
   detachContainer(request?: DetachContainerRequest, options?: CallOptions): Promise<DetachContainerResponse>
   /** /iws.InWorkspaceService/PrepareForUserNS (not served yet: rejects with UNIMPLEMENTED) */
   prepareForUserNS(request?: PrepareForUserNSRequest, options?: CallOptions): Promise<PrepareForUserNSResponse>
-  /** /iws.InWorkspaceService/WriteIDMapping (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/WriteIDMapping (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   writeIDMapping(request?: WriteIDMappingRequest, options?: CallOptions): Promise<WriteIDMappingResponse>
   /** /iws.InWorkspaceService/EvacuateCGroup (not served yet: rejects with UNIMPLEMENTED) */
   evacuateCGroup(request?: EvacuateCGroupRequest, options?: CallOptions): Promise<EvacuateCGroupResponse>
-  /** /iws.InWorkspaceService/MountProc (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/MountProc (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   mountProc(request?: MountProcRequest, options?: CallOptions): Promise<MountProcResponse>
-  /** /iws.InWorkspaceService/UmountProc (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/UmountProc (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   umountProc(request?: UmountProcRequest, options?: CallOptions): Promise<UmountProcResponse>
-  /** /iws.InWorkspaceService/MountSysfs (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/MountSysfs (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   mountSysfs(request?: MountProcRequest, options?: CallOptions): Promise<MountProcResponse>
-  /** /iws.InWorkspaceService/UmountSysfs (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/UmountSysfs (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   umountSysfs(request?: UmountProcRequest, options?: CallOptions): Promise<UmountProcResponse>
-  /** /iws.InWorkspaceService/MountNfs (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/MountNfs (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   mountNfs(request?: MountNfsRequest, options?: CallOptions): Promise<MountNfsResponse>
-  /** /iws.InWorkspaceService/UmountNfs (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/UmountNfs (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   umountNfs(request?: UmountNfsRequest, options?: CallOptions): Promise<UmountNfsResponse>
   /** /iws.InWorkspaceService/Teardown (not served yet: rejects with UNIMPLEMENTED) */
   teardown(request?: TeardownRequest, options?: CallOptions): Promise<TeardownResponse>

@@ -107,6 +107,24 @@ export interface DaemonOptions {
     otsAttempts?: number
     commandTimeoutSecs?: number
   }
+  /** The in-workspace service: host ids a workspace's ids may map to (WriteIDMapping). */
+  iws?: {
+    uidMap?: IdRanges
+    gidMap?: IdRanges
+  }
+}
+
+/** Host ids `start .. start + size`. */
+export interface IdRange {
+  start?: number
+  size?: number
+}
+
+export interface IdRanges {
+  /** Container id 0 maps into this range (default 33333, size 1). */
+  rootRange?: IdRange
+  /** Every other container id maps into one of these (default 100000, size 70000). */
+  userRanges?: IdRange[]
 }
 
 export interface Daemon extends DaemonMethods {}

@@ -3,8 +3,8 @@
 
 package wsd
 
-// servedMethods are the operations the daemon serves, by gRPC method path, in the order of
-// the .proto files.
+// servedMethods are the operations the daemon serves in-process, by gRPC method path, in the
+// order of the .proto files (not those served only on a workspace's own socket).
 var servedMethods = []string{
 	"/wsdaemon.WorkspaceContentService/InitWorkspace",
 	"/wsdaemon.WorkspaceContentService/WaitForInit",

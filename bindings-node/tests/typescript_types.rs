@@ -128,10 +128,12 @@ fn generate() -> String {
             out,
             "  /** {}{} */\n  {js}(request?: {}, options?: CallOptions): Promise<{}>",
             m.path,
-            if m.served {
-                ""
-            } else {
+            if !m.served {
                 " (not served yet: rejects with UNIMPLEMENTED)"
+            } else if m.socket_only {
+                " (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION)"
+            } else {
+                ""
             },
             message_name(&input),
             message_name(&output)

@@ -26,7 +26,26 @@ pub struct Method {
     pub service: &'static str,
     /// Method name, e.g. `InitWorkspace`.
     pub name: &'static str,
+    /// Served only on a workspace's own socket: the in-workspace services act for a caller inside
+    /// a workspace container, which only those sockets know.
+    pub socket_only: bool,
     handler: Handler,
+}
+
+/// Whether `service` is one of the in-workspace services (`iws.*`).
+const fn is_in_workspace(service: &str) -> bool {
+    let (s, prefix) = (service.as_bytes(), b"iws.");
+    if s.len() < prefix.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < prefix.len() {
+        if s[i] != prefix[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 fn decode<M: Message + Default>(path: &str, bytes: Bytes) -> Result<M> {
@@ -44,6 +63,7 @@ macro_rules! methods {
                 path: concat!("/", $service, "/", $name),
                 service: $service,
                 name: $name,
+                socket_only: is_in_workspace($service),
                 handler: {
                     fn handle(daemon: Daemon, request: Bytes, ctx: CallContext) -> BoxFuture<'static, Result<Vec<u8>>> {
                         Box::pin(async move {

@@ -81,6 +81,9 @@ pub struct ApiMethod {
     pub output: String,
     /// Whether this daemon serves it (the dispatch table has it).
     pub served: bool,
+    /// Whether it is served only on a workspace's own socket (it acts for a caller inside a
+    /// workspace container); elsewhere it answers FAILED_PRECONDITION.
+    pub socket_only: bool,
 }
 
 /// Every RPC of the contract, in the order of the .proto files.
@@ -89,8 +92,10 @@ pub fn api_methods() -> Result<Vec<ApiMethod>> {
     for service in pool()?.services() {
         for method in service.methods() {
             let path = format!("/{}/{}", service.full_name(), method.name());
+            let found = crate::dispatch::find(&path);
             out.push(ApiMethod {
-                served: crate::dispatch::find(&path).is_some(),
+                served: found.is_some(),
+                socket_only: found.is_some_and(|m| m.socket_only),
                 path,
                 service: service.full_name().to_string(),
                 name: method.name().to_string(),
@@ -169,7 +174,13 @@ mod tests {
             .iter()
             .find(|m| m.path == "/iws.InWorkspaceService/MountProc")
             .expect("MountProc");
-        assert!(!proc.served);
+        assert!(proc.served && proc.socket_only);
+        assert!(!init.socket_only);
+        let prepare = methods
+            .iter()
+            .find(|m| m.path == "/iws.InWorkspaceService/PrepareForUserNS")
+            .expect("PrepareForUserNS");
+        assert!(!prepare.served);
         assert_eq!(
             methods
                 .iter()

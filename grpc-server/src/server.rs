@@ -20,7 +20,8 @@ use wsd_core::grpc::DispatchService;
 fn served_services() -> Result<Vec<String>, String> {
     let mut served: Vec<String> = Vec::new();
     for method in wsd_core::json::api_methods().map_err(|e| e.to_string())? {
-        if method.served && !served.contains(&method.service) {
+        // The in-workspace services answer only on the workspaces' own sockets.
+        if method.served && !method.socket_only && !served.contains(&method.service) {
             served.push(method.service);
         }
     }

@@ -22,9 +22,9 @@ pub struct IdRanges {
     pub user_ranges: Vec<IdRange>,
 }
 
-/// Host ids `start .. start + size`.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+/// Host ids `start .. start + size` (a missing size is 0, which the configuration check refuses).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
 pub struct IdRange {
     pub start: u32,
     pub size: u32,
