@@ -17,6 +17,10 @@ command -v make >/dev/null || need_apt+=(make)
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
 command -v nm >/dev/null || need_apt+=(binutils)
+# The real NFS test runs only where the kernel has an NFS client; it needs a server then.
+if grep -q 'nfs4$' /proc/filesystems && ! command -v ganesha.nfsd >/dev/null; then
+  need_apt+=(nfs-ganesha nfs-ganesha-vfs)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

@@ -434,3 +434,104 @@ async fn sysfs_shows_the_container_network_with_firmware_masked() {
     assert!(listing(&container, &target).is_empty());
     d.shutdown(Duration::from_secs(1)).await;
 }
+
+/// A real NFS server (nfs-ganesha) on the container's loopback and a real NFS mount through
+/// MountNfs. Runs only where the kernel has an NFS client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nfs_from_a_real_server_where_the_kernel_has_nfs() {
+    let filesystems = std::fs::read_to_string("/proc/filesystems").expect("filesystems");
+    if !filesystems
+        .lines()
+        .any(|l| l.trim_end().ends_with("\tnfs4"))
+    {
+        eprintln!(
+            "skipped: this kernel has no NFS client (no nfs4 in /proc/filesystems); \
+             the NFS path is tested with a stand-in file system"
+        );
+        return;
+    }
+    let ganesha = ["/usr/bin/ganesha.nfsd", "/usr/sbin/ganesha.nfsd"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("ganesha.nfsd: install nfs-ganesha and nfs-ganesha-vfs (scripts/test-all.sh does where the kernel has NFS)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(config(dir.path())).await.expect("start");
+    let container = TestContainer::start();
+    workspace(&d, "ws-nfs").await;
+    attach(&d, "ws-nfs", container.pid).await;
+    let export = dir.path().join("export");
+    let target = dir.path().join("mnt");
+    std::fs::create_dir(&export).expect("export");
+    std::fs::create_dir(&target).expect("target");
+    let conf = dir.path().join("ganesha.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "NFS_CORE_PARAM {{ Protocols = 4; Enable_NLM = false; Enable_RQUOTA = false; }}\n\
+             NFS_KRB5 {{ Active_krb5 = false; }}\n\
+             NFSV4 {{ Graceless = true; }}\n\
+             EXPORT {{ Export_Id = 1; Path = {}; Pseudo = /export; Access_Type = RW;\n\
+             Squash = No_Root_Squash; Protocols = 4; Transports = TCP; SecType = sys;\n\
+             FSAL {{ Name = VFS; }} }}\n",
+            export.display()
+        ),
+    )
+    .expect("config");
+    let in_container_net = |args: &[&str]| {
+        std::process::Command::new("nsenter")
+            .args(["-t", &container.pid.to_string(), "-n"])
+            .args(args)
+            .status()
+            .expect("nsenter")
+    };
+    assert!(in_container_net(&["ip", "link", "set", "lo", "up"]).success());
+    // In the foreground, in the container's network namespace (its loopback is the server's).
+    let mut server = std::process::Command::new("nsenter")
+        .args(["-t", &container.pid.to_string(), "-n", ganesha, "-F", "-f"])
+        .arg(&conf)
+        .arg("-L")
+        .arg(dir.path().join("ganesha.log"))
+        .spawn()
+        .expect("start ganesha.nfsd");
+    let ctx = from("ws-nfs", container.pid);
+    let req = MountNfsRequest {
+        source: "127.0.0.1:/export".into(),
+        target: target.to_string_lossy().into_owned(),
+        args: "vers=4.1".into(),
+        pid: 1,
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mounted = loop {
+        let r: Result<MountNfsResponse> =
+            call(&d, "iws.InWorkspaceService/MountNfs", req.clone(), &ctx).await;
+        if r.is_ok() || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut stop_server = || {
+        let _ = server.kill();
+        let _ = server.wait();
+    };
+    if let Err(e) = &mounted {
+        stop_server();
+        panic!("MountNfs against ganesha: {e}");
+    }
+    let inside = Path::new(&format!("/proc/{}/root", container.pid))
+        .join(target.strip_prefix("/").expect("abs"));
+    std::fs::write(inside.join("from-workspace"), b"x").expect("write through NFS");
+    assert!(
+        export.join("from-workspace").exists(),
+        "the file reached the server's export"
+    );
+    let umount = wsd_proto::iws::UmountNfsRequest {
+        target: req.target.clone(),
+        pid: 1,
+    };
+    let unmounted: Result<wsd_proto::iws::UmountNfsResponse> =
+        call(&d, "iws.InWorkspaceService/UmountNfs", umount, &ctx).await;
+    stop_server();
+    unmounted.expect("umount nfs");
+    assert!(!inside.join("from-workspace").exists());
+    d.shutdown(Duration::from_secs(1)).await;
+}
