@@ -574,7 +574,7 @@ async fn unknown_methods_and_bad_bytes_get_clear_codes() {
     );
     // A method of the contract that this version does not serve says so, as it does in-process.
     grpc.ready().await.expect("ready");
-    let path = http::uri::PathAndQuery::from_static("/iws.InWorkspaceService/MountProc");
+    let path = http::uri::PathAndQuery::from_static("/iws.InWorkspaceService/PrepareForUserNS");
     let r = grpc
         .unary(tonic::Request::new(RawRequest(vec![])), path, RawCodec)
         .await;
@@ -582,6 +582,19 @@ async fn unknown_methods_and_bad_bytes_get_clear_codes() {
     assert_eq!(status.code(), Code::Unimplemented);
     assert!(
         status.message().contains("not served"),
+        "{}",
+        status.message()
+    );
+    // The in-workspace operations are served on the workspaces' own sockets only.
+    grpc.ready().await.expect("ready");
+    let path = http::uri::PathAndQuery::from_static("/iws.InWorkspaceService/MountProc");
+    let r = grpc
+        .unary(tonic::Request::new(RawRequest(vec![])), path, RawCodec)
+        .await;
+    let status = r.expect_err("not on a workspace socket");
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("own socket"),
         "{}",
         status.message()
     );
