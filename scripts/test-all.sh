@@ -62,7 +62,7 @@ cargo build --workspace --all-targets --locked
 log "tests"
 results="$(mktemp)"
 trap 'rm -f "$results"' EXIT
-cargo test --workspace --locked 2>&1 | tee "$results"
+cargo test --workspace --locked --no-fail-fast 2>&1 | tee "$results"
 log "node addon (napi-rs): install, build, generated loader unchanged, node --test"
 (
   cd bindings-node
