@@ -71,6 +71,7 @@ impl Daemon {
             config.clone(),
             store.clone(),
             runtime.clone(),
+            background.clone(),
         ));
         let sockets = Arc::new(Sockets::new(store.area().clone(), background.clone()));
         let daemon = Daemon {
@@ -93,8 +94,20 @@ impl Daemon {
         let store = daemon.services.store.clone();
         let reloaded = tokio::task::spawn_blocking(move || store.reload())
             .await
-            .map_err(Error::internal)?
-            .map_err(|e| Error::Internal(format!("cannot read the working area: {}", e.kind())))?;
+            .map_err(Error::internal)
+            .and_then(|r| {
+                r.map_err(|e| {
+                    Error::Internal(format!("cannot read the working area: {}", e.kind()))
+                })
+            });
+        let reloaded = match reloaded {
+            Ok(reloaded) => reloaded,
+            Err(e) => {
+                // Sockets of workspaces reloaded so far stop with the daemon that never started.
+                daemon.services.background.shutdown(Duration::ZERO).await;
+                return Err(e);
+            }
+        };
         tracing::info!(
             available = reloaded.available,
             wrapping_up = reloaded.wrapping_up,
@@ -111,6 +124,11 @@ impl Daemon {
 
     pub(crate) fn content(&self) -> &Arc<ContentService> {
         &self.services.content
+    }
+
+    #[cfg(test)]
+    pub(crate) fn store(&self) -> &Arc<Store> {
+        &self.services.store
     }
 
     pub(crate) fn runtime(&self) -> &Arc<RuntimeService> {

@@ -110,6 +110,14 @@ impl Daemon {
     pub async fn call(&self, path: &str, request: Bytes, ctx: CallContext) -> Result<Vec<u8>> {
         let started = Instant::now();
         let (label, result) = match find(path) {
+            // A workspace's socket is for the in-workspace services of that workspace only.
+            Some(method) if ctx.caller.is_some() && !method.socket_only => (
+                method.path,
+                Err(Error::PermissionDenied(format!(
+                    "{} is not served on a workspace's socket",
+                    method.path
+                ))),
+            ),
             Some(method) => {
                 // A bug in one operation answers INTERNAL instead of taking its host down.
                 let handled =

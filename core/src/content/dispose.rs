@@ -135,11 +135,11 @@ impl ContentService {
         // Files first: if they cannot be removed the workspace stays known and a later
         // DisposeWorkspace tries again. The record of the result exists before the instance is
         // forgotten, so repeated calls always find one or the other.
-        self.store.remove_files_of(&ws.id).await?;
+        self.store.remove_files_of(ws).await?;
         self.disposed
             .put(&ws.id, outcome.clone(), Keep::ForTtl)
             .await;
-        self.store.forget(&ws.id);
+        self.store.forget(ws);
         metrics::counter!("wsd_workspace_disposals_total").increment(1);
         tracing::info!(id = %ws.id, backup, "workspace disposed");
         Ok(outcome)

@@ -116,7 +116,7 @@ impl ContentService {
             Err(e) => {
                 tracing::warn!(id = %ws.id, error = %e, "workspace initialization failed; cleaning up");
                 metrics::counter!("wsd_init_failures_total", "reason" => e.reason()).increment(1);
-                if let Err(cleanup) = self.store.remove(&ws.id).await {
+                if let Err(cleanup) = self.store.remove(&ws).await {
                     tracing::error!(id = %ws.id, error = %cleanup, "cleanup after failed init failed");
                 }
                 ws.finish_init(InitPhase::Failed(e.clone()));

@@ -42,8 +42,10 @@ struct Bucket {
     at: Instant,
 }
 
+/// The limits of one workspace's current container: a new container starts afresh.
 #[derive(Default)]
 struct WorkspaceLimits {
+    container: i32,
     used_once: HashSet<&'static str>,
     buckets: HashMap<&'static str, Bucket>,
 }
@@ -54,14 +56,27 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// Takes one call of `method` for `workspace` at `now`, or refuses it.
-    pub fn take(&self, workspace: &str, method: &'static str, now: Instant) -> Result<()> {
+    /// Takes one call of `method` for `workspace` (whose container's init is `container`) at
+    /// `now`, or refuses it.
+    pub fn take(
+        &self,
+        workspace: &str,
+        container: i32,
+        method: &'static str,
+        now: Instant,
+    ) -> Result<()> {
         let limit = limit_of(method);
         if limit == Limit::Unlimited {
             return Ok(());
         }
         let mut all = self.workspaces.lock();
         let limits = all.entry(workspace.to_string()).or_default();
+        if limits.container != container {
+            *limits = WorkspaceLimits {
+                container,
+                ..WorkspaceLimits::default()
+            };
+        }
         match limit {
             Limit::Unlimited => Ok(()),
             Limit::Once => {
@@ -90,7 +105,7 @@ impl RateLimits {
         }
     }
 
-    /// Forgets a workspace (disposed, or its container replaced).
+    /// Forgets a workspace (disposed).
     pub fn forget(&self, workspace: &str) {
         self.workspaces.lock().remove(workspace);
     }
@@ -105,21 +120,21 @@ mod tests {
     fn once_only_operations_answer_resource_exhausted_the_second_time() {
         let limits = RateLimits::default();
         let now = Instant::now();
-        limits.take("a", "PrepareForUserNS", now).expect("first");
+        limits.take("a", 7, "PrepareForUserNS", now).expect("first");
         let err = limits
-            .take("a", "PrepareForUserNS", now + Duration::from_secs(3600))
+            .take("a", 7, "PrepareForUserNS", now + Duration::from_secs(3600))
             .expect_err("second");
         assert_eq!(err.code(), Code::ResourceExhausted);
         assert!(err.to_string().contains("only once"), "{err}");
         limits
-            .take("b", "PrepareForUserNS", now)
+            .take("b", 7, "PrepareForUserNS", now)
             .expect("another workspace");
         limits
-            .take("a", "Teardown", now)
+            .take("a", 7, "Teardown", now)
             .expect("another operation");
         limits.forget("a");
         limits
-            .take("a", "PrepareForUserNS", now)
+            .take("a", 7, "PrepareForUserNS", now)
             .expect("after forget");
     }
 
@@ -128,26 +143,28 @@ mod tests {
         let limits = RateLimits::default();
         let t0 = Instant::now();
         for _ in 0..4 {
-            limits.take("a", "WriteIDMapping", t0).expect("burst");
+            limits.take("a", 7, "WriteIDMapping", t0).expect("burst");
         }
-        let err = limits.take("a", "WriteIDMapping", t0).expect_err("empty");
+        let err = limits
+            .take("a", 7, "WriteIDMapping", t0)
+            .expect_err("empty");
         assert_eq!(err.code(), Code::ResourceExhausted);
         assert!(err.to_string().contains("too many requests"), "{err}");
         let err = limits
-            .take("a", "WriteIDMapping", t0 + Duration::from_millis(2400))
+            .take("a", 7, "WriteIDMapping", t0 + Duration::from_millis(2400))
             .expect_err("not yet refilled");
         assert_eq!(err.code(), Code::ResourceExhausted);
         limits
-            .take("a", "WriteIDMapping", t0 + Duration::from_millis(2600))
+            .take("a", 7, "WriteIDMapping", t0 + Duration::from_millis(2600))
             .expect("one token back");
         // WorkspaceInfo refills faster, and buckets never hold more than the burst.
         let later = t0 + Duration::from_secs(3600);
         for _ in 0..4 {
-            limits.take("a", "WorkspaceInfo", later).expect("burst");
+            limits.take("a", 7, "WorkspaceInfo", later).expect("burst");
         }
-        assert!(limits.take("a", "WorkspaceInfo", later).is_err());
+        assert!(limits.take("a", 7, "WorkspaceInfo", later).is_err());
         limits
-            .take("a", "WorkspaceInfo", later + Duration::from_millis(1500))
+            .take("a", 7, "WorkspaceInfo", later + Duration::from_millis(1500))
             .expect("refilled");
     }
 
@@ -156,7 +173,7 @@ mod tests {
         let limits = RateLimits::default();
         let now = Instant::now();
         for _ in 0..1000 {
-            limits.take("a", "MountProc", now).expect("unlimited");
+            limits.take("a", 7, "MountProc", now).expect("unlimited");
         }
     }
 }

@@ -26,6 +26,7 @@ use wsd_proto::iws::{
     WriteIdMappingResponse,
 };
 
+use crate::background::Background;
 use crate::call::CallContext;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -39,8 +40,16 @@ pub(crate) struct IwsService {
     config: Arc<Config>,
     store: Arc<Store>,
     runtime: Arc<RuntimeService>,
+    background: Background,
     limits: RateLimits,
+    /// Namespace work (each step a thread of its own) in flight per workspace.
+    in_flight: crate::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
+
+/// Namespace operations of one workspace that run at once; more wait their turn.
+const CONCURRENT_PER_WORKSPACE: usize = 4;
+/// Mounts one workspace may hold (records kept in its state file).
+const MAX_MOUNTS: usize = 256;
 
 /// The workspace and container a call acts on, once the caller passed the checks.
 struct Target {
@@ -53,12 +62,30 @@ impl IwsService {
         config: Arc<Config>,
         store: Arc<Store>,
         runtime: Arc<RuntimeService>,
+        background: Background,
     ) -> IwsService {
         IwsService {
             config,
             store,
             runtime,
+            background,
             limits: RateLimits::default(),
+            in_flight: crate::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// A turn for namespace work of workspace `id`.
+    async fn turn(&self, id: &str) -> tokio::sync::OwnedSemaphorePermit {
+        let slots = self
+            .in_flight
+            .lock()
+            .entry(id.to_string())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(CONCURRENT_PER_WORKSPACE)))
+            .clone();
+        // The semaphore is never closed.
+        match slots.acquire_owned().await {
+            Ok(permit) => permit,
+            Err(_) => unreachable!("the per-workspace semaphore is never closed"),
         }
     }
 
@@ -75,11 +102,11 @@ impl IwsService {
             .ok_or_else(|| Error::WorkspaceNotFound(caller.workspace.clone()))?;
         let container = self
             .runtime
-            .container(&caller.workspace)
+            .container(&workspace)
             .ok_or_else(|| Error::NoContainer(caller.workspace.clone()))?;
         caller::check(caller, &container)?;
         self.limits
-            .take(&caller.workspace, method, Instant::now())?;
+            .take(&caller.workspace, container.pid(), method, Instant::now())?;
         Ok(Target {
             workspace,
             container,
@@ -123,9 +150,11 @@ impl IwsService {
         .map_err(Error::internal)?
     }
 
-    /// Builds with `build` (given the held process) and mounts the result at `target`.
+    /// Builds with `build` (given the held process) and mounts the result at `target`, then
+    /// records the mount. One piece of background work: a caller that goes away half-way cannot
+    /// leave a mount that is not recorded (and so could not be unmounted).
     async fn mount(
-        &self,
+        self: &Arc<Self>,
         target: Target,
         kind: Kind,
         pid: i64,
@@ -137,25 +166,36 @@ impl IwsService {
             + Send
             + 'static,
     ) -> Result<()> {
-        let container = target.container.clone();
-        let (place, tree) = tokio::task::spawn_blocking(move || {
-            let process = pid::translate(&container, pid)?;
-            let place = Place::of(&process)?;
-            Ok::<_, Error>((place, build(&process)?))
-        })
-        .await
-        .map_err(Error::internal)??;
-        let tree = tree.await?;
-        let mount_id = place.attach(tree, at.clone()).await?;
-        tracing::info!(id = %target.workspace.id, kind = kind.name(), target = %at, "mounted");
-        let record = MountRecord {
-            kind: kind.name().into(),
-            mount_id,
-            target: at,
-        };
-        self.store
-            .update(&target.workspace, |r| r.mounts.push(record))
+        if target.workspace.record().mounts.len() >= MAX_MOUNTS {
+            return Err(Error::ResourceExhausted(format!(
+                "workspace {} holds {MAX_MOUNTS} mounts already; unmount some first",
+                target.workspace.id
+            )));
+        }
+        let me = self.clone();
+        let work = async move {
+            let _turn = me.turn(&target.workspace.id).await;
+            let container = target.container.clone();
+            let (place, tree) = tokio::task::spawn_blocking(move || {
+                let process = pid::translate(&container, pid)?;
+                let place = Place::of(&process)?;
+                Ok::<_, Error>((place, build(&process)?))
+            })
             .await
+            .map_err(Error::internal)??;
+            let tree = tree.await?;
+            let mount_id = place.attach(tree, at.clone()).await?;
+            tracing::info!(id = %target.workspace.id, kind = kind.name(), target = %at, "mounted");
+            let record = MountRecord {
+                kind: kind.name().into(),
+                mount_id,
+                target: at,
+            };
+            me.store
+                .update(&target.workspace, |r| r.mounts.push(record))
+                .await
+        };
+        self.background.detached(work).await
     }
 
     /// Unmounts what this service mounted (of `kind`) at `at`; nothing of it there is success.
@@ -168,6 +208,7 @@ impl IwsService {
             .filter(|m| m.kind == kind.name())
             .map(|m| m.mount_id)
             .collect();
+        let _turn = self.turn(&target.workspace.id).await;
         let container = target.container.clone();
         let place = tokio::task::spawn_blocking(move || {
             let process = pid::translate(&container, pid)?;
@@ -275,8 +316,10 @@ impl IwsService {
 impl Lifecycle for IwsService {
     fn registered(&self, _ws: &Arc<Workspace>) {}
 
-    fn removed(&self, id: &str) {
-        self.limits.forget(id);
+    fn removed(&self, ws: &Workspace) {
+        // Limits are per container; a workspace of the same id registered meanwhile has none yet.
+        self.limits.forget(&ws.id);
+        self.in_flight.lock().remove(&ws.id);
     }
 }
 

@@ -233,22 +233,10 @@ impl Place {
         } = self;
         run_inside(
             vec![(mount_namespace, CloneFlags::CLONE_NEWNS)],
-            move || {
-                let at = InRoot::from_fd(root).open_dir_path(&target).map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        e.for_request("target").to_string(),
-                    )
-                })?;
-                mount_api::move_mount(tree.as_fd(), at.as_fd(), "")?;
-                mount_api::mount_id(tree.as_fd())
-            },
+            move || Ok(attach_inside(root, tree, &target)),
         )
         .await
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::InvalidInput => Error::InvalidArgument(e.to_string()),
-            _ => kernel("cannot mount at the target", e),
-        })
+        .map_err(|e| kernel("cannot enter the workspace's mount namespace", e))?
     }
 
     /// Unmounts the mount at `target` if it is one of `ours` (ids from [`Place::attach`]), with
@@ -261,37 +249,53 @@ impl Place {
         } = self;
         run_inside(
             vec![(mount_namespace, CloneFlags::CLONE_NEWNS)],
-            move || {
-                let at = InRoot::from_fd(root).open_dir_path(&target).map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        e.for_request("target").to_string(),
-                    )
-                })?;
-                let id = mount_api::mount_id(at.as_fd())?;
-                if !ours.contains(&id) {
-                    return Ok(None);
-                }
-                // The resolved fd names exactly that mount; unmount it through its magic link in the
-                // daemon's /proc (where this thread exists), not by a path the workspace could swap.
-                nix::unistd::fchdir(&host_proc).map_err(io::Error::from)?;
-                let link = format!("thread-self/fd/{}", at.as_raw_fd());
-                match nix::mount::umount2(link.as_str(), nix::mount::MntFlags::empty()) {
-                    Ok(()) => Ok(Some(id)),
-                    // The masks are mounts below it: detach the whole tree.
-                    Err(Errno::EBUSY) => {
-                        nix::mount::umount2(link.as_str(), nix::mount::MntFlags::MNT_DETACH)
-                            .map_err(io::Error::from)?;
-                        Ok(Some(id))
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            },
+            move || Ok(detach_inside(root, host_proc, &target, &ours)),
         )
         .await
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::InvalidInput => Error::InvalidArgument(e.to_string()),
-            _ => kernel("cannot unmount the target", e),
-        })
+        .map_err(|e| kernel("cannot enter the workspace's mount namespace", e))?
     }
+}
+
+/// On a thread inside the workspace's mount namespace: `tree` onto `target` below `root`.
+fn attach_inside(root: OwnedFd, tree: OwnedFd, target: &str) -> Result<u64> {
+    let at = InRoot::from_fd(root)
+        .open_dir_path(target)
+        .map_err(|e| e.for_request("target"))?;
+    mount_api::move_mount(tree.as_fd(), at.as_fd(), "")
+        .map_err(|e| kernel("cannot mount at the target", e))?;
+    mount_api::mount_id(tree.as_fd()).map_err(|e| kernel("cannot identify the new mount", e))
+}
+
+/// On a thread inside the workspace's mount namespace: unmounts the mount at `target` if it is
+/// one of `ours`.
+fn detach_inside(
+    root: OwnedFd,
+    host_proc: OwnedFd,
+    target: &str,
+    ours: &[u64],
+) -> Result<Option<u64>> {
+    let at = InRoot::from_fd(root)
+        .open_dir_path(target)
+        .map_err(|e| e.for_request("target"))?;
+    let id = mount_api::mount_id(at.as_fd())
+        .map_err(|e| kernel("cannot identify the mount at the target", e))?;
+    if !ours.contains(&id) {
+        return Ok(None);
+    }
+    // The resolved fd names exactly that mount; unmount it through its magic link in the
+    // daemon's /proc (where this thread exists), not by a path the workspace could swap.
+    let unmount = || -> io::Result<()> {
+        nix::unistd::fchdir(&host_proc)?;
+        let link = format!("thread-self/fd/{}", at.as_raw_fd());
+        match nix::mount::umount2(link.as_str(), nix::mount::MntFlags::empty()) {
+            // The masks are mounts below it: detach the whole tree.
+            Err(Errno::EBUSY) => {
+                nix::mount::umount2(link.as_str(), nix::mount::MntFlags::MNT_DETACH)?
+            }
+            other => other?,
+        }
+        Ok(())
+    };
+    unmount().map_err(|e| kernel("cannot unmount the target", e))?;
+    Ok(Some(id))
 }

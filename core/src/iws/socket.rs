@@ -30,8 +30,12 @@ pub(crate) struct Sockets {
     background: Background,
     /// Set once the daemon exists (the sockets dispatch to it); weak, as the daemon holds this.
     daemon: OnceLock<WeakDaemon>,
-    serving: Mutex<HashMap<String, CancellationToken>>,
+    /// By workspace id: the generation of the workspace served, and what stops its socket.
+    serving: Mutex<HashMap<String, (u64, CancellationToken)>>,
 }
+
+/// Connections one workspace's socket serves at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 64;
 
 impl Sockets {
     pub(crate) fn new(area: WorkingArea, background: Background) -> Sockets {
@@ -47,23 +51,34 @@ impl Sockets {
         let _ = self.daemon.set(daemon);
     }
 
-    /// Creates the socket of workspace `id` and starts serving it (replacing a stale one).
-    fn serve(&self, id: &str) -> std::io::Result<()> {
+    /// Creates the socket of workspace `ws` and starts serving it (replacing a stale one).
+    fn serve(&self, ws: &Workspace) -> std::io::Result<()> {
+        let id = ws.id.as_str();
         let dir = self.area.daemon_dir(id);
         std::fs::create_dir_all(&dir)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-        let path = dir.join(SOCKET_NAME);
-        match std::fs::remove_file(&path) {
+        // The folder is mounted into the container, whose root could plant a symlink there: the
+        // socket is made and opened up (0777: the caller check decides who may use it) in a
+        // folder of the daemon's own, then renamed into place, which never follows a symlink.
+        let private = self.area.root().join(".sockets");
+        std::fs::create_dir_all(&private)?;
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700))?;
+        let staged = private.join(format!("{id}.sock"));
+        match std::fs::remove_file(&staged) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let listener = std::os::unix::net::UnixListener::bind(&path)?;
-        // Open to every process that can reach it: the caller check decides who may use it.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))?;
+        let listener = std::os::unix::net::UnixListener::bind(&staged)?;
+        std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o777))?;
+        std::fs::rename(&staged, dir.join(SOCKET_NAME))?;
         listener.set_nonblocking(true)?;
         let listener = UnixListener::from_std(listener)?;
         let stop = CancellationToken::new();
-        if let Some(old) = self.serving.lock().insert(id.to_string(), stop.clone()) {
+        let replaced = self
+            .serving
+            .lock()
+            .insert(id.to_string(), (ws.generation, stop.clone()));
+        if let Some((_, old)) = replaced {
             old.cancel();
         }
         let (workspace, daemon, closing) = (
@@ -91,7 +106,11 @@ async fn accept(
     daemon: Option<WeakDaemon>,
     stop: CancellationToken,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -116,6 +135,7 @@ async fn accept(
         };
         let (stop, closing) = (stop.clone(), daemon.closing());
         tokio::spawn(async move {
+            let _slot = slot;
             let service = DispatchService::for_caller(daemon, caller).map_request(
                 |r: http::Request<hyper::body::Incoming>| r.map(tonic::body::Body::new),
             );
@@ -143,15 +163,21 @@ fn peer_of(stream: &UnixStream) -> std::io::Result<Pidfd> {
 
 impl Lifecycle for Sockets {
     fn registered(&self, ws: &Arc<Workspace>) {
-        if let Err(e) = self.serve(&ws.id) {
+        if let Err(e) = self.serve(ws) {
             tracing::error!(id = %ws.id, error = %e, "cannot create the workspace's socket");
         }
     }
 
-    fn removed(&self, id: &str) {
-        if let Some(stop) = self.serving.lock().remove(id) {
-            stop.cancel();
+    /// Stops serving; the socket file went with the workspace's files.
+    fn removed(&self, ws: &Workspace) {
+        let mut serving = self.serving.lock();
+        if serving
+            .get(&ws.id)
+            .is_some_and(|(generation, _)| *generation == ws.generation)
+        {
+            if let Some((_, stop)) = serving.remove(&ws.id) {
+                stop.cancel();
+            }
         }
-        let _ = std::fs::remove_file(self.area.daemon_dir(id).join(SOCKET_NAME));
     }
 }

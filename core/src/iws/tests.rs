@@ -99,6 +99,23 @@ async fn umount_proc(
     call(d, "iws.InWorkspaceService/UmountProc", req, ctx).await
 }
 
+/// Whether `path` (as the container's init sees it) is a mount point: another mount than its
+/// parent folder's.
+fn is_mount(container: &TestContainer, path: &Path) -> bool {
+    let inside = |p: &Path| {
+        let full = Path::new(&format!("/proc/{}/root", container.pid))
+            .join(p.strip_prefix("/").expect("absolute"));
+        let fd = nix::fcntl::open(
+            &full,
+            nix::fcntl::OFlag::O_PATH,
+            nix::sys::stat::Mode::empty(),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        crate::sys::mount_api::mount_id(std::os::fd::AsFd::as_fd(&fd)).expect("mount id")
+    };
+    inside(path) != inside(path.parent().expect("parent"))
+}
+
 /// The names in `dir` as the container's init sees it.
 fn listing(container: &TestContainer, dir: &Path) -> Vec<String> {
     let inside = Path::new(&format!("/proc/{}/root", container.pid))
@@ -122,6 +139,19 @@ async fn proc_is_mounted_masked_in_the_container_and_unmounted_again() {
     let target = dir.path().join("target");
     std::fs::create_dir(&target).expect("target folder");
     let target_text = target.to_string_lossy().into_owned();
+
+    // A workspace's socket serves the in-workspace operations only.
+    let other: Result<wsd_proto::wsdaemon::IsWorkspaceExistsResponse> = call(
+        &d,
+        "wsdaemon.WorkspaceContentService/IsWorkspaceExists",
+        wsd_proto::wsdaemon::IsWorkspaceExistsRequest { id: "ws-p".into() },
+        &from("ws-p", container.pid),
+    )
+    .await;
+    assert_eq!(
+        other.expect_err("content on a socket").code(),
+        Code::PermissionDenied
+    );
 
     // The in-process surfaces have no caller: refused.
     let err = mount_proc(&d, &CallContext::default(), &target_text, 1)
@@ -424,6 +454,10 @@ async fn sysfs_shows_the_container_network_with_firmware_masked() {
         .expect("mount sysfs");
     assert_eq!(listing(&container, &target.join("class/net")), ["lo"]);
     assert!(listing(&container, &target.join("firmware")).is_empty());
+    assert!(
+        is_mount(&container, &target.join("firmware")),
+        "firmware is masked"
+    );
     let umount = UmountProcRequest {
         target: req.target.clone(),
         pid: 1,

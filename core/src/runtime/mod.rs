@@ -22,7 +22,10 @@ use crate::workspace::store::{Lifecycle, Store, Workspace};
 
 pub(crate) struct RuntimeService {
     store: Arc<Store>,
-    attached: Mutex<HashMap<String, Arc<Container>>>,
+    /// By workspace id, for the workspace of that generation.
+    attached: Mutex<HashMap<String, (u64, Arc<Container>)>>,
+    /// Attach and detach one at a time: each changes the store and the map together.
+    changing: tokio::sync::Mutex<()>,
 }
 
 impl RuntimeService {
@@ -30,6 +33,7 @@ impl RuntimeService {
         RuntimeService {
             store,
             attached: Mutex::new(HashMap::new()),
+            changing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -40,13 +44,13 @@ impl RuntimeService {
             .ok_or_else(|| Error::WorkspaceNotFound(id.to_string()))
     }
 
-    /// The container attached to workspace `id`, if it still runs.
-    pub(crate) fn container(&self, id: &str) -> Option<Arc<Container>> {
+    /// The container attached to workspace `ws`, if it still runs.
+    pub(crate) fn container(&self, ws: &Workspace) -> Option<Arc<Container>> {
         self.attached
             .lock()
-            .get(id)
-            .filter(|c| c.is_running())
-            .cloned()
+            .get(&ws.id)
+            .filter(|(generation, c)| *generation == ws.generation && c.is_running())
+            .map(|(_, c)| c.clone())
     }
 
     pub(crate) async fn attach_container(
@@ -54,8 +58,9 @@ impl RuntimeService {
         req: AttachContainerRequest,
         _ctx: CallContext,
     ) -> Result<AttachContainerResponse> {
+        let _one_change = self.changing.lock().await;
         let ws = self.workspace(&req.id)?;
-        if let Some(current) = self.container(&req.id) {
+        if let Some(current) = self.container(&ws) {
             if i64::from(current.pid()) == req.pid
                 && (req.cgroup_path.is_empty() || req.cgroup_path == current.record().cgroup_path)
             {
@@ -67,15 +72,19 @@ impl RuntimeService {
             .await
             .map_err(Error::internal)??;
         let record = container.record().clone();
+        // The mounts of an earlier container went with it. Fails for a workspace disposed meanwhile.
         self.store
-            .update(&ws, |r| r.container = Some(record))
+            .update(&ws, |r| {
+                r.container = Some(record);
+                r.mounts.clear();
+            })
             .await?;
         let replaced = self
             .attached
             .lock()
-            .insert(req.id.clone(), Arc::new(container));
+            .insert(req.id.clone(), (ws.generation, Arc::new(container)));
         match replaced {
-            Some(old) => {
+            Some((_, old)) => {
                 tracing::info!(id = %req.id, old_pid = old.pid(), pid = req.pid, "container replaced")
             }
             None => tracing::info!(id = %req.id, pid = req.pid, "container attached"),
@@ -88,9 +97,15 @@ impl RuntimeService {
         req: DetachContainerRequest,
         _ctx: CallContext,
     ) -> Result<DetachContainerResponse> {
+        let _one_change = self.changing.lock().await;
         let ws = self.workspace(&req.id)?;
         if ws.record().container.is_some() {
-            self.store.update(&ws, |r| r.container = None).await?;
+            self.store
+                .update(&ws, |r| {
+                    r.container = None;
+                    r.mounts.clear();
+                })
+                .await?;
         }
         if self.attached.lock().remove(&req.id).is_some() {
             tracing::info!(id = %req.id, "container detached");
@@ -102,6 +117,8 @@ impl RuntimeService {
     /// same process still runs.
     fn reattach(&self, ws: &Workspace) {
         let Some(record) = ws.record().container else {
+            // A workspace of an id used before starts without a container.
+            self.attached.lock().remove(&ws.id);
             return;
         };
         match Container::open(
@@ -113,10 +130,12 @@ impl RuntimeService {
                 tracing::info!(id = %ws.id, pid = record.pid, "container attached again after a restart");
                 self.attached
                     .lock()
-                    .insert(ws.id.clone(), Arc::new(container));
+                    .insert(ws.id.clone(), (ws.generation, Arc::new(container)));
             }
             Err(e) => {
-                // The record stays until the next attach or detach; lookups find no container.
+                // The record (and its mounts, gone with the container) is replaced by the next
+                // attach or detach; until then lookups find no container.
+                self.attached.lock().remove(&ws.id);
                 tracing::warn!(id = %ws.id, pid = record.pid, error = %e, "the attached container is gone");
             }
         }
@@ -128,8 +147,14 @@ impl Lifecycle for RuntimeService {
         self.reattach(ws);
     }
 
-    fn removed(&self, id: &str) {
-        self.attached.lock().remove(id);
+    fn removed(&self, ws: &Workspace) {
+        let mut attached = self.attached.lock();
+        if attached
+            .get(&ws.id)
+            .is_some_and(|(generation, _)| *generation == ws.generation)
+        {
+            attached.remove(&ws.id);
+        }
     }
 }
 

@@ -64,7 +64,8 @@ async fn detach(d: &Daemon, id: &str) -> Result<DetachContainerResponse> {
 }
 
 fn attached_pid(d: &Daemon, id: &str) -> Option<i32> {
-    d.runtime().container(id).map(|c| c.pid())
+    let ws = d.store().get(id)?;
+    d.runtime().container(&ws).map(|c| c.pid())
 }
 
 #[tokio::test]

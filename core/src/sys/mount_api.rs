@@ -186,29 +186,29 @@ pub fn set_attributes(
     check(ret).map(drop)
 }
 
-/// The unique id of the mount that `fd` lies on (`statx` `STATX_MNT_ID_UNIQUE`, Linux 6.8; the
-/// reusable `STATX_MNT_ID` before): what tells a mount the daemon made from another one later
-/// mounted at the same place.
+/// The unique id of the mount that `fd` lies on (`statx` `STATX_MNT_ID_UNIQUE`, Linux 6.8): what
+/// tells a mount the daemon made from another one later mounted at the same place.
 pub fn mount_id(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    // Only the unique id: the reusable one could name a later mount at the same place.
     const STATX_MNT_ID_UNIQUE: libc::c_uint = 0x4000;
     let empty = c_string("")?;
-    for mask in [STATX_MNT_ID_UNIQUE, libc::STATX_MNT_ID] {
-        // SAFETY: an all-zero statx is a valid value of this plain C struct.
-        let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-        // SAFETY: `stx` is writable and of the size the kernel expects; `empty` is NUL-terminated.
-        let ret = unsafe {
-            libc::statx(
-                fd.as_raw_fd(),
-                empty.as_ptr(),
-                libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
-                mask,
-                &mut stx,
-            )
-        };
-        check(libc::c_long::from(ret))?;
-        if stx.stx_mask & mask != 0 {
-            return Ok(stx.stx_mnt_id);
-        }
+    // SAFETY: an all-zero statx is a valid value of this plain C struct.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: `stx` is writable and of the size the kernel expects; `empty` is NUL-terminated.
+    let ret = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            STATX_MNT_ID_UNIQUE,
+            &mut stx,
+        )
+    };
+    check(libc::c_long::from(ret))?;
+    if stx.stx_mask & STATX_MNT_ID_UNIQUE == 0 {
+        return Err(io::Error::other(
+            "the kernel reports no unique mount id (Linux 6.8 or newer needed)",
+        ));
     }
-    Err(io::Error::other("the kernel reports no mount id"))
+    Ok(stx.stx_mnt_id)
 }

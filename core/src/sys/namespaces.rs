@@ -94,10 +94,14 @@ pub fn pid_in_namespace(ns: BorrowedFd<'_>, pid: libc::pid_t) -> io::Result<libc
 /// process) and then joins each namespace in `enter` in order. The thread ends with the work, so
 /// no other code (runtime workers, a host's threads) ever runs in those namespaces. Open every
 /// descriptor the work needs before calling: inside, `/proc` is the other namespace's.
-pub async fn run_inside<T: Send + 'static>(
+pub async fn run_inside<T, E>(
     enter: Vec<(OwnedFd, CloneFlags)>,
-    work: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, E>
+where
+    T: Send + 'static,
+    E: From<io::Error> + Send + 'static,
+{
     let (done, result) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("wsd-namespace".into())
@@ -110,8 +114,11 @@ pub async fn run_inside<T: Send + 'static>(
                 work()
             })();
             let _ = done.send(outcome);
-        })?;
-    result
-        .await
-        .map_err(|_| io::Error::other("the namespace thread ended without an answer"))?
+        })
+        .map_err(E::from)?;
+    result.await.map_err(|_| {
+        E::from(io::Error::other(
+            "the namespace thread ended without an answer",
+        ))
+    })?
 }

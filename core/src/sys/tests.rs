@@ -25,6 +25,20 @@ fn a_pidfd_tells_its_process_and_pid_namespace() {
     );
     let id = NamespaceId::of(own.as_fd()).expect("id");
     assert!(namespaces::is_within(ns, id).expect("walk"));
+    // A child PID namespace is within ours; ours is not within the child's.
+    let child = crate::testing::PidNamespaceProcess::start();
+    let child_ns = Pidfd::open(child.pid)
+        .expect("child")
+        .pid_namespace()
+        .expect("child ns");
+    let child_id = NamespaceId::of(child_ns.as_fd()).expect("child id");
+    assert_ne!(child_id, id);
+    assert!(namespaces::is_within(child_ns, id).expect("walk up"));
+    let ours = Pidfd::open(std::process::id() as i32)
+        .expect("self")
+        .pid_namespace()
+        .expect("ns");
+    assert!(!namespaces::is_within(ours, child_id).expect("walk up"));
     assert_eq!(
         Pidfd::open(i32::MAX)
             .expect_err("no such process")
@@ -56,7 +70,7 @@ fn pids_translate_through_a_pid_namespace() {
 async fn mount_namespaces_are_entered_on_a_thread_of_their_own() {
     let mnt = std::fs::File::open("/proc/self/ns/mnt").expect("own mount namespace");
     let inside = namespaces::run_inside(vec![(mnt.into(), CloneFlags::CLONE_NEWNS)], || {
-        Ok(std::thread::current().name().map(str::to_string))
+        Ok::<_, std::io::Error>(std::thread::current().name().map(str::to_string))
     })
     .await
     .expect("setns from a multi-threaded process");

@@ -62,14 +62,22 @@ pub type SharedDispose = Shared<BoxFuture<'static, Result<DisposeWorkspaceRespon
 pub trait Lifecycle: Send + Sync {
     /// A workspace became known: registered by InitWorkspace or reloaded at start.
     fn registered(&self, ws: &Arc<Workspace>);
-    /// A workspace is gone: disposed, or its init failed.
-    fn removed(&self, id: &str);
+    /// A workspace is gone: disposed, or its init failed. An observer acts only on what it holds
+    /// for this very workspace (its `generation`): the id may be registered again meanwhile.
+    fn removed(&self, ws: &Workspace);
 }
+
+/// Tells workspaces of the same id apart (a disposed one and the next InitWorkspace of its id).
+static GENERATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// One known workspace instance.
 pub struct Workspace {
     pub id: String,
+    /// Unique among all workspaces of this daemon process.
+    pub generation: u64,
     record: Mutex<WorkspaceRecord>,
+    /// Set once its files are removed: its record is never written again.
+    removed: std::sync::atomic::AtomicBool,
     /// Held from a change of the record until it is on disk, so writes land in change order.
     persisting: tokio::sync::Mutex<()>,
     init: watch::Sender<InitPhase>,
@@ -87,7 +95,9 @@ impl Workspace {
         let (init, _) = watch::channel(phase);
         Workspace {
             id: record.id.clone(),
+            generation: GENERATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             record: Mutex::new(record),
+            removed: std::sync::atomic::AtomicBool::new(false),
             persisting: tokio::sync::Mutex::new(()),
             init,
             content_lock: Arc::new(tokio::sync::RwLock::new(())),
@@ -256,6 +266,9 @@ impl Store {
         change: impl FnOnce(&mut WorkspaceRecord),
     ) -> Result<()> {
         let _in_order = ws.persisting.lock().await;
+        if ws.removed.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::WorkspaceNotFound(ws.id.clone()));
+        }
         let record = {
             let mut r = ws.lock_record();
             change(&mut r);
@@ -285,34 +298,44 @@ impl Store {
     }
 
     /// Removes an instance's content, socket folder and state file; the instance stays known
-    /// (and retryable) when that fails.
-    pub async fn remove_files_of(&self, id: &str) -> Result<()> {
-        let owned = id.to_string();
-        let area = self.area.clone();
-        tokio::task::spawn_blocking(move || remove_instance_files(&area, &owned))
+    /// (and retryable) when that fails. Once they are gone its record is never written again, so
+    /// a change that races the removal cannot bring a state file back.
+    pub async fn remove_files_of(&self, ws: &Workspace) -> Result<()> {
+        let _no_writes = ws.persisting.lock().await;
+        let (id, area) = (ws.id.clone(), self.area.clone());
+        tokio::task::spawn_blocking(move || remove_instance_files(&area, &id))
             .await
             .map_err(Error::internal)?
             .map_err(|e| {
-                tracing::error!(id, error = %e, "cannot remove workspace files");
-                Error::Internal(format!("cannot remove the files of workspace {id}"))
-            })
+                tracing::error!(id = %ws.id, error = %e, "cannot remove workspace files");
+                Error::Internal(format!("cannot remove the files of workspace {}", ws.id))
+            })?;
+        ws.removed.store(true, std::sync::atomic::Ordering::Release);
+        Ok(())
     }
 
-    /// Forgets an instance (after its files are gone).
-    pub fn forget(&self, id: &str) {
-        let known = self.live.lock().remove(id).is_some();
+    /// Forgets an instance (after its files are gone), if it is still the one known by its id.
+    pub fn forget(&self, ws: &Arc<Workspace>) {
+        let known = {
+            let mut live = self.live.lock();
+            match live.get(&ws.id) {
+                Some(current) if Arc::ptr_eq(current, ws) => live.remove(&ws.id).is_some(),
+                _ => false,
+            }
+        };
+        ws.removed.store(true, std::sync::atomic::Ordering::Release);
         if known {
             for observer in self.observers() {
-                observer.removed(id);
+                observer.removed(ws);
             }
         }
     }
 
     /// Removes an instance's files and forgets it; a failure still forgets it (used when an init
     /// failed: the instance is gone for the caller either way, housekeeping retries the files).
-    pub async fn remove(&self, id: &str) -> Result<()> {
-        let removed = self.remove_files_of(id).await;
-        self.forget(id);
+    pub async fn remove(&self, ws: &Arc<Workspace>) -> Result<()> {
+        let removed = self.remove_files_of(ws).await;
+        self.forget(ws);
         removed
     }
 
