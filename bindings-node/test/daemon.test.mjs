@@ -99,7 +99,9 @@ test('error paths carry the gRPC status', async (t) => {
   await rejectsWith(d.callObject('/wsdaemon.WorkspaceContentService/IsWorkspaceExists', { id: 42 }), 'INVALID_ARGUMENT')
   await rejectsWith(d.call('/wsdaemon.WorkspaceContentService/IsWorkspaceExists', Buffer.from([0x0a, 0xff])), 'INVALID_ARGUMENT')
   await rejectsWith(d.call('/nope.Service/Nope', Buffer.alloc(0)), 'UNIMPLEMENTED', 'unknown_method')
-  await rejectsWith(d.mountProc({ target: '/proc', pid: 1 }), 'UNIMPLEMENTED')
+  await rejectsWith(d.prepareForUserNS({}), 'UNIMPLEMENTED')
+  // The in-workspace operations act for a caller inside a workspace: only its own socket has one.
+  await rejectsWith(d.mountProc({ target: '/proc', pid: 1 }), 'FAILED_PRECONDITION', 'not_on_workspace_socket')
   // Starting fails like a call: a WsdError with code, number and reason, and a message as is.
   assert.throws(() => new Daemon({ workingArea: '' }), (e) => e instanceof WsdError && e.code === 'INVALID_ARGUMENT' && e.grpcCode === 3 && e.reason === 'invalid_argument')
   assert.throws(() => new Daemon({ noSuchOption: 1 }), (e) => e.code === 'INVALID_ARGUMENT' && /^invalid configuration.*no_such_option/.test(e.message))
@@ -199,11 +201,12 @@ test('every RPC of the contract has a method', () => {
   // Written out, not derived from `methods`, so a method the facade drops is noticed.
   const expected = [
     'initWorkspace', 'waitForInit', 'isWorkspaceExists', 'takeSnapshot', 'disposeWorkspace',
-    'backupWorkspace', 'snapshotStatus', 'workspaceState', 'prepareForUserNS', 'writeIDMapping',
+    'backupWorkspace', 'snapshotStatus', 'workspaceState', 'attachContainer', 'detachContainer',
+    'prepareForUserNS', 'writeIDMapping',
     'evacuateCGroup', 'mountProc', 'umountProc', 'mountSysfs', 'umountSysfs', 'mountNfs',
     'umountNfs', 'teardown', 'wipingTeardown', 'setupPairVeths', 'workspaceInfo',
   ]
-  assert.ok(methods.length >= 21)
+  assert.ok(methods.length >= 23)
   for (const name of expected) assert.equal(typeof Daemon.prototype[name], 'function', name)
   // WorkspaceInfo exists in two services; the facade's method is the first, the other path is
   // reachable through callObject.
