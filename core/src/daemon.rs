@@ -115,6 +115,7 @@ impl Daemon {
             "working area reloaded"
         );
         daemon.start_housekeeping();
+        daemon.services.iws.start_sampler(Duration::from_secs(1));
         Ok(daemon)
     }
 

@@ -104,8 +104,17 @@ impl TestContainer {
     /// Starts `args` inside the container as a descendant of its init (the way a workspace's
     /// processes are), and returns its PID as the daemon sees it.
     pub fn spawn_inside(&self, args: &[&str]) -> i32 {
+        self.spawn_inside_after("true", args)
+    }
+
+    /// As [`TestContainer::spawn_inside`], after the shell command `first` (e.g. joining a
+    /// cgroup, which a process inherits from its parent, not from the container).
+    pub fn spawn_inside_after(&self, first: &str, args: &[&str]) -> i32 {
         // nsenter's child is not below the container's init; a double fork reparents it there.
-        let script = format!("{} >/dev/null 2>&1 </dev/null & echo $!", args.join(" "));
+        let script = format!(
+            "{first}; {} >/dev/null 2>&1 </dev/null & echo $!",
+            args.join(" ")
+        );
         let out = Command::new("nsenter")
             .args(["-t", &self.pid.to_string(), "-a", "sh", "-c", &script])
             .output()

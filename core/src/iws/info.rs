@@ -6,7 +6,11 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::time::Instant;
+
+use crate::runtime::Container;
+use crate::sync::Mutex;
 
 /// Where the cgroup hierarchies are mounted, found in `/proc/self/mountinfo`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -65,7 +69,9 @@ fn unescape(field: &str) -> String {
     let mut rest = field;
     while let Some(at) = rest.find('\\') {
         out.push_str(&rest[..at]);
-        let code = rest.get(at + 1..at + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        let code = rest
+            .get(at + 1..at + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(byte) => {
                 out.push(char::from(byte));
@@ -93,7 +99,8 @@ impl ProcessCgroups {
         let mut found = ProcessCgroups::default();
         for line in text.lines() {
             let mut parts = line.splitn(3, ':');
-            let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+            let (Some(_), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
             else {
                 continue;
             };
@@ -236,6 +243,93 @@ pub fn node_memory() -> i64 {
         .map_or(0, |kb| kb * 1024)
 }
 
+/// The last CPU reading of a container and the rate since the one before.
+#[derive(Debug, Clone, Copy)]
+struct CpuSample {
+    generation: u64,
+    pid: i32,
+    at: Instant,
+    usage_ns: u64,
+    millicores: Option<i64>,
+}
+
+/// Reads the cgroups of attached containers; keeps the CPU rate of each.
+#[derive(Default)]
+pub struct Sampler {
+    mounts: OnceLock<CgroupMounts>,
+    cpu: Mutex<HashMap<String, CpuSample>>,
+}
+
+impl Sampler {
+    fn mounts(&self) -> &CgroupMounts {
+        self.mounts.get_or_init(|| {
+            CgroupMounts::from_mountinfo(
+                &read(Path::new("/proc/self/mountinfo")).unwrap_or_default(),
+            )
+        })
+    }
+
+    /// The cgroups of `container` now (blocking: reads a few files).
+    pub fn read(&self, container: &Container) -> Option<Reading> {
+        let cgroups = read(Path::new(&format!("/proc/{}/cgroup", container.pid())))?;
+        let reading = read_now(self.mounts(), &ProcessCgroups::parse(&cgroups))?;
+        // What was read belongs to the container only if its init still runs.
+        container.is_running().then_some(reading)
+    }
+
+    /// One pass over `containers` (workspace id, generation, container): blocking.
+    pub fn sample(&self, containers: &[(String, u64, std::sync::Arc<Container>)]) {
+        let mut fresh = HashMap::new();
+        for (id, generation, container) in containers {
+            let Some(reading) = self.read(container) else {
+                continue;
+            };
+            let now = (Instant::now(), reading.cpu_usage_ns);
+            let earlier = self
+                .cpu
+                .lock()
+                .get(id)
+                .copied()
+                .filter(|s| s.generation == *generation && s.pid == container.pid());
+            fresh.insert(
+                id.clone(),
+                CpuSample {
+                    generation: *generation,
+                    pid: container.pid(),
+                    at: now.0,
+                    usage_ns: now.1,
+                    millicores: earlier.map(|e| cpu_rate((e.at, e.usage_ns), now)),
+                },
+            );
+        }
+        // Workspaces gone since the last pass are dropped with it.
+        *self.cpu.lock() = fresh;
+    }
+
+    /// The CPU use of workspace `id` over the last sampling period, in millicores.
+    pub fn cpu_used(&self, id: &str, generation: u64, container: &Container) -> Option<i64> {
+        self.cpu
+            .lock()
+            .get(id)
+            .filter(|s| s.generation == generation && s.pid == container.pid())
+            .and_then(|s| s.millicores)
+    }
+}
+
+/// The logical CPUs a process may run on, in millicores: the CPU limit of an unlimited cgroup.
+pub fn cpus_of(pid: i32) -> i64 {
+    nix::sched::sched_getaffinity(nix::unistd::Pid::from_raw(pid))
+        .map(|set| {
+            (0..nix::sched::CpuSet::count())
+                .filter(|c| set.is_set(*c).unwrap_or(false))
+                .count()
+        })
+        .ok()
+        .filter(|n| *n > 0)
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .map_or(1000, |n| n as i64 * 1000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,14 +348,17 @@ mod tests {
         assert_eq!(m.v1["cpuacct"], Path::new("/sys/fs/cgroup/cpu,cpuacct"));
         assert_eq!(m.v1["memory"], Path::new("/sys/fs/cgroup/memory"));
         assert!(!m.v1.contains_key("name=systemd"));
-        let unified = CgroupMounts::from_mountinfo("25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
+        let unified =
+            CgroupMounts::from_mountinfo("25 1 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
         assert_eq!(unified.v2.as_deref(), Some(Path::new("/sys/fs/cgroup")));
         assert!(unified.v1.is_empty());
     }
 
     #[test]
     fn process_cgroups_split_by_controller() {
-        let p = ProcessCgroups::parse("4:memory:/ws/a\n2:cpuacct,cpu:/ws/b\n0::/ws/c\n1:name=systemd:/\n");
+        let p = ProcessCgroups::parse(
+            "4:memory:/ws/a\n2:cpuacct,cpu:/ws/b\n0::/ws/c\n1:name=systemd:/\n",
+        );
         assert_eq!(p.v2.as_deref(), Some("/ws/c"));
         assert_eq!(p.v1["memory"], "/ws/a");
         assert_eq!(p.v1["cpu"], "/ws/b");

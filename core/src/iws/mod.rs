@@ -9,6 +9,7 @@
 
 mod caller;
 mod idmap;
+mod info;
 mod limits;
 mod mounts;
 mod nfs;
@@ -22,8 +23,8 @@ use std::time::Instant;
 
 use wsd_proto::iws::{
     MountNfsRequest, MountNfsResponse, MountProcRequest, MountProcResponse, UmountNfsRequest,
-    UmountNfsResponse, UmountProcRequest, UmountProcResponse, WriteIdMappingRequest,
-    WriteIdMappingResponse,
+    UmountNfsResponse, UmountProcRequest, UmountProcResponse, WorkspaceInfoRequest,
+    WorkspaceInfoResponse, WriteIdMappingRequest, WriteIdMappingResponse,
 };
 
 use crate::background::Background;
@@ -42,6 +43,7 @@ pub(crate) struct IwsService {
     runtime: Arc<RuntimeService>,
     background: Background,
     limits: RateLimits,
+    sampler: info::Sampler,
     /// Namespace work (each step a thread of its own) in flight per workspace.
     in_flight: crate::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
@@ -70,6 +72,7 @@ impl IwsService {
             runtime,
             background,
             limits: RateLimits::default(),
+            sampler: info::Sampler::default(),
             in_flight: crate::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -310,6 +313,69 @@ impl IwsService {
         let target = self.target(&ctx, "UmountNfs")?;
         self.unmount(target, Kind::Nfs, req.pid, req.target).await?;
         Ok(UmountNfsResponse {})
+    }
+}
+
+impl IwsService {
+    /// Starts the CPU sampler behind WorkspaceInfo: one pass over the running containers every
+    /// `period`, on a blocking thread.
+    pub(crate) fn start_sampler(self: &Arc<Self>, period: std::time::Duration) {
+        let me = Arc::downgrade(self);
+        self.background.every(period, "the CPU sampler", move || {
+            if let Some(me) = me.upgrade() {
+                me.sampler.sample(&me.runtime.running());
+            }
+            Ok(())
+        });
+    }
+
+    /// WorkspaceInfo of both services: CPU and memory use and limits of the caller's container.
+    pub(crate) async fn workspace_info(
+        self: Arc<Self>,
+        _req: WorkspaceInfoRequest,
+        ctx: CallContext,
+    ) -> Result<WorkspaceInfoResponse> {
+        use wsd_proto::iws::{Cpu, Memory, Resources};
+        let target = self.target(&ctx, "WorkspaceInfo")?;
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let container = &target.container;
+            let reading = me.sampler.read(container).ok_or_else(|| {
+                Error::KernelRefused(format!(
+                    "cannot read the cgroup of workspace {}",
+                    target.workspace.id
+                ))
+            })?;
+            let cpu_used = me
+                .sampler
+                .cpu_used(&target.workspace.id, target.workspace.generation, container)
+                .unwrap_or(0);
+            let cpu_limit = reading
+                .cpu_limit_millis
+                .unwrap_or_else(|| info::cpus_of(container.pid()));
+            let node_memory = info::node_memory();
+            let memory_limit = reading.memory_limit.map_or(node_memory, |l| {
+                if node_memory > 0 {
+                    l.min(node_memory)
+                } else {
+                    l
+                }
+            });
+            Ok(WorkspaceInfoResponse {
+                resources: Some(Resources {
+                    cpu: Some(Cpu {
+                        used: cpu_used,
+                        limit: cpu_limit,
+                    }),
+                    memory: Some(Memory {
+                        used: reading.memory_used,
+                        limit: memory_limit,
+                    }),
+                }),
+            })
+        })
+        .await
+        .map_err(Error::internal)?
     }
 }
 

@@ -53,6 +53,16 @@ impl RuntimeService {
             .map(|(_, c)| c.clone())
     }
 
+    /// Every attached container that still runs, with its workspace id and generation.
+    pub(crate) fn running(&self) -> Vec<(String, u64, Arc<Container>)> {
+        self.attached
+            .lock()
+            .iter()
+            .filter(|(_, (_, c))| c.is_running())
+            .map(|(id, (generation, c))| (id.clone(), *generation, c.clone()))
+            .collect()
+    }
+
     pub(crate) async fn attach_container(
         self: Arc<Self>,
         req: AttachContainerRequest,
