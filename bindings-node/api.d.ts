@@ -402,6 +402,6 @@ export interface DaemonMethods {
   wipingTeardown(request?: WipingTeardownRequest, options?: CallOptions): Promise<WipingTeardownResponse>
   /** /iws.InWorkspaceService/SetupPairVeths (not served yet: rejects with UNIMPLEMENTED) */
   setupPairVeths(request?: SetupPairVethsRequest, options?: CallOptions): Promise<SetupPairVethsResponse>
-  /** /iws.InWorkspaceService/WorkspaceInfo (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/WorkspaceInfo (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   workspaceInfo(request?: WorkspaceInfoRequest, options?: CallOptions): Promise<WorkspaceInfoResponse>
 }
