@@ -4,7 +4,9 @@
 
 mod error;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use wsd_core::sync::Mutex;
 
 use bytes::Bytes;
 use napi::bindgen_prelude::{Buffer, Either, Object};
@@ -100,7 +102,7 @@ impl NativeDaemon {
     }
 
     fn daemon(&self) -> Option<Arc<EmbeddedDaemon>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.inner.lock().clone()
     }
 
     /// Runs `work` on the core daemon (see [`settle`]); a closed daemon answers UNAVAILABLE.
@@ -157,7 +159,7 @@ impl NativeDaemon {
     /// the daemon's threads, without blocking the event loop. Idempotent.
     #[napi]
     pub async fn close(&self) -> CallOutcome {
-        let daemon = self.inner.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let daemon = self.inner.lock().take();
         if let Some(daemon) = daemon {
             let (tx, rx) = napi::tokio::sync::oneshot::channel();
             close_in_background(daemon, move || {

@@ -1,0 +1,111 @@
+//! WriteIDMapping for a process in a user namespace of the container.
+
+use std::time::Duration;
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_maps_are_written_for_processes_of_the_container_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(config(dir.path())).await.expect("start");
+    let container = TestContainer::start();
+    workspace(&d, "ws-u").await;
+    attach(&d, "ws-u", container.pid).await;
+    let child = container.spawn_inside(&["unshare", "--user", "sleep", "600"]);
+    let inner = {
+        let ns = std::fs::File::open(format!("/proc/{}/ns/pid", container.pid)).expect("ns");
+        crate::sys::namespaces::pid_in_namespace(std::os::fd::AsFd::as_fd(&ns), child)
+            .expect("inner pid")
+    };
+    // unshare execs sleep once the user namespace exists.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::fs::read_link(format!("/proc/{child}/ns/user")).ok()
+        == std::fs::read_link("/proc/self/ns/user").ok()
+    {
+        assert!(std::time::Instant::now() < deadline, "no user namespace");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let ctx = from("ws-u", container.pid);
+    let map = |gid: bool, mapping: Vec<Mapping>| WriteIdMappingRequest {
+        pid: inner.into(),
+        gid,
+        mapping,
+    };
+    let usual = vec![
+        Mapping {
+            container_id: 0,
+            host_id: 33333,
+            size: 1,
+        },
+        Mapping {
+            container_id: 1,
+            host_id: 100000,
+            size: 65534,
+        },
+    ];
+    let out_of_range: Result<WriteIdMappingResponse> = call(
+        &d,
+        "iws.InWorkspaceService/WriteIDMapping",
+        map(
+            false,
+            vec![Mapping {
+                container_id: 0,
+                host_id: 0,
+                size: 1,
+            }],
+        ),
+        &ctx,
+    )
+    .await;
+    assert_eq!(
+        out_of_range.expect_err("root range").code(),
+        Code::InvalidArgument
+    );
+    let _: WriteIdMappingResponse = call(
+        &d,
+        "iws.InWorkspaceService/WriteIDMapping",
+        map(false, usual.clone()),
+        &ctx,
+    )
+    .await
+    .expect("uid map");
+    let _: WriteIdMappingResponse = call(
+        &d,
+        "iws.InWorkspaceService/WriteIDMapping",
+        map(true, usual.clone()),
+        &ctx,
+    )
+    .await
+    .expect("gid map");
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{child}/uid_map"))
+            .expect("uid_map")
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "33333", "1", "1", "100000", "65534"]
+    );
+    let again: Result<WriteIdMappingResponse> = call(
+        &d,
+        "iws.InWorkspaceService/WriteIDMapping",
+        map(false, usual),
+        &ctx,
+    )
+    .await;
+    assert_eq!(
+        again.expect_err("written once").code(),
+        Code::FailedPrecondition
+    );
+    // Four calls were the burst; the fifth is over the limit.
+    let limited: Result<WriteIdMappingResponse> = call(
+        &d,
+        "iws.InWorkspaceService/WriteIDMapping",
+        map(false, vec![]),
+        &ctx,
+    )
+    .await;
+    assert_eq!(
+        limited.expect_err("rate limited").code(),
+        Code::ResourceExhausted
+    );
+    d.shutdown(Duration::from_secs(1)).await;
+}
