@@ -183,11 +183,7 @@ fn close_in_background(daemon: Arc<EmbeddedDaemon>, done: impl FnOnce() + Send +
 impl Drop for NativeDaemon {
     /// A daemon collected by the GC without `close()` is closed off the JS thread.
     fn drop(&mut self) {
-        let daemon = self
-            .inner
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let daemon = self.inner.get_mut().take();
         if let Some(daemon) = daemon {
             close_in_background(daemon, || {});
         }
