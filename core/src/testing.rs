@@ -154,3 +154,53 @@ impl Drop for TestContainer {
         let _ = self.unshare.wait();
     }
 }
+
+/// An InitWorkspace request for an empty workspace `id` (owner `o`, meta id `m-<id>`).
+pub fn empty_workspace(id: &str) -> wsd_proto::wsdaemon::InitWorkspaceRequest {
+    use wsd_proto::contentservice::{
+        workspace_initializer::Spec, EmptyInitializer, WorkspaceInitializer,
+    };
+    wsd_proto::wsdaemon::InitWorkspaceRequest {
+        id: id.into(),
+        metadata: Some(wsd_proto::wsdaemon::WorkspaceMetadata {
+            owner: "o".into(),
+            meta_id: format!("m-{id}"),
+        }),
+        initializer: Some(WorkspaceInitializer {
+            spec: Some(Spec::Empty(EmptyInitializer {})),
+        }),
+        ..Default::default()
+    }
+}
+
+/// Initializes the empty workspace `id`.
+pub async fn init_empty(d: &Daemon, id: &str) {
+    let _: wsd_proto::wsdaemon::InitWorkspaceResponse = call(
+        d,
+        "wsdaemon.WorkspaceContentService/InitWorkspace",
+        empty_workspace(id),
+        &CallContext::default(),
+    )
+    .await
+    .expect("init");
+}
+
+/// AttachContainer of workspace `id` to the process `pid`.
+pub async fn attach(
+    d: &Daemon,
+    id: &str,
+    pid: i64,
+) -> Result<wsd_proto::wsdaemon::AttachContainerResponse> {
+    let req = wsd_proto::wsdaemon::AttachContainerRequest {
+        id: id.into(),
+        pid,
+        cgroup_path: String::new(),
+    };
+    call(
+        d,
+        "wsdaemon.WorkspaceRuntime/AttachContainer",
+        req,
+        &CallContext::default(),
+    )
+    .await
+}

@@ -4,15 +4,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use prost::Message;
-use wsd_proto::contentservice::{
-    workspace_initializer::Spec, EmptyInitializer, WorkspaceInitializer,
-};
 use wsd_proto::wsdaemon::snapshot_status_response::Phase;
 use wsd_proto::wsdaemon::{
-    DisposeWorkspaceRequest, DisposeWorkspaceResponse, InitWorkspaceRequest, InitWorkspaceResponse,
+    DisposeWorkspaceRequest, DisposeWorkspaceResponse, InitWorkspaceResponse,
     IsWorkspaceExistsRequest, IsWorkspaceExistsResponse, SnapshotStatusRequest,
     SnapshotStatusResponse, TakeSnapshotRequest, TakeSnapshotResponse, WaitForInitRequest,
-    WaitForInitResponse, WorkspaceMetadata,
+    WaitForInitResponse,
 };
 
 use crate::testing::config;
@@ -47,19 +44,7 @@ async fn dispose(d: &Daemon, id: &str) -> Result<DisposeWorkspaceResponse> {
     .await
 }
 
-fn init(id: &str) -> InitWorkspaceRequest {
-    InitWorkspaceRequest {
-        id: id.into(),
-        metadata: Some(WorkspaceMetadata {
-            owner: "o".into(),
-            meta_id: format!("m-{id}"),
-        }),
-        initializer: Some(WorkspaceInitializer {
-            spec: Some(Spec::Empty(EmptyInitializer {})),
-        }),
-        ..Default::default()
-    }
-}
+use crate::testing::empty_workspace as init;
 
 async fn exists(d: &Daemon, id: &str) -> bool {
     let req = IsWorkspaceExistsRequest { id: id.into() };

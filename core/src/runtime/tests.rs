@@ -3,54 +3,13 @@
 
 use std::time::Duration;
 
-use wsd_proto::contentservice::{
-    workspace_initializer::Spec, EmptyInitializer, WorkspaceInitializer,
-};
 use wsd_proto::wsdaemon::{
-    AttachContainerRequest, AttachContainerResponse, DetachContainerRequest,
-    DetachContainerResponse, DisposeWorkspaceRequest, DisposeWorkspaceResponse,
-    InitWorkspaceRequest, InitWorkspaceResponse, WorkspaceMetadata,
+    DetachContainerRequest, DetachContainerResponse, DisposeWorkspaceRequest,
+    DisposeWorkspaceResponse,
 };
 
-use crate::testing::{call, config, PidNamespaceProcess};
+use crate::testing::{attach, call, config, init_empty as init, PidNamespaceProcess};
 use crate::{CallContext, Code, Daemon, Result};
-
-async fn init(d: &Daemon, id: &str) {
-    let req = InitWorkspaceRequest {
-        id: id.into(),
-        metadata: Some(WorkspaceMetadata {
-            owner: "o".into(),
-            meta_id: format!("m-{id}"),
-        }),
-        initializer: Some(WorkspaceInitializer {
-            spec: Some(Spec::Empty(EmptyInitializer {})),
-        }),
-        ..Default::default()
-    };
-    let _: InitWorkspaceResponse = call(
-        d,
-        "wsdaemon.WorkspaceContentService/InitWorkspace",
-        req,
-        &CallContext::default(),
-    )
-    .await
-    .expect("init");
-}
-
-async fn attach(d: &Daemon, id: &str, pid: i64) -> Result<AttachContainerResponse> {
-    let req = AttachContainerRequest {
-        id: id.into(),
-        pid,
-        cgroup_path: String::new(),
-    };
-    call(
-        d,
-        "wsdaemon.WorkspaceRuntime/AttachContainer",
-        req,
-        &CallContext::default(),
-    )
-    .await
-}
 
 async fn detach(d: &Daemon, id: &str) -> Result<DetachContainerResponse> {
     let req = DetachContainerRequest { id: id.into() };

@@ -10,17 +10,10 @@ mod nfs;
 use std::path::Path;
 use std::sync::Arc;
 
-use wsd_proto::contentservice::{
-    workspace_initializer::Spec, EmptyInitializer, WorkspaceInitializer,
-};
 use wsd_proto::iws::write_id_mapping_request::Mapping;
 use wsd_proto::iws::{
     MountNfsRequest, MountNfsResponse, MountProcRequest, MountProcResponse, UmountProcRequest,
     UmountProcResponse, WriteIdMappingRequest, WriteIdMappingResponse,
-};
-use wsd_proto::wsdaemon::{
-    AttachContainerRequest, AttachContainerResponse, InitWorkspaceRequest, InitWorkspaceResponse,
-    WorkspaceMetadata,
 };
 
 use crate::call::Caller;
@@ -28,42 +21,12 @@ use crate::sys::process::Pidfd;
 use crate::testing::{call, config, TestContainer};
 use crate::{CallContext, Code, Daemon, Result};
 
-pub(super) async fn workspace(d: &Daemon, id: &str) {
-    let req = InitWorkspaceRequest {
-        id: id.into(),
-        metadata: Some(WorkspaceMetadata {
-            owner: "o".into(),
-            meta_id: format!("m-{id}"),
-        }),
-        initializer: Some(WorkspaceInitializer {
-            spec: Some(Spec::Empty(EmptyInitializer {})),
-        }),
-        ..Default::default()
-    };
-    let _: InitWorkspaceResponse = call(
-        d,
-        "wsdaemon.WorkspaceContentService/InitWorkspace",
-        req,
-        &CallContext::default(),
-    )
-    .await
-    .expect("init");
-}
+pub(super) use crate::testing::init_empty as workspace;
 
 pub(super) async fn attach(d: &Daemon, id: &str, pid: i32) {
-    let req = AttachContainerRequest {
-        id: id.into(),
-        pid: pid.into(),
-        cgroup_path: String::new(),
-    };
-    let _: AttachContainerResponse = call(
-        d,
-        "wsdaemon.WorkspaceRuntime/AttachContainer",
-        req,
-        &CallContext::default(),
-    )
-    .await
-    .expect("attach");
+    crate::testing::attach(d, id, pid.into())
+        .await
+        .expect("attach");
 }
 
 /// A call as the workspace socket of `id` makes it for the process `peer`.
