@@ -250,6 +250,12 @@ impl Drop for Container {
             );
         }
         if let Some(mut child) = self.unshare.take() {
+            // `unshare` waits for the init and exits after it: let it reap the init (killed
+            // first, it would leave the init to the host's PID 1, which may reap it late).
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
