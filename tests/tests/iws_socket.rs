@@ -420,6 +420,37 @@ async fn symlinked_targets_never_lead_out_of_the_container_root() {
         mounts_before,
         "the host's mount table is unchanged"
     );
+
+    // A target process with its own root (chrooted inside the container): its target is resolved
+    // in its root, so a symlink climbing out of that root stays in it.
+    ctr.sh(
+        "mkdir -p /tmp/jail/usr /tmp/jail/tmp/outside /tmp/outside && \
+         mount --bind /usr /tmp/jail/usr && \
+         for l in bin sbin lib lib64; do ln -s usr/$l /tmp/jail/$l; done && \
+         ln -s /../../../tmp/outside /tmp/jail/esc && \
+         ln -s ../../../../tmp/outside /tmp/jail/tmp/rel",
+    );
+    let jailed = ctr
+        .spawn_descendant("chroot /tmp/jail /usr/bin/sleep 600")
+        .to_string();
+    for link in ["/esc", "/tmp/rel"] {
+        let answer = ctr.client(&["mount-proc", link, &jailed]);
+        eprintln!("MountProc at {link} of a chrooted process: {answer}");
+        let points = ctr.mount_points();
+        assert!(
+            !points.iter().any(|p| p == "/tmp/outside"),
+            "{link}: mounted outside the process's root: {points:?}"
+        );
+        if answer == "OK" {
+            assert!(
+                points.iter().any(|p| p == "/tmp/jail/tmp/outside"),
+                "{link}: {points:?}"
+            );
+            assert_eq!(ctr.client(&["umount-proc", "/tmp/outside", &jailed]), "OK");
+        } else {
+            assert_eq!(code_of(&answer), "InvalidArgument", "{link}: {answer}");
+        }
+    }
     finish(ws);
 }
 
