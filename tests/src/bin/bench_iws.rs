@@ -1,0 +1,107 @@
+//! Benchmark of the in-workspace service: MountProc + UmountProc pairs per second over a
+//! workspace's socket under parallel clients inside a real workspace container
+//! (`wsd_tests::container`), against the same pair done from a shell on the host with
+//! `nsenter -t PID -m mount -t proc proc TARGET && nsenter -t PID -m umount TARGET`, same run and
+//! same parallelism.
+//!
+//! The daemon's working area is on a tmpfs (as in the other benches): every mount and unmount
+//! is recorded in the workspace's state file with fsync, which on this VM's disk dominates the
+//! figure; `--disk 1` puts it in the system's temporary folder instead.
+//!
+//! Usage (as root): scripts/bench-iws.sh [--clients 5] [--pairs 500] [--shell-pairs 100] [--disk 1]
+
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use wsd_tests::bench::{arg, Scratch};
+use wsd_tests::container::{first_line, IwsWorkspace, CLIENT_INSIDE, SOCKET_INSIDE};
+
+#[tokio::main]
+async fn main() {
+    let clients = arg("--clients", 5);
+    let pairs = arg("--pairs", 500);
+    let shell_pairs = arg("--shell-pairs", 100);
+    let scratch = Scratch::new("bench-iws", "256m");
+    let (ws, area) = if arg("--disk", 0) == 1 {
+        (
+            IwsWorkspace::start(true).await,
+            "disk (system temporary folder)",
+        )
+    } else {
+        (
+            IwsWorkspace::start_in(scratch.path(), true).await,
+            scratch.describe(),
+        )
+    };
+    let ctr = &ws.container;
+    let targets: Vec<String> = (0..clients).map(|i| format!("/tmp/bench-{i}")).collect();
+    ctr.sh(&format!("mkdir -p {}", targets.join(" ")));
+    // Warm up: the first call of a fresh daemon opens what it keeps.
+    let warm = ctr.client(&["proc-pairs", "5", &targets[0], "1"]);
+    assert!(warm.starts_with("OK"), "warm-up: {warm}");
+
+    let started = Instant::now();
+    let workers: Vec<_> = targets
+        .iter()
+        .map(|target| {
+            ctr.nsenter()
+                .args([
+                    CLIENT_INSIDE,
+                    SOCKET_INSIDE,
+                    "proc-pairs",
+                    &pairs.to_string(),
+                    target,
+                    "1",
+                ])
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("client")
+        })
+        .collect();
+    for worker in workers {
+        let line = first_line(&worker.wait_with_output().expect("client"));
+        assert!(line.starts_with("OK"), "client: {line}");
+    }
+    let socket_secs = started.elapsed().as_secs_f64();
+    let socket_rate = (clients * pairs) as f64 / socket_secs;
+
+    let init = ctr.init_pid();
+    let started = Instant::now();
+    let shells: Vec<_> = targets
+        .iter()
+        .map(|target| {
+            Command::new("bash")
+                .args([
+                    "-c",
+                    &format!(
+                        "set -e; for i in $(seq {shell_pairs}); do \
+                         nsenter -t {init} -m mount -t proc proc {target} && \
+                         nsenter -t {init} -m umount {target}; done"
+                    ),
+                ])
+                .spawn()
+                .expect("shell")
+        })
+        .collect();
+    for mut shell in shells {
+        assert!(shell.wait().expect("shell").success(), "shell loop failed");
+    }
+    let shell_secs = started.elapsed().as_secs_f64();
+    let shell_rate = (clients * shell_pairs) as f64 / shell_secs;
+
+    println!("MountProc + UmountProc pairs, {clients} parallel clients, working area on {area}:");
+    println!(
+        "  iws socket ({clients} x {pairs}):        {:>8.0} pairs/s ({socket_secs:.2} s)",
+        socket_rate
+    );
+    println!(
+        "  shell nsenter+mount ({clients} x {shell_pairs}): {:>8.0} pairs/s ({shell_secs:.2} s)",
+        shell_rate
+    );
+    println!("  ratio: {:.1}x (target >= 5x)", socket_rate / shell_rate);
+    let dir = ws.dir.path().to_path_buf();
+    drop(ws);
+    drop(scratch);
+    let left = wsd_tests::container::host_mounts_under(&dir);
+    assert!(left.is_empty(), "mounts left on the host: {left:?}");
+}

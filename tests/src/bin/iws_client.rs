@@ -1,0 +1,168 @@
+//! A minimal client of `iws.InWorkspaceService` over a workspace's unix socket, meant to run inside
+//! a test container. It makes one call (or a loop of MountProc + UmountProc pairs), prints `OK` or
+//! `<gRPC code>: <message>` and exits 0 on OK, 1 on a gRPC error, 2 on bad usage, 3 when it
+//! cannot connect.
+//!
+//! Usage:
+//!   iws-client SOCKET mount-proc|umount-proc|mount-sysfs|umount-sysfs TARGET PID
+//!   iws-client SOCKET write-id-mapping PID uid|gid CONTAINER:HOST:SIZE[,...]
+//!   iws-client SOCKET proc-pairs N TARGET PID     (N x MountProc + UmountProc, stops at an error)
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use hyper_util::rt::TokioIo;
+use tonic::transport::{Channel, Endpoint, Uri};
+use wsd_proto::iws::in_workspace_service_client::InWorkspaceServiceClient;
+use wsd_proto::iws::write_id_mapping_request::Mapping;
+use wsd_proto::iws::{MountProcRequest, UmountProcRequest, WriteIdMappingRequest};
+
+type Client = InWorkspaceServiceClient<Channel>;
+
+const USAGE: &str =
+    "usage: iws-client SOCKET (mount-proc|umount-proc|mount-sysfs|umount-sysfs TARGET PID \
+                     | write-id-mapping PID uid|gid C:H:S[,C:H:S...] | proc-pairs N TARGET PID)";
+
+async fn connect(socket: String) -> Result<Client, String> {
+    let channel = Endpoint::try_from("http://[::]:50051")
+        .map_err(|e| e.to_string())?
+        .connect_with_connector(tower::service_fn(move |_: Uri| {
+            let path = socket.clone();
+            async move {
+                Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(path).await?))
+            }
+        }))
+        .await
+        .map_err(|e| format!("{e}: {e:?}"))?;
+    Ok(InWorkspaceServiceClient::new(channel))
+}
+
+fn pid(text: &str) -> Result<i64, String> {
+    text.parse().map_err(|_| format!("not a PID: {text}"))
+}
+
+fn mappings(text: &str) -> Result<Vec<Mapping>, String> {
+    text.split(',')
+        .map(|entry| {
+            let parts: Vec<u32> = entry
+                .split(':')
+                .map(|n| n.parse().map_err(|_| format!("not an id: {n}")))
+                .collect::<Result<_, _>>()?;
+            match parts[..] {
+                [container_id, host_id, size] => Ok(Mapping {
+                    container_id,
+                    host_id,
+                    size,
+                }),
+                _ => Err(format!("not CONTAINER:HOST:SIZE: {entry}")),
+            }
+        })
+        .collect()
+}
+
+/// One call; `Err` carries the usage problem.
+async fn call(
+    client: &mut Client,
+    args: &[String],
+) -> Result<Result<String, tonic::Status>, String> {
+    let arg = |i: usize| args.get(i).cloned().ok_or_else(|| USAGE.to_string());
+    Ok(match arg(0)?.as_str() {
+        "mount-proc" | "mount-sysfs" => {
+            let req = MountProcRequest {
+                target: arg(1)?,
+                pid: pid(&arg(2)?)?,
+            };
+            if args[0] == "mount-proc" {
+                client.mount_proc(req).await.map(|_| "OK".to_string())
+            } else {
+                client.mount_sysfs(req).await.map(|_| "OK".to_string())
+            }
+        }
+        "umount-proc" | "umount-sysfs" => {
+            let req = UmountProcRequest {
+                target: arg(1)?,
+                pid: pid(&arg(2)?)?,
+            };
+            if args[0] == "umount-proc" {
+                client.umount_proc(req).await.map(|_| "OK".to_string())
+            } else {
+                client.umount_sysfs(req).await.map(|_| "OK".to_string())
+            }
+        }
+        "write-id-mapping" => {
+            let gid = match arg(2)?.as_str() {
+                "uid" => false,
+                "gid" => true,
+                other => return Err(format!("uid or gid, not {other}")),
+            };
+            let req = WriteIdMappingRequest {
+                pid: pid(&arg(1)?)?,
+                gid,
+                mapping: mappings(&arg(3)?)?,
+            };
+            client.write_id_mapping(req).await.map(|_| "OK".to_string())
+        }
+        "proc-pairs" => {
+            let n: u64 = arg(1)?.parse().map_err(|_| USAGE.to_string())?;
+            let (target, pid) = (arg(2)?, pid(&arg(3)?)?);
+            let started = Instant::now();
+            for i in 0..n {
+                let pair = async {
+                    client
+                        .mount_proc(MountProcRequest {
+                            target: target.clone(),
+                            pid,
+                        })
+                        .await?;
+                    client
+                        .umount_proc(UmountProcRequest {
+                            target: target.clone(),
+                            pid,
+                        })
+                        .await
+                };
+                if let Err(status) = pair.await {
+                    return Ok(Err(tonic::Status::new(
+                        status.code(),
+                        format!("pair {i}: {}", status.message()),
+                    )));
+                }
+            }
+            Ok(format!(
+                "OK {n} pairs in {:.3} s",
+                started.elapsed().as_secs_f64()
+            ))
+        }
+        _ => return Err(USAGE.to_string()),
+    })
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(socket) = args.first().cloned() else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let mut client = match connect(socket).await {
+        Ok(c) => c,
+        Err(e) => {
+            println!("connect: {e}");
+            return ExitCode::from(3);
+        }
+    };
+    match call(&mut client, &args[1..]).await {
+        Ok(Ok(text)) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(Err(status)) => {
+            println!("{:?}: {}", status.code(), status.message());
+            ExitCode::from(1)
+        }
+        Err(usage) => {
+            eprintln!("{usage}");
+            ExitCode::from(2)
+        }
+    }
+}
