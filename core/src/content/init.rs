@@ -69,7 +69,6 @@ impl ContentService {
                 .checkout_location()
                 .map(|p| p.to_string_lossy().into_owned()),
             container: None,
-            mounts: Vec::new(),
         };
         let ws = self.store.insert_new(record.clone())?;
         let me = self.clone();

@@ -14,6 +14,7 @@ mod limits;
 mod mounts;
 mod nfs;
 mod pid;
+mod records;
 pub(crate) mod socket;
 
 use std::io::Write;
@@ -32,7 +33,6 @@ use crate::call::CallContext;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::runtime::{Container, RuntimeService};
-use crate::workspace::state::MountRecord;
 use crate::workspace::store::{Lifecycle, Store, Workspace};
 use limits::RateLimits;
 use mounts::{Kind, Place};
@@ -44,14 +44,13 @@ pub(crate) struct IwsService {
     background: Background,
     limits: RateLimits,
     sampler: info::Sampler,
+    mounts: records::MountRecords,
     /// Namespace work (each step a thread of its own) in flight per workspace.
     in_flight: crate::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
 
 /// Namespace operations of one workspace that run at once; more wait their turn.
 const CONCURRENT_PER_WORKSPACE: usize = 4;
-/// Mounts one workspace may hold (records kept in its state file).
-const MAX_MOUNTS: usize = 256;
 
 /// The workspace and container a call acts on, once the caller passed the checks.
 struct Target {
@@ -66,6 +65,7 @@ impl IwsService {
         runtime: Arc<RuntimeService>,
         background: Background,
     ) -> IwsService {
+        let area = store.area().clone();
         IwsService {
             config,
             store,
@@ -73,6 +73,7 @@ impl IwsService {
             background,
             limits: RateLimits::default(),
             sampler: info::Sampler::default(),
+            mounts: records::MountRecords::new(area.root()),
             in_flight: crate::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
@@ -169,12 +170,9 @@ impl IwsService {
             + Send
             + 'static,
     ) -> Result<()> {
-        if target.workspace.record().mounts.len() >= MAX_MOUNTS {
-            return Err(Error::ResourceExhausted(format!(
-                "workspace {} holds {MAX_MOUNTS} mounts already; unmount some first",
-                target.workspace.id
-            )));
-        }
+        self.mounts
+            .check_room(&target.workspace, &target.container)
+            .await?;
         let me = self.clone();
         let work = async move {
             let _turn = me.turn(&target.workspace.id).await;
@@ -189,13 +187,14 @@ impl IwsService {
             let tree = tree.await?;
             let mount_id = place.attach(tree, at.clone()).await?;
             tracing::info!(id = %target.workspace.id, kind = kind.name(), target = %at, "mounted");
-            let record = MountRecord {
-                kind: kind.name().into(),
-                mount_id,
-                target: at,
-            };
-            me.store
-                .update(&target.workspace, |r| r.mounts.push(record))
+            me.mounts
+                .add(
+                    &target.workspace,
+                    &target.container,
+                    kind.name(),
+                    mount_id,
+                    at,
+                )
                 .await
         };
         self.background.detached(work).await
@@ -203,14 +202,10 @@ impl IwsService {
 
     /// Unmounts what this service mounted (of `kind`) at `at`; nothing of it there is success.
     async fn unmount(&self, target: Target, kind: Kind, pid: i64, at: String) -> Result<()> {
-        let ours: Vec<u64> = target
-            .workspace
-            .record()
+        let ours = self
             .mounts
-            .iter()
-            .filter(|m| m.kind == kind.name())
-            .map(|m| m.mount_id)
-            .collect();
+            .ours(&target.workspace, &target.container, kind.name())
+            .await;
         let _turn = self.turn(&target.workspace.id).await;
         let container = target.container.clone();
         let place = tokio::task::spawn_blocking(move || {
@@ -222,11 +217,7 @@ impl IwsService {
         match place.detach(at.clone(), ours).await? {
             Some(gone) => {
                 tracing::info!(id = %target.workspace.id, kind = kind.name(), target = %at, "unmounted");
-                self.store
-                    .update(&target.workspace, |r| {
-                        r.mounts.retain(|m| m.mount_id != gone)
-                    })
-                    .await
+                self.mounts.remove(&target.workspace, gone).await
             }
             None => Ok(()),
         }
@@ -385,6 +376,7 @@ impl Lifecycle for IwsService {
     fn removed(&self, ws: &Workspace) {
         // Limits are per container; a workspace of the same id registered meanwhile has none yet.
         self.limits.forget(&ws.id);
+        self.mounts.forget(ws);
         self.in_flight.lock().remove(&ws.id);
     }
 }

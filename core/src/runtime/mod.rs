@@ -82,12 +82,9 @@ impl RuntimeService {
             .await
             .map_err(Error::internal)??;
         let record = container.record().clone();
-        // The mounts of an earlier container went with it. Fails for a workspace disposed meanwhile.
+        // Fails for a workspace disposed meanwhile.
         self.store
-            .update(&ws, |r| {
-                r.container = Some(record);
-                r.mounts.clear();
-            })
+            .update(&ws, |r| r.container = Some(record))
             .await?;
         let replaced = self
             .attached
@@ -110,12 +107,7 @@ impl RuntimeService {
         let _one_change = self.changing.lock().await;
         let ws = self.workspace(&req.id)?;
         if ws.record().container.is_some() {
-            self.store
-                .update(&ws, |r| {
-                    r.container = None;
-                    r.mounts.clear();
-                })
-                .await?;
+            self.store.update(&ws, |r| r.container = None).await?;
         }
         if self.attached.lock().remove(&req.id).is_some() {
             tracing::info!(id = %req.id, "container detached");
@@ -143,8 +135,8 @@ impl RuntimeService {
                     .insert(ws.id.clone(), (ws.generation, Arc::new(container)));
             }
             Err(e) => {
-                // The record (and its mounts, gone with the container) is replaced by the next
-                // attach or detach; until then lookups find no container.
+                // The record is replaced by the next attach or detach; until then lookups find
+                // no container.
                 self.attached.lock().remove(&ws.id);
                 tracing::warn!(id = %ws.id, pid = record.pid, error = %e, "the attached container is gone");
             }

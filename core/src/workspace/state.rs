@@ -52,21 +52,6 @@ pub struct WorkspaceRecord {
     /// The container attached to this workspace (AttachContainer), checked again at restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<ContainerRecord>,
-    /// Mounts the in-workspace service made in the container (MountProc, MountSysfs, MountNfs),
-    /// so that their unmounts act on those mounts only, also after a restart.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mounts: Vec<MountRecord>,
-}
-
-/// One mount made in a workspace's container.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MountRecord {
-    /// `proc`, `sysfs` or `nfs`.
-    pub kind: String,
-    /// The kernel's unique id of the mount.
-    pub mount_id: u64,
-    /// The target as the request named it (for logs).
-    pub target: String,
 }
 
 /// What is persisted of a container attachment.
@@ -118,7 +103,6 @@ mod tests {
             created_unix_ms: 1,
             checkout_location: None,
             container: None,
-            mounts: Vec::new(),
         };
         let json = serde_json::to_string(&r).expect("serialize");
         assert!(json.contains("\"SETTING_UP\""));
