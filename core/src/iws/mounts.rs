@@ -163,9 +163,12 @@ pub async fn network_fs(
     })
     .await
     .map_err(|e| match e.raw_os_error() {
-        Some(libc::ENODEV) => Error::KernelRefused(format!(
-            "{fstype} is not supported by this kernel (no {fstype} file system)"
-        )),
+        Some(libc::ENODEV) => {
+            let what = if fstype.starts_with("nfs") { "NFS" } else { fstype };
+            Error::KernelRefused(format!(
+                "{what} is not supported by this kernel (no {fstype} file system)"
+            ))
+        }
         _ => kernel(&format!("cannot mount {fstype}"), e),
     })
 }

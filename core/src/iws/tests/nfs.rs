@@ -36,7 +36,7 @@ async fn nfs_here_says_the_kernel_lacks_it_and_options_are_checked_first() {
             .expect_err("no NFS client here");
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(
-        err.to_string().contains("not supported by this kernel"),
+        err.to_string().contains("NFS is not supported by this kernel"),
         "{err}"
     );
     d.shutdown(Duration::from_secs(1)).await;
@@ -102,7 +102,7 @@ async fn network_mounts_are_made_in_the_workspace_and_moved_in_with_nosuid_nodev
 
     // An unknown file system type is the kernel's clear refusal, not a crash.
     let net = Place::network_namespace(&init).expect("netns");
-    let err = network_fs(net, "nfs4-not-here", "x:/y".into(), vec![])
+    let err = network_fs(net, "no-such-fs", "x:/y".into(), vec![])
         .await
         .expect_err("no such fs");
     assert!(
