@@ -7,7 +7,6 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
-use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
@@ -164,7 +163,11 @@ pub async fn network_fs(
     .await
     .map_err(|e| match e.raw_os_error() {
         Some(libc::ENODEV) => {
-            let what = if fstype.starts_with("nfs") { "NFS" } else { fstype };
+            let what = if fstype.starts_with("nfs") {
+                "NFS"
+            } else {
+                fstype
+            };
             Error::KernelRefused(format!(
                 "{what} is not supported by this kernel (no {fstype} file system)"
             ))
@@ -290,13 +293,8 @@ fn detach_inside(
     let unmount = || -> io::Result<()> {
         nix::unistd::fchdir(&host_proc)?;
         let link = format!("thread-self/fd/{}", at.as_raw_fd());
-        match nix::mount::umount2(link.as_str(), nix::mount::MntFlags::empty()) {
-            // The masks are mounts below it: detach the whole tree.
-            Err(Errno::EBUSY) => {
-                nix::mount::umount2(link.as_str(), nix::mount::MntFlags::MNT_DETACH)?
-            }
-            other => other?,
-        }
+        // Detached with the masks mounted below it, as one tree.
+        nix::mount::umount2(link.as_str(), nix::mount::MntFlags::MNT_DETACH)?;
         Ok(())
     };
     unmount().map_err(|e| kernel("cannot unmount the target", e))?;

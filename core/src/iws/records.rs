@@ -79,12 +79,15 @@ impl MountRecords {
             self.file(id),
             self.dir.join(format!(".{id}.mounts.json.tmp")),
         );
-        let written = async {
-            tokio::fs::create_dir_all(&self.dir).await?;
-            tokio::fs::write(&temp, &bytes).await?;
-            tokio::fs::rename(&temp, &file).await
-        }
-        .await;
+        let dir = self.dir.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(&temp, &bytes)?;
+            std::fs::rename(&temp, &file)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
         written.map_err(|e| {
             tracing::error!(id, error = %e, "cannot write the mount records");
             Error::Internal(format!("cannot record the mounts of workspace {id}"))

@@ -36,7 +36,8 @@ async fn nfs_here_says_the_kernel_lacks_it_and_options_are_checked_first() {
             .expect_err("no NFS client here");
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(
-        err.to_string().contains("NFS is not supported by this kernel"),
+        err.to_string()
+            .contains("NFS is not supported by this kernel"),
         "{err}"
     );
     d.shutdown(Duration::from_secs(1)).await;
