@@ -30,6 +30,7 @@ impl EmbeddedDaemon {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("wsd-worker")
+            .on_thread_start(block_sigpipe)
             .enable_all()
             .build()
             .map_err(|e| Error::Internal(format!("cannot start the daemon's runtime: {e}")))?;
@@ -194,6 +195,20 @@ impl EmbeddedDaemon {
     }
 }
 
+/// Blocks SIGPIPE on the calling thread (and so on the threads it starts): a write to a connection
+/// whose peer is gone, such as a workspace socket whose client exited, then fails with EPIPE
+/// instead of raising the signal. The server binary ignores SIGPIPE process-wide, as every Rust
+/// program does; a library cannot, as the handlers belong to the host, and a Go host ends the
+/// whole process for a SIGPIPE on a thread it did not start.
+fn block_sigpipe() {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGPIPE);
+    if let Err(e) = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None) {
+        tracing::warn!(error = %e, "cannot block SIGPIPE on a daemon thread");
+    }
+}
+
 /// A call that did not finish on the calling thread (see [`EmbeddedDaemon::run_or_spawn`]).
 pub struct PendingCall<T> {
     work: std::pin::Pin<Box<dyn Future<Output = Result<T>> + Send>>,
@@ -284,6 +299,32 @@ mod tests {
                 .code(),
             crate::Code::Unavailable
         );
+    }
+
+    #[test]
+    fn the_runtime_threads_block_sigpipe() {
+        use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = EmbeddedDaemon::start(
+            EmbeddedDaemon::parse_config(&config(dir.path())).expect("config"),
+        )
+        .expect("start");
+        fn blocked() -> bool {
+            let mut mask = SigSet::empty();
+            pthread_sigmask(SigmaskHow::SIG_BLOCK, None, Some(&mut mask)).expect("mask");
+            mask.contains(Signal::SIGPIPE)
+        }
+        let (on_worker, on_blocking) = d.handle.block_on(async {
+            let worker = tokio::spawn(async { blocked() });
+            let blocking = tokio::task::spawn_blocking(blocked);
+            (
+                worker.await.expect("worker"),
+                blocking.await.expect("blocking"),
+            )
+        });
+        assert!(on_worker, "SIGPIPE blocked on a worker thread");
+        assert!(on_blocking, "SIGPIPE blocked on a blocking thread");
+        d.close();
     }
 
     /// An InitWorkspace request for `id` whose download goes to a server that accepts
