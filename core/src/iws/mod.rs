@@ -217,7 +217,9 @@ impl IwsService {
         match place.detach(at.clone(), ours).await? {
             Some(gone) => {
                 tracing::info!(id = %target.workspace.id, kind = kind.name(), target = %at, "unmounted");
-                self.mounts.remove(&target.workspace, gone).await
+                self.mounts
+                    .remove(&target.workspace, &target.container, gone)
+                    .await
             }
             None => Ok(()),
         }
