@@ -1,7 +1,7 @@
 //! Generated wire types of the Workspace Daemon API.
 //!
 //! The `.proto` files under `protos/` are the contract (see `shared/spec/wire-contract.md`): field
-//! numbers and spellings never change. Every surface (gRPC, C, Node, uniffi) shares these types.
+//! numbers and spellings never change. Every surface (gRPC, C and Go, Node) shares these types.
 
 #![allow(clippy::doc_lazy_continuation, clippy::large_enum_variant)]
 

@@ -1,6 +1,7 @@
-//! A tonic service that serves every method of the contract's gRPC services through the core
-//! dispatch table, for the main listener of the server binary and for the workspaces' own sockets: requests arrive as protobuf bytes and go to `Daemon::call` unchanged, so a
-//! method added to core is served here without new code.
+//! A tonic service that hands every request to the core dispatch table, for the main listener of
+//! the server binary and for the workspaces' own sockets (where it adds the caller, and the
+//! dispatch answers only the in-workspace services). Requests arrive as protobuf bytes and go to
+//! `Daemon::call` unchanged, so a method added to core is served here without new code.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
