@@ -4,11 +4,12 @@
 //! `nsenter -t PID -m mount -t proc proc TARGET && nsenter -t PID -m umount TARGET`, same run and
 //! same parallelism.
 //!
-//! The daemon's working area is on a tmpfs (as in the other benches): every mount and unmount
-//! is recorded in the workspace's state file with fsync, which on this VM's disk dominates the
-//! figure; `--disk 1` puts it in the system's temporary folder instead.
+//! The daemon's working area is on a tmpfs (as in the other benches); `--disk 1` puts it in the
+//! system's temporary folder instead. Then WorkspaceInfo latency over the same socket (`--info N`
+//! timed calls, within the service's rate limit).
 //!
-//! Usage (as root): scripts/bench-iws.sh [--clients 5] [--pairs 500] [--shell-pairs 100] [--disk 1]
+//! Usage (as root): scripts/bench-iws.sh [--clients 5] [--pairs 500] [--shell-pairs 100]
+//!   [--disk 1] [--info 20]
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -99,6 +100,15 @@ async fn main() {
         shell_rate
     );
     println!("  ratio: {:.1}x (target >= 5x)", socket_rate / shell_rate);
+    let info_calls = arg("--info", 20);
+    if info_calls > 0 {
+        let latency = ctr.client(&["info-latency", &info_calls.to_string()]);
+        assert!(latency.starts_with("OK"), "info: {latency}");
+        println!(
+            "WorkspaceInfo over the socket: {} (target: median under 1 ms)",
+            latency.trim_start_matches("OK ")
+        );
+    }
     let dir = ws.dir.path().to_path_buf();
     drop(ws);
     drop(scratch);

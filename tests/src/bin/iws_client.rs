@@ -15,13 +15,16 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint, Uri};
 use wsd_proto::iws::in_workspace_service_client::InWorkspaceServiceClient;
 use wsd_proto::iws::write_id_mapping_request::Mapping;
-use wsd_proto::iws::{MountProcRequest, UmountProcRequest, WriteIdMappingRequest};
+use wsd_proto::iws::{
+    MountProcRequest, UmountProcRequest, WorkspaceInfoRequest, WriteIdMappingRequest,
+};
 
 type Client = InWorkspaceServiceClient<Channel>;
 
 const USAGE: &str =
     "usage: iws-client SOCKET (mount-proc|umount-proc|mount-sysfs|umount-sysfs TARGET PID \
-                     | write-id-mapping PID uid|gid C:H:S[,C:H:S...] | proc-pairs N TARGET PID)";
+                     | write-id-mapping PID uid|gid C:H:S[,C:H:S...] | proc-pairs N TARGET PID \
+                     | info-latency N)";
 
 async fn connect(socket: String) -> Result<Client, String> {
     let channel = Endpoint::try_from("http://[::]:50051")
@@ -131,6 +134,29 @@ async fn call(
             Ok(format!(
                 "OK {n} pairs in {:.3} s",
                 started.elapsed().as_secs_f64()
+            ))
+        }
+        "info-latency" => {
+            // N timed WorkspaceInfo calls; a call the rate limit refuses (4 at once, then one
+            // per 1.5 s) is waited out and not timed.
+            let n: usize = arg(1)?.parse().map_err(|_| USAGE.to_string())?;
+            let mut micros = Vec::with_capacity(n);
+            while micros.len() < n {
+                let started = Instant::now();
+                match client.workspace_info(WorkspaceInfoRequest {}).await {
+                    Ok(_) => micros.push(started.elapsed().as_micros()),
+                    Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+                        tokio::time::sleep(std::time::Duration::from_millis(1600)).await
+                    }
+                    Err(s) => return Ok(Err(s)),
+                }
+            }
+            micros.sort_unstable();
+            Ok(format!(
+                "OK median {} us, p90 {} us, max {} us over {n} calls",
+                micros[n / 2],
+                micros[(n * 9 / 10).min(n - 1)],
+                micros[n - 1]
             ))
         }
         _ => return Err(USAGE.to_string()),
