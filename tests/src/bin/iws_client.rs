@@ -138,25 +138,46 @@ async fn call(
         }
         "info-latency" => {
             // N timed WorkspaceInfo calls; a call the rate limit refuses (4 at once, then one
-            // per 1.5 s) is waited out and not timed.
+            // per 1.5 s) is waited out and not timed. Calls right after another one and calls
+            // after such a wait (threads idle, on both sides) are reported apart.
             let n: usize = arg(1)?.parse().map_err(|_| USAGE.to_string())?;
-            let mut micros = Vec::with_capacity(n);
-            while micros.len() < n {
+            let (mut burst, mut after_wait) = (Vec::new(), Vec::new());
+            let mut waited = false;
+            while burst.len() + after_wait.len() < n {
                 let started = Instant::now();
                 match client.workspace_info(WorkspaceInfoRequest {}).await {
-                    Ok(_) => micros.push(started.elapsed().as_micros()),
+                    Ok(_) => {
+                        let us = started.elapsed().as_micros();
+                        if waited {
+                            after_wait.push(us)
+                        } else {
+                            burst.push(us)
+                        }
+                        waited = false;
+                    }
                     Err(s) if s.code() == tonic::Code::ResourceExhausted => {
-                        tokio::time::sleep(std::time::Duration::from_millis(1600)).await
+                        tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+                        waited = true;
                     }
                     Err(s) => return Ok(Err(s)),
                 }
             }
-            micros.sort_unstable();
+            let describe = |mut v: Vec<u128>| {
+                if v.is_empty() {
+                    return "none".to_string();
+                }
+                v.sort_unstable();
+                format!(
+                    "median {} us, max {} us ({} calls)",
+                    v[v.len() / 2],
+                    v[v.len() - 1],
+                    v.len()
+                )
+            };
             Ok(format!(
-                "OK median {} us, p90 {} us, max {} us over {n} calls",
-                micros[n / 2],
-                micros[(n * 9 / 10).min(n - 1)],
-                micros[n - 1]
+                "OK back to back: {}; after a 1.6 s wait: {}",
+                describe(burst),
+                describe(after_wait)
             ))
         }
         _ => return Err(USAGE.to_string()),
