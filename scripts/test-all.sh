@@ -17,6 +17,8 @@ command -v make >/dev/null || need_apt+=(make)
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v valgrind >/dev/null || need_apt+=(valgrind)
 command -v nm >/dev/null || need_apt+=(binutils)
+command -v pgrep >/dev/null || need_apt+=(procps)
+command -v unshare >/dev/null || need_apt+=(util-linux)
 # The real NFS test runs only where the kernel has an NFS client; it needs a server then.
 if grep -q 'nfs4$' /proc/filesystems && ! command -v ganesha.nfsd >/dev/null; then
   need_apt+=(nfs-ganesha nfs-ganesha-vfs)

@@ -75,6 +75,8 @@ impl Container {
             "--net",
             "--propagation",
             "private",
+            // The container's init dies with unshare, whatever ends it.
+            "--kill-child",
             "sh",
             "-c",
             INIT_SCRIPT,
@@ -84,14 +86,23 @@ impl Container {
         for (host, inside) in binds {
             cmd.arg(host).arg(inside);
         }
-        let child = cmd
-            .stdin(Stdio::null())
+        cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(crate::log_file(&log))
-            // Own process group: a ^C of the test run reaches the test, whose drop cleans up.
-            .process_group(0)
-            .spawn()
-            .expect("start unshare");
+            // Own process group, so a ^C reaches only the test; unshare (and so the container)
+            // still ends with the test process, which a ^C or a CI timeout ends without a drop.
+            .process_group(0);
+        // SAFETY: the closure runs in the forked child before exec and calls only prctl, which
+        // is async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start unshare");
         let mut ctr = Container {
             root: root.to_path_buf(),
             log,

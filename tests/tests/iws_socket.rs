@@ -486,7 +486,13 @@ async fn parallel_clients_mount_and_unmount_without_leaking() {
     let warm = ctr.client(&["proc-pairs", "1", "/tmp/load-0", "1"]);
     assert!(warm.starts_with("OK 1 pairs"), "{warm}");
     let mounts = ctr.mountinfo().lines().count();
-    let fds = ws.daemon_fds();
+    // The warm-up's connection closes asynchronously: let the count settle before taking it.
+    let mut fds = ws.daemon_fds();
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(100));
+        fds = fds.min(ws.daemon_fds());
+    }
     let started = Instant::now();
     let workers: Vec<_> = (0..CLIENTS)
         .map(|i| {
@@ -520,7 +526,8 @@ async fn parallel_clients_mount_and_unmount_without_leaking() {
     while ws.daemon_fds() > fds && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(ws.daemon_fds(), fds, "open files back");
+    let after = ws.daemon_fds();
+    assert!(after <= fds, "open files back: {after} after, {fds} before");
     finish(ws);
 }
 

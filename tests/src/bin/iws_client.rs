@@ -7,6 +7,7 @@
 //!   iws-client SOCKET mount-proc|umount-proc|mount-sysfs|umount-sysfs TARGET PID
 //!   iws-client SOCKET write-id-mapping PID uid|gid CONTAINER:HOST:SIZE[,...]
 //!   iws-client SOCKET proc-pairs N TARGET PID     (N x MountProc + UmountProc, stops at an error)
+//!   iws-client SOCKET info-latency N              (N timed WorkspaceInfo calls)
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -27,8 +28,11 @@ const USAGE: &str =
                      | info-latency N)";
 
 async fn connect(socket: String) -> Result<Client, String> {
+    // A daemon that stops answering fails the call (and the test) instead of hanging it.
     let channel = Endpoint::try_from("http://[::]:50051")
         .map_err(|e| e.to_string())?
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .timeout(std::time::Duration::from_secs(120))
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = socket.clone();
             async move {
