@@ -18,6 +18,9 @@ pub struct CallContext {
     pub cancel: Option<CancellationToken>,
     /// Who calls, when the call came over a workspace's own socket; `None` on every other surface.
     pub caller: Option<Caller>,
+    /// The method called (e.g. `MountProc`), set by the dispatch: what rate limits and error
+    /// messages name.
+    pub method: &'static str,
 }
 
 /// A caller on a workspace's own socket: the workspace the socket belongs to, and the peer

@@ -26,26 +26,15 @@ pub struct Method {
     pub service: &'static str,
     /// Method name, e.g. `InitWorkspace`.
     pub name: &'static str,
-    /// Served only on a workspace's own socket: the in-workspace services act for a caller inside
-    /// a workspace container, which only those sockets know.
-    pub socket_only: bool,
     handler: Handler,
 }
 
-/// Whether `service` is one of the in-workspace services (`iws.*`).
-const fn is_in_workspace(service: &str) -> bool {
-    let (s, prefix) = (service.as_bytes(), b"iws.");
-    if s.len() < prefix.len() {
-        return false;
+impl Method {
+    /// Served only on a workspace's own socket: the in-workspace services (`iws.*`) act for a
+    /// caller inside a workspace container, which only those sockets know.
+    pub fn socket_only(&self) -> bool {
+        self.service.starts_with("iws.")
     }
-    let mut i = 0;
-    while i < prefix.len() {
-        if s[i] != prefix[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
 }
 
 fn decode<M: Message + Default>(path: &str, bytes: Bytes) -> Result<M> {
@@ -63,7 +52,6 @@ macro_rules! methods {
                 path: concat!("/", $service, "/", $name),
                 service: $service,
                 name: $name,
-                socket_only: is_in_workspace($service),
                 handler: {
                     fn handle(daemon: Daemon, request: Bytes, ctx: CallContext) -> BoxFuture<'static, Result<Vec<u8>>> {
                         Box::pin(async move {
@@ -113,7 +101,7 @@ impl Daemon {
         let started = Instant::now();
         let (label, result) = match find(path) {
             // A workspace's socket is for the in-workspace services of that workspace only.
-            Some(method) if ctx.caller.is_some() && !method.socket_only => (
+            Some(method) if ctx.caller.is_some() && !method.socket_only() => (
                 method.path,
                 Err(Error::PermissionDenied(format!(
                     "{} is not served on a workspace's socket",
@@ -121,6 +109,10 @@ impl Daemon {
                 ))),
             ),
             Some(method) => {
+                let ctx = CallContext {
+                    method: method.name,
+                    ..ctx
+                };
                 // A bug in one operation answers INTERNAL instead of taking its host down.
                 let handled =
                     std::panic::AssertUnwindSafe((method.handler)(self.clone(), request, ctx))

@@ -95,7 +95,7 @@ pub fn api_methods() -> Result<Vec<ApiMethod>> {
             let found = crate::dispatch::find(&path);
             out.push(ApiMethod {
                 served: found.is_some(),
-                socket_only: found.is_some_and(|m| m.socket_only),
+                socket_only: found.is_some_and(|m| m.socket_only()),
                 path,
                 service: service.full_name().to_string(),
                 name: method.name().to_string(),

@@ -100,8 +100,8 @@ impl UnaryService<Bytes> for Unary {
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_grpc_timeout)
                 .map(|t| tokio::time::Instant::now() + t.saturating_sub(deadline_margin(t))),
-            cancel: None,
             caller: self.caller.clone(),
+            ..CallContext::default()
         };
         Box::pin(async move {
             daemon

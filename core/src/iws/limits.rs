@@ -20,20 +20,32 @@ pub enum Limit {
     },
 }
 
-/// The table of the behaviour spec, by method name.
-pub fn limit_of(method: &str) -> Limit {
-    match method {
-        "PrepareForUserNS" | "EvacuateCGroup" | "Teardown" => Limit::Once,
-        "WriteIDMapping" | "WipingTeardown" => Limit::Bucket {
-            burst: 4,
-            refill: Duration::from_millis(2500),
-        },
-        "WorkspaceInfo" => Limit::Bucket {
+/// The table of the behaviour spec, by method name; other methods are not limited.
+const TABLE: &[(&str, Limit)] = &[
+    ("PrepareForUserNS", Limit::Once),
+    ("EvacuateCGroup", Limit::Once),
+    ("Teardown", Limit::Once),
+    ("WriteIDMapping", EVERY_2_5_S),
+    ("WipingTeardown", EVERY_2_5_S),
+    (
+        "WorkspaceInfo",
+        Limit::Bucket {
             burst: 4,
             refill: Duration::from_millis(1500),
         },
-        _ => Limit::Unlimited,
-    }
+    ),
+];
+
+const EVERY_2_5_S: Limit = Limit::Bucket {
+    burst: 4,
+    refill: Duration::from_millis(2500),
+};
+
+pub fn limit_of(method: &str) -> Limit {
+    TABLE
+        .iter()
+        .find(|(name, _)| *name == method)
+        .map_or(Limit::Unlimited, |(_, limit)| *limit)
 }
 
 #[derive(Debug)]
@@ -166,6 +178,19 @@ mod tests {
         limits
             .take("a", 7, "WorkspaceInfo", later + Duration::from_millis(1500))
             .expect("refilled");
+    }
+
+    #[test]
+    fn the_table_names_methods_of_the_in_workspace_services() {
+        let methods = crate::json::api_methods().expect("the contract's methods");
+        for (name, _) in TABLE {
+            assert!(
+                methods
+                    .iter()
+                    .any(|m| m.service.starts_with("iws.") && m.name == *name),
+                "{name} is no in-workspace method: a typo would leave it unlimited"
+            );
+        }
     }
 
     #[test]

@@ -94,8 +94,9 @@ impl IwsService {
     }
 
     /// The checks every call passes, in this order: over a workspace socket, a container
-    /// attached, the caller inside it, within the rate limit.
-    fn target(&self, ctx: &CallContext, method: &'static str) -> Result<Target> {
+    /// attached, the caller inside it, within the rate limit of the method called.
+    fn target(&self, ctx: &CallContext) -> Result<Target> {
+        let method = ctx.method;
         let caller = ctx
             .caller
             .as_ref()
@@ -122,7 +123,7 @@ impl IwsService {
         req: WriteIdMappingRequest,
         ctx: CallContext,
     ) -> Result<WriteIdMappingResponse> {
-        let target = self.target(&ctx, "WriteIDMapping")?;
+        let target = self.target(&ctx)?;
         let ranges = if req.gid {
             &self.config.iws.gid_map
         } else {
@@ -230,7 +231,7 @@ impl IwsService {
         req: MountProcRequest,
         ctx: CallContext,
     ) -> Result<MountProcResponse> {
-        let target = self.target(&ctx, "MountProc")?;
+        let target = self.target(&ctx)?;
         self.mount(target, Kind::Proc, req.pid, req.target, |process| {
             let ns = process
                 .pid_namespace()
@@ -247,7 +248,7 @@ impl IwsService {
         req: UmountProcRequest,
         ctx: CallContext,
     ) -> Result<UmountProcResponse> {
-        let target = self.target(&ctx, "UmountProc")?;
+        let target = self.target(&ctx)?;
         self.unmount(target, Kind::Proc, req.pid, req.target)
             .await?;
         Ok(UmountProcResponse {})
@@ -258,7 +259,7 @@ impl IwsService {
         req: MountProcRequest,
         ctx: CallContext,
     ) -> Result<MountProcResponse> {
-        let target = self.target(&ctx, "MountSysfs")?;
+        let target = self.target(&ctx)?;
         self.mount(target, Kind::Sysfs, req.pid, req.target, |process| {
             let net = Place::network_namespace(process)?;
             Ok(Box::pin(mounts::masked_sysfs(net)))
@@ -272,7 +273,7 @@ impl IwsService {
         req: UmountProcRequest,
         ctx: CallContext,
     ) -> Result<UmountProcResponse> {
-        let target = self.target(&ctx, "UmountSysfs")?;
+        let target = self.target(&ctx)?;
         self.unmount(target, Kind::Sysfs, req.pid, req.target)
             .await?;
         Ok(UmountProcResponse {})
@@ -283,7 +284,7 @@ impl IwsService {
         req: MountNfsRequest,
         ctx: CallContext,
     ) -> Result<MountNfsResponse> {
-        let target = self.target(&ctx, "MountNfs")?;
+        let target = self.target(&ctx)?;
         let checked = nfs::check(&req.source, &req.args)?;
         self.mount(target, Kind::Nfs, req.pid, req.target, move |process| {
             let net = Place::network_namespace(process)?;
@@ -303,7 +304,7 @@ impl IwsService {
         req: UmountNfsRequest,
         ctx: CallContext,
     ) -> Result<UmountNfsResponse> {
-        let target = self.target(&ctx, "UmountNfs")?;
+        let target = self.target(&ctx)?;
         self.unmount(target, Kind::Nfs, req.pid, req.target).await?;
         Ok(UmountNfsResponse {})
     }
@@ -329,7 +330,7 @@ impl IwsService {
         ctx: CallContext,
     ) -> Result<WorkspaceInfoResponse> {
         use wsd_proto::iws::{Cpu, Memory, Resources};
-        let target = self.target(&ctx, "WorkspaceInfo")?;
+        let target = self.target(&ctx)?;
         let me = self.clone();
         tokio::task::spawn_blocking(move || {
             let container = &target.container;
