@@ -52,6 +52,23 @@ pub(crate) struct IwsService {
 /// Namespace operations of one workspace that run at once; more wait their turn.
 const CONCURRENT_PER_WORKSPACE: usize = 4;
 
+/// What a Mount* call mounts.
+enum NewMount {
+    Proc,
+    Sysfs,
+    Nfs(nfs::NfsMount),
+}
+
+impl NewMount {
+    fn kind(&self) -> Kind {
+        match self {
+            NewMount::Proc => Kind::Proc,
+            NewMount::Sysfs => Kind::Sysfs,
+            NewMount::Nfs(_) => Kind::Nfs,
+        }
+    }
+}
+
 /// The workspace and container a call acts on, once the caller passed the checks.
 struct Target {
     workspace: Arc<Workspace>,
@@ -155,37 +172,49 @@ impl IwsService {
         .map_err(Error::internal)?
     }
 
-    /// Builds with `build` (given the held process) and mounts the result at `target`, then
+    /// Builds `what` for the process the container knows as `pid` and mounts it at `at`, then
     /// records the mount. One piece of background work: a caller that goes away half-way cannot
     /// leave a mount that is not recorded (and so could not be unmounted).
     async fn mount(
         self: &Arc<Self>,
         target: Target,
-        kind: Kind,
+        what: NewMount,
         pid: i64,
         at: String,
-        build: impl FnOnce(
-                &crate::sys::process::Pidfd,
-            )
-                -> Result<futures::future::BoxFuture<'static, Result<std::os::fd::OwnedFd>>>
-            + Send
-            + 'static,
     ) -> Result<()> {
         self.mounts
             .check_room(&target.workspace, &target.container)
             .await?;
         let me = self.clone();
+        let kind = what.kind();
         let work = async move {
             let _turn = me.turn(&target.workspace.id).await;
             let container = target.container.clone();
-            let (place, tree) = tokio::task::spawn_blocking(move || {
+            let proc_wanted = matches!(what, NewMount::Proc);
+            // /proc reads and the proc's own mount calls, on a blocking thread.
+            let (place, built) = tokio::task::spawn_blocking(move || {
                 let process = pid::translate(&container, pid)?;
                 let place = Place::of(&process)?;
-                Ok::<_, Error>((place, build(&process)?))
+                let built = if proc_wanted {
+                    let ns = process.pid_namespace().map_err(|e| {
+                        Error::KernelRefused(format!("cannot read the PID namespace: {e}"))
+                    })?;
+                    mounts::masked_proc(ns.as_fd())?
+                } else {
+                    // sysfs and network file systems are made in the network namespace.
+                    Place::network_namespace(&process)?
+                };
+                Ok::<_, Error>((place, built))
             })
             .await
             .map_err(Error::internal)??;
-            let tree = tree.await?;
+            let tree = match what {
+                NewMount::Proc => built,
+                NewMount::Sysfs => mounts::masked_sysfs(built).await?,
+                NewMount::Nfs(nfs) => {
+                    mounts::network_fs(built, "nfs4", nfs.source, nfs.options).await?
+                }
+            };
             let mount_id = place.attach(tree, at.clone()).await?;
             tracing::info!(id = %target.workspace.id, kind = kind.name(), target = %at, "mounted");
             me.mounts
@@ -232,14 +261,8 @@ impl IwsService {
         ctx: CallContext,
     ) -> Result<MountProcResponse> {
         let target = self.target(&ctx)?;
-        self.mount(target, Kind::Proc, req.pid, req.target, |process| {
-            let ns = process
-                .pid_namespace()
-                .map_err(|e| Error::KernelRefused(format!("cannot read the PID namespace: {e}")))?;
-            let tree = mounts::masked_proc(ns.as_fd());
-            Ok(Box::pin(async move { tree }))
-        })
-        .await?;
+        self.mount(target, NewMount::Proc, req.pid, req.target)
+            .await?;
         Ok(MountProcResponse {})
     }
 
@@ -260,11 +283,8 @@ impl IwsService {
         ctx: CallContext,
     ) -> Result<MountProcResponse> {
         let target = self.target(&ctx)?;
-        self.mount(target, Kind::Sysfs, req.pid, req.target, |process| {
-            let net = Place::network_namespace(process)?;
-            Ok(Box::pin(mounts::masked_sysfs(net)))
-        })
-        .await?;
+        self.mount(target, NewMount::Sysfs, req.pid, req.target)
+            .await?;
         Ok(MountProcResponse {})
     }
 
@@ -286,16 +306,8 @@ impl IwsService {
     ) -> Result<MountNfsResponse> {
         let target = self.target(&ctx)?;
         let checked = nfs::check(&req.source, &req.args)?;
-        self.mount(target, Kind::Nfs, req.pid, req.target, move |process| {
-            let net = Place::network_namespace(process)?;
-            Ok(Box::pin(mounts::network_fs(
-                net,
-                "nfs4",
-                checked.source,
-                checked.options,
-            )))
-        })
-        .await?;
+        self.mount(target, NewMount::Nfs(checked), req.pid, req.target)
+            .await?;
         Ok(MountNfsResponse {})
     }
 
