@@ -37,40 +37,6 @@ pub async fn call<R: Message + Default>(
     Ok(R::decode(out.as_slice()).expect("decode the response"))
 }
 
-/// `sleep` as PID 1 of a new PID namespace (needs root). Killed when dropped.
-pub struct PidNamespaceProcess {
-    unshare: Child,
-    pub pid: i32,
-}
-
-impl PidNamespaceProcess {
-    pub fn start() -> PidNamespaceProcess {
-        let unshare = Command::new("unshare")
-            .args(["--fork", "--pid", "--kill-child", "sleep", "600"])
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("run unshare (util-linux)");
-        let pid = child_of(unshare.id());
-        PidNamespaceProcess { unshare, pid }
-    }
-
-    /// Ends the namespace's init (and so the namespace) and waits for it.
-    pub fn stop(&mut self) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-        let _ = self.unshare.kill();
-        let _ = self.unshare.wait();
-    }
-}
-
-impl Drop for PidNamespaceProcess {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// A stand-in workspace container (needs root): `sleep` as PID 1 of new PID, mount and network
 /// namespaces with private mount propagation, sharing the host's root folder. Killed when
 /// dropped; its mounts go with its mount namespace.
@@ -144,14 +110,21 @@ fn child_of(parent: u32) -> i32 {
     }
 }
 
-impl Drop for TestContainer {
-    fn drop(&mut self) {
+impl TestContainer {
+    /// Ends the container's init (and so its namespaces) and waits for it.
+    pub fn stop(&mut self) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.pid),
             nix::sys::signal::Signal::SIGKILL,
         );
         let _ = self.unshare.kill();
         let _ = self.unshare.wait();
+    }
+}
+
+impl Drop for TestContainer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

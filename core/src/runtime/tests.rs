@@ -8,7 +8,7 @@ use wsd_proto::wsdaemon::{
     DisposeWorkspaceResponse,
 };
 
-use crate::testing::{attach, call, config, init_empty as init, PidNamespaceProcess};
+use crate::testing::{attach, call, config, init_empty as init, TestContainer};
 use crate::{CallContext, Code, Daemon, Result};
 
 async fn detach(d: &Daemon, id: &str) -> Result<DetachContainerResponse> {
@@ -31,7 +31,7 @@ fn attached_pid(d: &Daemon, id: &str) -> Option<i32> {
 async fn containers_attach_replace_and_detach() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(config(dir.path())).await.expect("start");
-    let first = PidNamespaceProcess::start();
+    let first = TestContainer::start();
     assert_eq!(
         attach(&d, "nope", first.pid.into())
             .await
@@ -50,7 +50,7 @@ async fn containers_attach_replace_and_detach() {
         .expect("attach again");
     assert_eq!(attached_pid(&d, "ws-a"), Some(first.pid));
 
-    let second = PidNamespaceProcess::start();
+    let second = TestContainer::start();
     attach(&d, "ws-a", second.pid.into())
         .await
         .expect("replace");
@@ -69,8 +69,8 @@ async fn attachments_survive_a_restart_only_while_the_process_is_the_same() {
     let d = Daemon::start(cfg.clone()).await.expect("start");
     init(&d, "ws-kept").await;
     init(&d, "ws-gone").await;
-    let kept = PidNamespaceProcess::start();
-    let mut gone = PidNamespaceProcess::start();
+    let kept = TestContainer::start();
+    let mut gone = TestContainer::start();
     attach(&d, "ws-kept", kept.pid.into())
         .await
         .expect("attach");

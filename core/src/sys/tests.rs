@@ -26,7 +26,7 @@ fn a_pidfd_tells_its_process_and_pid_namespace() {
     let id = NamespaceId::of(own.as_fd()).expect("id");
     assert!(namespaces::is_within(ns, id).expect("walk"));
     // A child PID namespace is within ours; ours is not within the child's.
-    let child = crate::testing::PidNamespaceProcess::start();
+    let child = crate::testing::TestContainer::start();
     let child_ns = Pidfd::open(child.pid)
         .expect("child")
         .pid_namespace()
