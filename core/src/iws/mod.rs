@@ -348,7 +348,9 @@ impl IwsService {
             let container = &target.container;
             let reading = me.sampler.read(container).ok_or_else(|| {
                 Error::KernelRefused(format!(
-                    "cannot read the cgroup of workspace {}",
+                    "cannot read the CPU and memory figures of workspace {}: its container \
+                     stopped, or its cgroup has no cpu/cpuacct and memory hierarchy (v1) or \
+                     cpu and memory controllers (v2) to read",
                     target.workspace.id
                 ))
             })?;
