@@ -208,7 +208,7 @@ impl ContentService {
         req: WaitForInitRequest,
         ctx: CallContext,
     ) -> Result<WaitForInitResponse> {
-        let ws = self.workspace(&req.id)?;
+        let ws = self.store.find(&req.id)?;
         match ws.state() {
             ContentState::Available => return Ok(WaitForInitResponse {}),
             ContentState::WrappingUp => {

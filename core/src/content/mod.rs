@@ -103,13 +103,6 @@ impl ContentService {
         })
     }
 
-    fn workspace(&self, id: &str) -> Result<Arc<Workspace>> {
-        validate_instance_id(id)?;
-        self.store
-            .get(id)
-            .ok_or_else(|| Error::WorkspaceNotFound(id.to_string()))
-    }
-
     /// The storage a workspace may use: `None` when it is disabled for it or not configured.
     fn storage_for(&self, record: &WorkspaceRecord) -> Option<Arc<Storage>> {
         if record.remote_storage_disabled {

@@ -86,7 +86,7 @@ impl ContentService {
         req: TakeSnapshotRequest,
         ctx: CallContext,
     ) -> Result<TakeSnapshotResponse> {
-        let ws = self.workspace(&req.id)?;
+        let ws = self.store.find(&req.id)?;
         self.upload_preconditions(&ws, "TakeSnapshot")?;
         // Held until the upload ends, so that disposal waits for it.
         let guard = ws.content_lock.clone().read_owned().await;
@@ -166,7 +166,7 @@ impl ContentService {
         req: BackupWorkspaceRequest,
         ctx: CallContext,
     ) -> Result<BackupWorkspaceResponse> {
-        let ws = self.workspace(&req.id)?;
+        let ws = self.store.find(&req.id)?;
         self.upload_preconditions(&ws, "BackupWorkspace")?;
         let me = self.clone();
         let backup = async move {

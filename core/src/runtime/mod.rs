@@ -17,7 +17,6 @@ pub use container::Container;
 use crate::call::CallContext;
 use crate::error::{Error, Result};
 use crate::sync::Mutex;
-use crate::workspace::ids::validate_instance_id;
 use crate::workspace::store::{Lifecycle, Store, Workspace};
 
 pub(crate) struct RuntimeService {
@@ -35,13 +34,6 @@ impl RuntimeService {
             attached: Mutex::new(HashMap::new()),
             changing: tokio::sync::Mutex::new(()),
         }
-    }
-
-    fn workspace(&self, id: &str) -> Result<Arc<Workspace>> {
-        validate_instance_id(id)?;
-        self.store
-            .get(id)
-            .ok_or_else(|| Error::WorkspaceNotFound(id.to_string()))
     }
 
     /// The container attached to workspace `ws`, if it still runs.
@@ -69,7 +61,7 @@ impl RuntimeService {
         _ctx: CallContext,
     ) -> Result<AttachContainerResponse> {
         let _one_change = self.changing.lock().await;
-        let ws = self.workspace(&req.id)?;
+        let ws = self.store.find(&req.id)?;
         if let Some(current) = self.container(&ws) {
             if i64::from(current.pid()) == req.pid
                 && (req.cgroup_path.is_empty() || req.cgroup_path == current.record().cgroup_path)
@@ -105,7 +97,7 @@ impl RuntimeService {
         _ctx: CallContext,
     ) -> Result<DetachContainerResponse> {
         let _one_change = self.changing.lock().await;
-        let ws = self.workspace(&req.id)?;
+        let ws = self.store.find(&req.id)?;
         if ws.record().container.is_some() {
             self.store.update(&ws, |r| r.container = None).await?;
         }

@@ -226,6 +226,14 @@ impl Store {
         Ok(found)
     }
 
+    /// The workspace of a request's `id`: INVALID_ARGUMENT for a malformed id, NOT_FOUND for an
+    /// unknown one.
+    pub fn find(&self, id: &str) -> Result<Arc<Workspace>> {
+        super::ids::validate_instance_id(id)?;
+        self.get(id)
+            .ok_or_else(|| Error::WorkspaceNotFound(id.to_string()))
+    }
+
     pub fn get(&self, id: &str) -> Option<Arc<Workspace>> {
         self.live.lock().get(id).cloned()
     }
