@@ -67,12 +67,12 @@ impl Daemon {
             .map_err(Error::internal)??;
         let content = Arc::new(content);
         let runtime = Arc::new(RuntimeService::new(store.clone()));
-        let iws = Arc::new(IwsService::new(
+        let iws = IwsService::new(
             config.clone(),
             store.clone(),
             runtime.clone(),
             background.clone(),
-        ));
+        );
         let sockets = Arc::new(Sockets::new(store.area().clone(), background.clone()));
         let daemon = Daemon {
             services: Arc::new(Services {

@@ -132,6 +132,8 @@ impl ContentService {
             }
         };
         let outcome = DisposeWorkspaceResponse { git_status };
+        // What the in-workspace service did to the container (mounts, network, cgroup).
+        self.store.disposing(ws).await;
         // Files first: if they cannot be removed the workspace stays known and a later
         // DisposeWorkspace tries again. The record of the result exists before the instance is
         // forgotten, so repeated calls always find one or the other.

@@ -93,6 +93,19 @@ pub fn map_text(mapping: &[Mapping], allowed: &IdRanges) -> Result<String> {
     Ok(text)
 }
 
+/// Whether `existing` (a map as the kernel shows it: columns padded with spaces) holds exactly
+/// the lines of `text` (as [`map_text`] makes it): the same mapping written before.
+pub fn same_map(existing: &str, text: &str) -> bool {
+    let lines = |s: &str| -> Vec<Vec<String>> {
+        s.lines()
+            .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+            .filter(|fields| !fields.is_empty())
+            .collect()
+    };
+    let wanted = lines(text);
+    !wanted.is_empty() && lines(existing) == wanted
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +159,16 @@ mod tests {
         };
         let most: Vec<Mapping> = (0..340).map(|i| m(1 + i, 1000 + i, 1)).collect();
         map_text(&most, &small).expect("340 short entries are fine");
+    }
+
+    #[test]
+    fn a_map_written_before_is_recognised_in_the_kernels_layout() {
+        let text = "0 33333 1\n1 100000 65534\n";
+        let kernel = "         0      33333          1\n         1     100000      65534\n";
+        assert!(same_map(kernel, text));
+        assert!(!same_map("         0      33333          1\n", text));
+        assert!(!same_map("", text));
+        assert!(!same_map(kernel, "0 33333 1\n1 100000 65533\n"));
     }
 
     #[test]

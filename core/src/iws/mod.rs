@@ -5,17 +5,24 @@
 //!
 //! Files: `socket` (the sockets and their callers), `caller` (the caller check), `limits` (the
 //! rate-limit table), `pid` (PIDs of the container), `idmap` (WriteIDMapping), `mounts` (proc,
-//! sysfs, NFS), `nfs` (MountNfs checks). Kernel calls are in `crate::sys`.
+//! sysfs, NFS), `nfs` (MountNfs checks), `userns` (PrepareForUserNS and the shifted root, with
+//! `dev`, `shift` and the `prepared` records), `teardown` (Teardown, WipingTeardown, dispose).
+//! Kernel calls are in `crate::sys`.
 
 mod caller;
+mod dev;
 mod idmap;
 mod info;
 mod limits;
 mod mounts;
 mod nfs;
 mod pid;
+mod prepared;
 mod records;
+mod shift;
 pub(crate) mod socket;
+mod teardown;
+mod userns;
 
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -45,6 +52,11 @@ pub(crate) struct IwsService {
     limits: RateLimits,
     sampler: info::Sampler,
     mounts: records::MountRecords,
+    prepared: Arc<prepared::PreparedRecords>,
+    /// The user namespace that probes whether a root can be idmapped (made at first use).
+    probe_userns: crate::sync::Mutex<Option<Arc<std::os::fd::OwnedFd>>>,
+    /// This service, for work that outlives a call (dispose).
+    me: std::sync::Weak<IwsService>,
     /// Namespace work (each step a thread of its own) in flight per workspace.
     in_flight: crate::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
 }
@@ -81,9 +93,9 @@ impl IwsService {
         store: Arc<Store>,
         runtime: Arc<RuntimeService>,
         background: Background,
-    ) -> IwsService {
+    ) -> Arc<IwsService> {
         let area = store.area().clone();
-        IwsService {
+        Arc::new_cyclic(|me| IwsService {
             config,
             store,
             runtime,
@@ -91,8 +103,15 @@ impl IwsService {
             limits: RateLimits::default(),
             sampler: info::Sampler::default(),
             mounts: records::MountRecords::new(area.root()),
+            prepared: Arc::new(prepared::PreparedRecords::new(area.root())),
+            probe_userns: crate::sync::Mutex::new(None),
+            me: me.clone(),
             in_flight: crate::sync::Mutex::new(std::collections::HashMap::new()),
-        }
+        })
+    }
+
+    fn prepared_records(&self) -> Arc<prepared::PreparedRecords> {
+        self.prepared.clone()
     }
 
     /// A turn for namespace work of workspace `id`.
@@ -148,28 +167,23 @@ impl IwsService {
         };
         let text = idmap::map_text(&req.mapping, ranges)?;
         let file = if req.gid { "gid_map" } else { "uid_map" };
-        tokio::task::spawn_blocking(move || {
-            let process = pid::translate(&target.container, req.pid)?;
-            let mut map = std::fs::OpenOptions::new()
-                .write(true)
-                .open(format!("/proc/{}/{file}", process.pid()))
-                .map_err(|e| Error::KernelRefused(format!("cannot open the {file}: {e}")))?;
-            if !process.is_alive() {
-                return Err(Error::InvalidArgument(format!("process {} ended", req.pid)));
-            }
-            // One write: the kernel takes a map once, in a single write.
-            match map.write(text.as_bytes()) {
-                Ok(n) if n == text.len() => Ok(WriteIdMappingResponse::default()),
-                Ok(_) => Err(Error::KernelRefused(format!(
-                    "the kernel took only part of the {file}"
-                ))),
-                Err(e) => Err(Error::KernelRefused(format!(
-                    "the kernel refused the {file} (a map can be written once, ranges must not overlap): {e}"
-                ))),
-            }
-        })
-        .await
-        .map_err(Error::internal)?
+        let me = self.clone();
+        // One piece of background work: the map and the shifted root it may complete belong
+        // together, whether or not the caller waits.
+        self.background
+            .detached(async move {
+                let container = target.container.clone();
+                let process = tokio::task::spawn_blocking(move || {
+                    let process = pid::translate(&container, req.pid)?;
+                    write_map(&process, file, &text)?;
+                    Ok::<_, Error>(process)
+                })
+                .await
+                .map_err(Error::internal)??;
+                me.shift_root_for(&target, process).await?;
+                Ok(WriteIdMappingResponse::default())
+            })
+            .await
     }
 
     /// Builds `what` for the process the container knows as `pid` and mounts it at `at`, then
@@ -192,9 +206,10 @@ impl IwsService {
             let container = target.container.clone();
             let proc_wanted = matches!(what, NewMount::Proc);
             // /proc reads and the proc's own mount calls, on a blocking thread.
-            let (place, built) = tokio::task::spawn_blocking(move || {
+            let (place, built, holder) = tokio::task::spawn_blocking(move || {
                 let process = pid::translate(&container, pid)?;
                 let place = Place::of(&process)?;
+                let holder = pid::identity(&process);
                 let built = if proc_wanted {
                     let ns = process.pid_namespace().map_err(|e| {
                         Error::KernelRefused(format!("cannot read the PID namespace: {e}"))
@@ -204,7 +219,7 @@ impl IwsService {
                     // sysfs and network file systems are made in the network namespace.
                     Place::network_namespace(&process)?
                 };
-                Ok::<_, Error>((place, built))
+                Ok::<_, Error>((place, built, holder))
             })
             .await
             .map_err(Error::internal)??;
@@ -224,6 +239,7 @@ impl IwsService {
                     kind.name(),
                     mount_id,
                     at,
+                    holder,
                 )
                 .await
         };
@@ -387,14 +403,73 @@ impl IwsService {
     }
 }
 
+/// Writes `text` into the `file` (`uid_map` or `gid_map`) of `process` in one write; the same
+/// map written before counts as written (blocking).
+fn write_map(process: &crate::sys::process::Pidfd, file: &str, text: &str) -> Result<()> {
+    let path = format!("/proc/{}/{file}", process.pid());
+    let mut map = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::KernelRefused(format!("cannot open the {file}: {e}")))?;
+    if !process.is_alive() {
+        return Err(Error::InvalidArgument(format!(
+            "process {} ended",
+            process.pid()
+        )));
+    }
+    // One write: the kernel takes a map once, in a single write.
+    match map.write(text.as_bytes()) {
+        Ok(n) if n == text.len() => Ok(()),
+        Ok(_) => Err(Error::KernelRefused(format!(
+            "the kernel took only part of the {file}"
+        ))),
+        Err(e) => {
+            let existing = std::fs::read_to_string(&path).unwrap_or_default();
+            if idmap::same_map(&existing, text) {
+                return Ok(());
+            }
+            Err(Error::KernelRefused(format!(
+                "the kernel refused the {file} (a map can be written once, ranges must not overlap): {e}"
+            )))
+        }
+    }
+}
+
 impl Lifecycle for IwsService {
     fn registered(&self, _ws: &Arc<Workspace>) {}
+
+    fn disposing(&self, ws: &Arc<Workspace>) -> futures::future::BoxFuture<'static, ()> {
+        let (Some(me), Some(container)) = (self.me.upgrade(), self.runtime.container(ws)) else {
+            return Box::pin(async {});
+        };
+        let ws = ws.clone();
+        Box::pin(async move {
+            if !me.undo(&ws, &container, true).await {
+                tracing::warn!(id = %ws.id, "the container's state was not all undone at dispose");
+            }
+        })
+    }
 
     fn removed(&self, ws: &Workspace) {
         // Limits are per container; a workspace of the same id registered meanwhile has none yet.
         self.limits.forget(&ws.id);
         self.mounts.forget(ws);
+        self.prepared.remove(&ws.id);
         self.in_flight.lock().remove(&ws.id);
+    }
+}
+
+// Until the cgroup and network modules land.
+impl IwsService {
+    async fn make_workspace_cgroup(&self, _container: &Container) -> Result<bool> {
+        Ok(false)
+    }
+    async fn remove_workspace_cgroup(&self, _container: &Container) -> Result<()> {
+        Ok(())
+    }
+    async fn remove_network(&self, _container: &Container) -> Result<()> {
+        Ok(())
     }
 }
 

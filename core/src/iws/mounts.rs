@@ -23,6 +23,8 @@ pub enum Kind {
     Proc,
     Sysfs,
     Nfs,
+    /// The id-shifted root at the mark (PrepareForUserNS, then WriteIDMapping).
+    IdShift,
 }
 
 impl Kind {
@@ -31,6 +33,7 @@ impl Kind {
             Kind::Proc => "proc",
             Kind::Sysfs => "sysfs",
             Kind::Nfs => "nfs",
+            Kind::IdShift => "id-shift",
         }
     }
 }
@@ -229,25 +232,13 @@ impl Place {
         Ok(ns)
     }
 
-    /// Moves the detached `tree` onto `target` (a folder as the process sees it) and returns the
-    /// id of the new mount.
-    pub async fn attach(self, tree: OwnedFd, target: String) -> Result<u64> {
-        let Place {
-            root,
-            mount_namespace,
-            ..
-        } = self;
-        run_inside(
-            vec![(mount_namespace, CloneFlags::CLONE_NEWNS)],
-            move || Ok(attach_inside(root, tree, &target)),
-        )
-        .await
-        .map_err(|e| kernel("cannot enter the workspace's mount namespace", e))?
-    }
-
-    /// Unmounts the mount at `target` if it is one of `ours` (ids from [`Place::attach`]), with
-    /// the mounts below it. Returns the id it unmounted, `None` when none of ours is there.
-    pub async fn detach(self, target: String, ours: Vec<u64>) -> Result<Option<u64>> {
+    /// Runs `work` on a thread inside the process's mount namespace, with its root and the
+    /// daemon's /proc (for magic links to descriptors; the namespace's own /proc does not show
+    /// the daemon). The thread has a file-system context and umask of its own.
+    pub async fn inside<T: Send + 'static>(
+        self,
+        work: impl FnOnce(InRoot, OwnedFd) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let Place {
             root,
             mount_namespace,
@@ -255,16 +246,30 @@ impl Place {
         } = self;
         run_inside(
             vec![(mount_namespace, CloneFlags::CLONE_NEWNS)],
-            move || Ok(detach_inside(root, host_proc, &target, &ours)),
+            move || Ok(work(InRoot::from_fd(root), host_proc)),
         )
         .await
         .map_err(|e| kernel("cannot enter the workspace's mount namespace", e))?
     }
+
+    /// Moves the detached `tree` onto `target` (a folder as the process sees it) and returns the
+    /// id of the new mount.
+    pub async fn attach(self, tree: OwnedFd, target: String) -> Result<u64> {
+        self.inside(move |root, _| attach_inside(&root, tree, &target))
+            .await
+    }
+
+    /// Unmounts the mount at `target` if it is one of `ours` (ids from [`Place::attach`]), with
+    /// the mounts below it. Returns the id it unmounted, `None` when none of ours is there.
+    pub async fn detach(self, target: String, ours: Vec<u64>) -> Result<Option<u64>> {
+        self.inside(move |root, host_proc| detach_inside(&root, host_proc, &target, &ours))
+            .await
+    }
 }
 
 /// On a thread inside the workspace's mount namespace: `tree` onto `target` below `root`.
-fn attach_inside(root: OwnedFd, tree: OwnedFd, target: &str) -> Result<u64> {
-    let at = InRoot::from_fd(root)
+pub fn attach_inside(root: &InRoot, tree: OwnedFd, target: &str) -> Result<u64> {
+    let at = root
         .open_dir_path(target)
         .map_err(|e| e.for_request("target"))?;
     mount_api::move_mount(tree.as_fd(), at.as_fd(), "")
@@ -275,12 +280,12 @@ fn attach_inside(root: OwnedFd, tree: OwnedFd, target: &str) -> Result<u64> {
 /// On a thread inside the workspace's mount namespace: unmounts the mount at `target` if it is
 /// one of `ours`.
 fn detach_inside(
-    root: OwnedFd,
+    root: &InRoot,
     host_proc: OwnedFd,
     target: &str,
     ours: &[u64],
 ) -> Result<Option<u64>> {
-    let at = InRoot::from_fd(root)
+    let at = root
         .open_dir_path(target)
         .map_err(|e| e.for_request("target"))?;
     let id = mount_api::mount_id(at.as_fd())

@@ -57,6 +57,23 @@ pub fn translate(container: &Container, pid: i64) -> Result<Pidfd> {
     Ok(held)
 }
 
+/// A process as records name it: its PID and start time (a recycled PID has another).
+/// Blocking (reads `/proc`).
+pub fn identity(process: &Pidfd) -> Option<(i32, u64)> {
+    let pid = process.pid();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let start = crate::runtime::container::start_time_of(&stat)?;
+    process.is_alive().then_some((pid, start))
+}
+
+/// The process of a record's `identity`, held, if it still runs. Blocking.
+pub fn find(identity: (i32, u64)) -> Option<Pidfd> {
+    let held = Pidfd::open(identity.0).ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", identity.0)).ok()?;
+    (crate::runtime::container::start_time_of(&stat) == Some(identity.1) && held.is_alive())
+        .then_some(held)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

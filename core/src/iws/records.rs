@@ -19,7 +19,7 @@ use crate::workspace::store::Workspace;
 /// One mount made in a workspace's container.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MountRecord {
-    /// `proc`, `sysfs` or `nfs`.
+    /// `proc`, `sysfs`, `nfs` or `id-shift`.
     pub kind: String,
     /// The kernel's unique id of the mount.
     pub mount_id: u64,
@@ -27,6 +27,11 @@ pub struct MountRecord {
     pub target: String,
     /// The container's init: PID and start time.
     pub container: (i32, u64),
+    /// The process (PID and start time) in whose mount namespace it was made; records of an
+    /// older daemon have none (their mounts were made for the container's init or a process
+    /// sharing its mount namespace).
+    #[serde(default)]
+    pub holder: Option<(i32, u64)>,
 }
 
 /// Mounts one workspace may hold.
@@ -183,6 +188,18 @@ impl MountRecords {
             .collect()
     }
 
+    /// Every mount made in `container` (Teardown).
+    pub async fn all(&self, ws: &Workspace, container: &Container) -> Vec<MountRecord> {
+        let mut loaded = self.loaded.lock().await;
+        let known = self.of(&mut loaded, ws).await;
+        known
+            .records
+            .iter()
+            .filter(|r| r.container == identity(container))
+            .cloned()
+            .collect()
+    }
+
     /// Refuses a new mount when the workspace holds the most it may.
     pub async fn check_room(&self, ws: &Workspace, container: &Container) -> Result<()> {
         let mut loaded = self.loaded.lock().await;
@@ -209,6 +226,7 @@ impl MountRecords {
         kind: &str,
         mount_id: u64,
         target: String,
+        holder: Option<(i32, u64)>,
     ) -> Result<()> {
         let mut loaded = self.loaded.lock().await;
         let known = self.of(&mut loaded, ws).await;
@@ -217,6 +235,7 @@ impl MountRecords {
             mount_id,
             target,
             container: identity(container),
+            holder,
         };
         known.records.push(record.clone());
         self.log(&ws.id, known, Change::Add(record), identity(container))
@@ -257,6 +276,7 @@ mod tests {
             mount_id: id,
             target: "/proc".into(),
             container: (7, 99),
+            holder: None,
         }
     }
 

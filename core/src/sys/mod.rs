@@ -8,6 +8,7 @@
 pub mod mount_api;
 pub mod namespaces;
 pub mod process;
+pub mod userns;
 
 use std::ffi::CString;
 use std::io;

@@ -65,6 +65,11 @@ pub trait Lifecycle: Send + Sync {
     /// A workspace is gone: disposed, or its init failed. An observer acts only on what it holds
     /// for this very workspace (its `generation`): the id may be registered again meanwhile.
     fn removed(&self, ws: &Workspace);
+    /// A workspace is being disposed of: the observer undoes what it did outside the
+    /// workspace's files (awaited before the files go; failures are the observer's to log).
+    fn disposing(&self, _ws: &Arc<Workspace>) -> futures::future::BoxFuture<'static, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Tells workspaces of the same id apart (a disposed one and the next InitWorkspace of its id).
@@ -157,6 +162,12 @@ impl Store {
         if self.observers.set(observers).is_err() {
             tracing::error!("workspace lifecycle observers set twice; the second set is ignored");
         }
+    }
+
+    /// Lets every observer undo what it did for `ws`, which is being disposed of.
+    pub async fn disposing(&self, ws: &Arc<Workspace>) {
+        let undoing: Vec<_> = self.observers().iter().map(|o| o.disposing(ws)).collect();
+        futures::future::join_all(undoing).await;
     }
 
     fn observers(&self) -> Vec<Arc<dyn Lifecycle>> {
