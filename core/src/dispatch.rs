@@ -79,6 +79,7 @@ methods! {
     "wsdaemon.WorkspaceRuntime" / "AttachContainer" => runtime.attach_container(pb::AttachContainerRequest),
     "wsdaemon.WorkspaceRuntime" / "DetachContainer" => runtime.detach_container(pb::DetachContainerRequest),
     "iws.InWorkspaceService" / "WriteIDMapping" => iws.write_id_mapping(iws_pb::WriteIdMappingRequest),
+    "iws.InWorkspaceService" / "EvacuateCGroup" => iws.evacuate_cgroup(iws_pb::EvacuateCGroupRequest),
     "iws.InWorkspaceService" / "MountProc" => iws.mount_proc(iws_pb::MountProcRequest),
     "iws.InWorkspaceService" / "UmountProc" => iws.umount_proc(iws_pb::UmountProcRequest),
     "iws.InWorkspaceService" / "MountSysfs" => iws.mount_sysfs(iws_pb::MountProcRequest),

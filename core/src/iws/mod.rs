@@ -5,9 +5,11 @@
 //!
 //! Files: `socket` (the sockets and their callers), `caller` (the caller check), `limits` (the
 //! rate-limit table), `pid` (PIDs of the container), `idmap` (WriteIDMapping), `mounts` (proc,
-//! sysfs, NFS), `nfs` (MountNfs checks). Kernel calls are in `crate::sys`.
+//! sysfs, NFS), `nfs` (MountNfs checks), `cgroups` (the workspace cgroups, EvacuateCGroup).
+//! Kernel calls are in `crate::sys`.
 
 mod caller;
+pub(crate) mod cgroups;
 mod idmap;
 mod info;
 mod limits;
