@@ -19,7 +19,9 @@
 //! **Where the hierarchy is**: `iws.cgroup.v2_mount`, else the `cgroup2` mount in
 //! `/proc/self/mountinfo` (never a hard-coded path: on a hybrid node it is
 //! `/sys/fs/cgroup/unified`). Cgroup paths are read as relative to that mount (the daemon sees
-//! the hierarchy from its cgroup namespace's root, as a fresh cgroup2 mount shows it).
+//! the hierarchy from its cgroup namespace's root, as a fresh cgroup2 mount shows it); a path
+//! that climbs out of it (`/../..`: the container is outside the daemon's cgroup namespace) is
+//! refused rather than followed out of the mount.
 //!
 //! **Which cgroup is the container's** (see [`container_cgroup`]): AttachContainer recorded a
 //! path (the v2 one, or on a hybrid node possibly a v1 one given by the caller), and the init's
@@ -138,23 +140,36 @@ pub(crate) struct Place {
 }
 
 impl Place {
-    fn container(&self) -> Group {
-        Group {
+    fn is_root(&self) -> bool {
+        self.cgroup.trim_matches('/').is_empty()
+    }
+
+    /// The container cgroup's folder. A path that climbs (`..`: the container's cgroup lies
+    /// outside the daemon's cgroup namespace) would lead out of the mount, so it is refused.
+    fn container(&self) -> Result<Group> {
+        if self.cgroup.split('/').any(|c| c == ".." || c == ".") {
+            return Err(Error::KernelRefused(
+                "the container's cgroup lies outside the daemon's cgroup namespace; run the \
+                 daemon in the node's cgroup namespace"
+                    .into(),
+            ));
+        }
+        Ok(Group {
             dir: self.mount.join(self.cgroup.trim_start_matches('/')),
             name: "the container cgroup",
-        }
+        })
     }
 
     /// The container cgroup, unless it is the hierarchy's root (the whole node's processes).
     fn own_container(&self) -> Result<Group> {
-        if self.cgroup.trim_matches('/').is_empty() {
+        if self.is_root() {
             return Err(Error::KernelRefused(
                 "the container has no cgroup of its own on the cgroup v2 hierarchy (it runs in \
                  the root cgroup), so no workspace cgroup can be made below it"
                     .into(),
             ));
         }
-        Ok(self.container())
+        self.container()
     }
 }
 
@@ -472,10 +487,10 @@ fn depth_first(fs: &impl CgroupFs, top: &Group) -> Result<Vec<Group>> {
 /// cgroup, then each cgroup removed with `rmdir`, children first. Idempotent; the container's
 /// processes may all be gone.
 pub(crate) fn remove_in(fs: &impl CgroupFs, place: &Place) -> Result<()> {
-    if place.cgroup.trim_matches('/').is_empty() {
+    if place.is_root() {
         return Ok(());
     }
-    let container = place.container();
+    let container = place.container()?;
     let workspace = container.child(WORKSPACE, "the workspace cgroup");
     if !fs.is_dir(&workspace.dir) {
         return Ok(());

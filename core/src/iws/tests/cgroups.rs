@@ -482,6 +482,21 @@ fn a_container_in_the_root_cgroup_or_gone_is_refused_without_host_paths() {
     let err = cgroups::make_in(&m, &gone).expect_err("no such cgroup");
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert!(!err.to_string().contains("/fake"), "{err}");
+
+    // Seen from another cgroup namespace: the path climbs out of the mount.
+    let outside = Place {
+        mount: m.root.clone(),
+        cgroup: "/../../c1".into(),
+    };
+    for err in [
+        cgroups::make_in(&m, &outside).expect_err("outside"),
+        cgroups::evacuate_in(&m, &outside, 1, 1).expect_err("outside"),
+        cgroups::remove_in(&m, &outside).expect_err("outside"),
+    ] {
+        assert_eq!(err.code(), Code::FailedPrecondition);
+        assert!(err.to_string().contains("cgroup namespace"), "{err}");
+    }
+    assert!(m.log.borrow().is_empty(), "nothing was touched");
 }
 
 #[test]
