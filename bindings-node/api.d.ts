@@ -382,7 +382,7 @@ export interface DaemonMethods {
   prepareForUserNS(request?: PrepareForUserNSRequest, options?: CallOptions): Promise<PrepareForUserNSResponse>
   /** /iws.InWorkspaceService/WriteIDMapping (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   writeIDMapping(request?: WriteIDMappingRequest, options?: CallOptions): Promise<WriteIDMappingResponse>
-  /** /iws.InWorkspaceService/EvacuateCGroup (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/EvacuateCGroup (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   evacuateCGroup(request?: EvacuateCGroupRequest, options?: CallOptions): Promise<EvacuateCGroupResponse>
   /** /iws.InWorkspaceService/MountProc (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   mountProc(request?: MountProcRequest, options?: CallOptions): Promise<MountProcResponse>

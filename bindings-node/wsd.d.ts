@@ -111,6 +111,10 @@ export interface DaemonOptions {
   iws?: {
     uidMap?: IdRanges
     gidMap?: IdRanges
+    cgroup?: {
+      /** Mount point of the cgroup v2 hierarchy; unset: found in /proc/self/mountinfo. */
+      v2Mount?: string
+    }
   }
 }
 

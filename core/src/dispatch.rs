@@ -82,6 +82,7 @@ methods! {
     "iws.InWorkspaceService" / "Teardown" => iws.teardown(iws_pb::TeardownRequest),
     "iws.InWorkspaceService" / "WipingTeardown" => iws.wiping_teardown(iws_pb::WipingTeardownRequest),
     "iws.InWorkspaceService" / "WriteIDMapping" => iws.write_id_mapping(iws_pb::WriteIdMappingRequest),
+    "iws.InWorkspaceService" / "EvacuateCGroup" => iws.evacuate_cgroup(iws_pb::EvacuateCGroupRequest),
     "iws.InWorkspaceService" / "MountProc" => iws.mount_proc(iws_pb::MountProcRequest),
     "iws.InWorkspaceService" / "UmountProc" => iws.umount_proc(iws_pb::UmountProcRequest),
     "iws.InWorkspaceService" / "MountSysfs" => iws.mount_sysfs(iws_pb::MountProcRequest),

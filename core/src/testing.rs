@@ -43,7 +43,29 @@ pub async fn call<R: Message + Default>(
 pub struct TestContainer {
     unshare: Child,
     pub pid: i32,
+    /// The empty host folder a rooted container's tmpfs root was mounted on (in its namespace).
+    root_dir: Option<tempfile::TempDir>,
 }
+
+/// A rooted container's first process: a tmpfs root of its own with `/usr` and `/etc` bound in, a
+/// `/dev` of its own with a few host devices bound in, its own proc, then `sleep` as init.
+const ROOTED_INIT: &str = r#"
+set -e
+R=$1
+mount -t tmpfs -o size=16m,mode=755 ctrroot "$R"
+mkdir -p "$R/usr" "$R/etc" "$R/proc" "$R/dev" "$R/tmp" "$R/sys" "$R/oldroot"
+for l in bin sbin lib lib64; do if [ -L "/$l" ]; then ln -s "$(readlink "/$l")" "$R/$l"; fi; done
+mount --rbind /usr "$R/usr"; mount --rbind /etc "$R/etc"
+mount -t tmpfs -o size=1m,mode=755 ctrdev "$R/dev"
+for d in null zero full random urandom; do touch "$R/dev/$d"; mount --bind "/dev/$d" "$R/dev/$d"; done
+cd "$R"
+pivot_root . oldroot
+mount -t proc proc /proc
+umount -l /oldroot
+rmdir /oldroot
+touch /.ready
+exec sleep 600
+"#;
 
 impl TestContainer {
     pub fn start() -> TestContainer {
@@ -64,7 +86,53 @@ impl TestContainer {
             .spawn()
             .expect("run unshare (util-linux)");
         let pid = child_of(unshare.id());
-        TestContainer { unshare, pid }
+        TestContainer {
+            unshare,
+            pid,
+            root_dir: None,
+        }
+    }
+
+    /// A container with a root file system of its own (a tmpfs, pivot_root) and its own `/dev`,
+    /// like a real workspace container: for operations that change files in the container.
+    pub fn start_rooted() -> TestContainer {
+        let root_dir = tempfile::tempdir().expect("root folder");
+        let unshare = Command::new("unshare")
+            .args([
+                "--fork",
+                "--pid",
+                "--mount",
+                "--net",
+                "--propagation",
+                "private",
+                "--kill-child",
+                "sh",
+                "-c",
+                ROOTED_INIT,
+                "sh",
+            ])
+            .arg(root_dir.path())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("run unshare (util-linux)");
+        let pid = child_of(unshare.id());
+        let container = TestContainer {
+            unshare,
+            pid,
+            root_dir: Some(root_dir),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !container.path("/.ready").exists() {
+            assert!(Instant::now() < deadline, "the container root was not made");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        container
+    }
+
+    /// `inside` (absolute, as the container's init sees it) through the init's root.
+    pub fn path(&self, inside: &str) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/proc/{}/root", self.pid))
+            .join(inside.trim_start_matches('/'))
     }
 
     /// Starts `args` inside the container as a descendant of its init (the way a workspace's
@@ -119,6 +187,8 @@ impl TestContainer {
         );
         let _ = self.unshare.kill();
         let _ = self.unshare.wait();
+        // The tmpfs root lived in the container's mount namespace only: the folder is empty.
+        self.root_dir.take();
     }
 }
 

@@ -10,6 +10,17 @@ pub struct IwsConfig {
     pub uid_map: IdRanges,
     /// Host ids that WriteIDMapping may map group ids of a workspace to.
     pub gid_map: IdRanges,
+    /// Where the workspace cgroups are made (PrepareForUserNS, EvacuateCGroup).
+    pub cgroup: CgroupConfig,
+}
+
+/// `iws.cgroup.*`
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CgroupConfig {
+    /// The mount point of the cgroup v2 hierarchy; unset: the one in `/proc/self/mountinfo`
+    /// (none there: a cgroup v1 node, where the workspace cgroup steps do nothing).
+    pub v2_mount: Option<std::path::PathBuf>,
 }
 
 /// Where the ids of a workspace may land on the host.
@@ -73,6 +84,11 @@ impl IwsConfig {
                 .check(&format!("iws.{which}.root_range"))?;
             for range in &ranges.user_ranges {
                 range.check(&format!("iws.{which}.user_ranges"))?;
+            }
+        }
+        if let Some(mount) = &self.cgroup.v2_mount {
+            if !mount.is_absolute() {
+                return Err("iws.cgroup.v2_mount: must be an absolute path".to_string());
             }
         }
         Ok(())

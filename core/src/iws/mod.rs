@@ -6,10 +6,12 @@
 //! Files: `socket` (the sockets and their callers), `caller` (the caller check), `limits` (the
 //! rate-limit table), `pid` (PIDs of the container), `idmap` (WriteIDMapping), `mounts` (proc,
 //! sysfs, NFS), `nfs` (MountNfs checks), `userns` (PrepareForUserNS and the shifted root, with
-//! `dev`, `shift` and the `prepared` records), `teardown` (Teardown, WipingTeardown, dispose).
-//! Kernel calls are in `crate::sys`.
+//! `dev`, `shift` and the `prepared` records), `cgroups` (the workspace cgroups,
+//! EvacuateCGroup), `teardown` (Teardown, WipingTeardown, dispose). Kernel calls are in
+//! `crate::sys`.
 
 mod caller;
+pub(crate) mod cgroups;
 mod dev;
 mod idmap;
 mod info;
@@ -462,12 +464,6 @@ impl Lifecycle for IwsService {
 
 // Until the cgroup and network modules land.
 impl IwsService {
-    async fn make_workspace_cgroup(&self, _container: &Container) -> Result<bool> {
-        Ok(false)
-    }
-    async fn remove_workspace_cgroup(&self, _container: &Container) -> Result<()> {
-        Ok(())
-    }
     async fn remove_network(&self, _container: &Container) -> Result<()> {
         Ok(())
     }

@@ -14,6 +14,7 @@ pub fn detached_user_namespace(uid_map: &str, gid_map: &str) -> io::Result<Owned
     let (ready_read, ready_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (ready_fd, go_fd) = (ready_write.as_raw_fd(), go_read.as_raw_fd());
+    let parent_ends = [ready_read.as_raw_fd(), go_write.as_raw_fd()];
     // SAFETY: after fork the child runs only async-signal-safe system calls on descriptors that
     // were opened before the fork (unshare, write, read, _exit) and never returns into Rust code,
     // so no lock or allocator state copied from other threads is touched.
@@ -24,10 +25,16 @@ pub fn detached_user_namespace(uid_map: &str, gid_map: &str) -> io::Result<Owned
     if child == 0 {
         // SAFETY: see above; the child ends in _exit whatever happens.
         unsafe {
+            // The parent's ends: holding the write end open would keep the read below from
+            // ever seeing the end of file.
+            for fd in parent_ends {
+                libc::close(fd);
+            }
             let made = libc::unshare(libc::CLONE_NEWUSER) == 0;
             let answer = [u8::from(made)];
             libc::write(ready_fd, answer.as_ptr().cast(), 1);
-            // Wait until the parent holds the namespace (or is gone: end of file).
+            // Wait until the parent holds the namespace (a byte, or the end of file when it is
+            // gone).
             let mut byte = [0u8; 1];
             libc::read(go_fd, byte.as_mut_ptr().cast(), 1);
             libc::_exit(0);
@@ -52,8 +59,8 @@ pub fn detached_user_namespace(uid_map: &str, gid_map: &str) -> io::Result<Owned
         let ns = std::fs::File::open(format!("/proc/{child}/ns/user"))?;
         Ok(OwnedFd::from(ns))
     })();
-    // Closing our end lets the child read end of file and exit.
-    drop(go_write);
+    // The child exits on this byte (or the end of file).
+    let _ = std::fs::File::from(go_write).write_all(&[1]);
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
     held
 }

@@ -84,15 +84,17 @@ async fn id_maps_are_written_for_processes_of_the_container_only() {
             .collect::<Vec<_>>(),
         ["0", "33333", "1", "1", "100000", "65534"]
     );
-    let again: Result<WriteIdMappingResponse> = call(
+    // A map is written once: another one is the kernel's refusal (the same one again is
+    // success, see the user-namespace tests).
+    let another: Result<WriteIdMappingResponse> = call(
         &d,
         "iws.InWorkspaceService/WriteIDMapping",
-        map(false, usual),
+        map(false, usual[..1].to_vec()),
         &ctx,
     )
     .await;
     assert_eq!(
-        again.expect_err("written once").code(),
+        another.expect_err("written once").code(),
         Code::FailedPrecondition
     );
     // Four calls were the burst; the fifth is over the limit.

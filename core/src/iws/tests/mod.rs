@@ -2,10 +2,12 @@
 //! with the caller given as the workspace socket gives it. The socket itself is tested over the
 //! wire by the integration tests. Helpers here; the tests by theme in the files below.
 
+mod cgroups;
 mod idmap;
 mod info;
 mod mounts;
 mod nfs;
+mod userns;
 
 use std::path::Path;
 use std::sync::Arc;
