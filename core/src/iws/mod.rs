@@ -5,13 +5,14 @@
 //!
 //! Files: `socket` (the sockets and their callers), `caller` (the caller check), `limits` (the
 //! rate-limit table), `pid` (PIDs of the container), `idmap` (WriteIDMapping), `mounts` (proc,
-//! sysfs, NFS), `nfs` (MountNfs checks). Kernel calls are in `crate::sys`.
+//! sysfs, NFS), `nfs` (MountNfs checks), `network` (SetupPairVeths). Kernel calls are in `crate::sys`.
 
 mod caller;
 mod idmap;
 mod info;
 mod limits;
 mod mounts;
+mod network;
 mod nfs;
 mod pid;
 mod records;

@@ -5,6 +5,7 @@
 mod idmap;
 mod info;
 mod mounts;
+mod network;
 mod nfs;
 
 use std::path::Path;
