@@ -149,13 +149,14 @@ pub async fn pair(
         create(container, inner_ns).await?;
     }
     let prefix = plan.network.prefix;
+    let mtu = outer_mtu(container, plan.outer.as_deref()).await?;
     let outer_end = index_of(container, CONTAINER_END).await?;
     set_address(container, outer_end, plan.container_address(), prefix).await?;
-    up(container, outer_end).await?;
+    up(container, outer_end, mtu).await?;
     let inner_end = index_of(inner, INNER_END).await?;
     set_address(inner, inner_end, plan.inner_address(), prefix).await?;
-    up(inner, inner_end).await?;
-    up(inner, index_of(inner, "lo").await?).await?;
+    up(inner, inner_end, mtu).await?;
+    up(inner, index_of(inner, "lo").await?, None).await?;
     let default = RouteMessageBuilder::<Ipv4Addr>::new()
         .gateway(plan.container_address())
         .output_interface(inner_end)
@@ -212,8 +213,48 @@ pub async fn remove(container: &Handle) -> Result<()> {
     }
 }
 
-async fn up(handle: &Handle, index: u32) -> Result<()> {
-    let message = LinkUnspec::new_with_index(index).up().build();
+/// The MTU the pair takes from the way out, as Gitpod's does: the outer interface's, or the
+/// smallest of the container's interfaces but loopback and the pair (inner packets leave through
+/// one of them). None: nothing to go by, the kernel's default stays.
+async fn outer_mtu(container: &Handle, outer: Option<&str>) -> Result<Option<u32>> {
+    let links: Vec<LinkMessage> = container
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| refused("list the container's interfaces", e))?;
+    let mut smallest: Option<u32> = None;
+    for link in &links {
+        let mut name = None;
+        let mut mtu = None;
+        for a in &link.attributes {
+            match a {
+                LinkAttribute::IfName(n) => name = Some(n.as_str()),
+                LinkAttribute::Mtu(m) => mtu = Some(*m),
+                _ => {}
+            }
+        }
+        let (Some(name), Some(mtu)) = (name, mtu) else {
+            continue;
+        };
+        let counts = match outer {
+            Some(outer) => name == outer,
+            None => name != "lo" && name != CONTAINER_END,
+        };
+        if counts {
+            smallest = Some(smallest.map_or(mtu, |s| s.min(mtu)));
+        }
+    }
+    Ok(smallest)
+}
+
+async fn up(handle: &Handle, index: u32, mtu: Option<u32>) -> Result<()> {
+    let mut message = LinkUnspec::new_with_index(index).up();
+    if let Some(mtu) = mtu {
+        message = message.mtu(mtu);
+    }
+    let message = message.build();
     handle
         .link()
         .set(message)

@@ -4,7 +4,7 @@
 //!
 //! - `veth0` in the container with the first host address of `iws.network.cidr` (10.0.5.1/30),
 //!   `ceth0` in the inner namespace with the second (10.0.5.2/30), a default route there via the
-//!   first, and loopback up;
+//!   first, and loopback up; both ends take the MTU of the way out;
 //! - IPv4 forwarding on in the container's namespace;
 //! - one nftables table of ours (`table ip wsd`) there: the inner network masqueraded on its way
 //!   out, and TCP arriving from outside (`iws.network.outer_interface`, or every interface but

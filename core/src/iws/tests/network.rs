@@ -244,7 +244,11 @@ async fn a_second_call_duplicates_nothing_and_a_new_inner_namespace_gets_the_pai
     attach(&d, "ws-net2", container.pid).await;
     let ctx = from("ws-net2", container.pid);
 
+    // The pair takes the MTU of the way out.
+    net(container.pid, &["ip", "link", "set", "eth0", "mtu", "1400"]);
     setup(&d, &ctx, inner_pid).await.expect("first");
+    assert!(net(container.pid, &["ip", "-o", "link", "show", "dev", "veth0"]).contains("mtu 1400"));
+    assert!(net(inner, &["ip", "-o", "link", "show", "dev", "ceth0"]).contains("mtu 1400"));
     let first = state(container.pid, inner);
     assert_eq!(first[0], "eth0,veth0", "eth0 to the outside, and one pair");
     assert_eq!(lines(&first[1]).len(), 1, "{first:?}");
@@ -302,14 +306,27 @@ async fn a_second_call_duplicates_nothing_and_a_new_inner_namespace_gets_the_pai
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removal_leaves_no_pair_and_no_table_and_may_run_again() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let d = Daemon::start(config(dir.path())).await.expect("start");
+    // With the outer interface named: the rules name it, and the way out works through it.
+    let mut settings = config(dir.path());
+    settings.iws.network.outer_interface = "eth0".into();
+    let d = Daemon::start(settings).await.expect("start");
     let container = TestContainer::start();
-    let _outside = wired(&container);
+    let outside = wired(&container);
     let (inner, inner_pid) = inner_namespace(&container);
     workspace(&d, "ws-net3").await;
     attach(&d, "ws-net3", container.pid).await;
     let ctx = from("ws-net3", container.pid);
     setup(&d, &ctx, inner_pid).await.expect("set up");
+    let rules = net(container.pid, &["nft", "list", "table", "ip", "wsd"]);
+    assert!(rules.contains("oifname \"eth0\" masquerade"), "{rules}");
+    assert!(
+        rules.contains("iifname \"eth0\" meta l4proto tcp dnat"),
+        "{rules}"
+    );
+    let listener = in_net(outside.pid(), || TcpListener::bind((OUTSIDE, 0))).await;
+    let to = listener.local_addr().expect("addr");
+    let (peer, _) = talk(listener, inner, to).await;
+    assert_eq!(peer.ip(), std::net::IpAddr::V4(CONTAINER));
 
     let held = Container::open(container.pid.into(), "", None).expect("container");
     remove_network(&held).await.expect("remove");
