@@ -135,7 +135,7 @@ async fn inside<T: Send + 'static>(
         Ok(work(&runtime, handle))
     })
     .await
-    .map_err(|e| kernel("cannot enter the container's network namespace", e))?
+    .map_err(|e| kernel("cannot work in the container's network namespace", e))?
 }
 
 /// Sets the pair up between the namespaces `outer` (the container's) and `inner`.
@@ -166,7 +166,6 @@ impl IwsService {
     ) -> Result<SetupPairVethsResponse> {
         let target = self.target(&ctx)?;
         let plan = Plan::of(&self.config.iws.network)?;
-        let nft = nat::Nft::find()?;
         let me = self.clone();
         // Background work: a caller that goes away half-way does not stop it half-way.
         let work = async move {
@@ -174,10 +173,14 @@ impl IwsService {
             let _alone = ONE_AT_A_TIME.lock().await;
             let container = target.container.clone();
             let id = target.workspace.id.clone();
-            let (outer, inner) =
-                tokio::task::spawn_blocking(move || namespaces(&container, &id, req.pid))
-                    .await
-                    .map_err(Error::internal)??;
+            // Everything checked before anything changes.
+            let (nft, outer, inner) = tokio::task::spawn_blocking(move || {
+                let nft = nat::Nft::find()?;
+                let (outer, inner) = namespaces(&container, &id, req.pid)?;
+                Ok::<_, Error>((nft, outer, inner))
+            })
+            .await
+            .map_err(Error::internal)??;
             set_up(plan.clone(), nft, outer, inner).await?;
             tracing::info!(id = %target.workspace.id, pid = req.pid, network = %plan.network, "pair of veths set up");
             Ok(())
@@ -194,14 +197,16 @@ impl IwsService {
     not(test),
     allow(dead_code, reason = "Teardown calls it; remove this once it does")
 )]
-pub(crate) async fn remove_network(container: &Container) -> Result<()> {
+pub(crate) async fn remove_network(container: Arc<Container>) -> Result<()> {
     let _alone = ONE_AT_A_TIME.lock().await;
-    // Opening an nsfs entry of /proc does not wait on I/O.
-    let Some(outer) = container_namespace(container) else {
+    let (outer, nft) =
+        tokio::task::spawn_blocking(move || (container_namespace(&container), nat::Nft::find()))
+            .await
+            .map_err(Error::internal)?;
+    let Some(outer) = outer else {
         return Ok(());
     };
     let for_nft = outer.try_clone().map_err(Error::internal)?;
-    let nft = nat::Nft::find();
     inside(outer, move |runtime, handle| {
         runtime.block_on(links::remove(&handle))?;
         match nft {

@@ -328,8 +328,8 @@ async fn removal_leaves_no_pair_and_no_table_and_may_run_again() {
     let (peer, _) = talk(listener, inner, to).await;
     assert_eq!(peer.ip(), std::net::IpAddr::V4(CONTAINER));
 
-    let held = Container::open(container.pid.into(), "", None).expect("container");
-    remove_network(&held).await.expect("remove");
+    let held = Arc::new(Container::open(container.pid.into(), "", None).expect("container"));
+    remove_network(held.clone()).await.expect("remove");
     assert_eq!(
         net(container.pid, &["ip", "-o", "link", "show", "type", "veth"])
             .lines()
@@ -340,9 +340,15 @@ async fn removal_leaves_no_pair_and_no_table_and_may_run_again() {
     assert!(!net(container.pid, &["ip", "-o", "link"]).contains("veth0"));
     assert!(!net(inner, &["ip", "-o", "link"]).contains("ceth0"));
     assert_eq!(net(container.pid, &["nft", "list", "tables"]).trim(), "");
-    remove_network(&held)
+    remove_network(held.clone())
         .await
         .expect("again: nothing to remove");
+
+    // A stopped container has nothing left to remove.
+    let mut stopped = TestContainer::start();
+    let gone = Arc::new(Container::open(stopped.pid.into(), "", None).expect("container"));
+    stopped.stop();
+    remove_network(gone).await.expect("stopped container");
 
     // And set up again after it.
     setup(&d, &ctx, inner_pid).await.expect("set up again");
