@@ -111,6 +111,13 @@ export interface DaemonOptions {
   iws?: {
     uidMap?: IdRanges
     gidMap?: IdRanges
+    /** The veth pair of SetupPairVeths. */
+    network?: {
+      /** IPv4 network with room for two hosts (default "10.0.5.0/30"): first host in the container, second inner. */
+      cidr?: string
+      /** The container's interface to the outside; empty (default): every interface but lo and the pair. */
+      outerInterface?: string
+    }
   }
 }
 
