@@ -8,7 +8,8 @@
 //! - IPv4 forwarding on in the container's namespace;
 //! - one nftables table of ours (`table ip wsd`) there: the inner network masqueraded on its way
 //!   out, and TCP arriving from outside (`iws.network.outer_interface`, or every interface but
-//!   loopback and the pair) forwarded to the inner address.
+//!   loopback and the pair) forwarded to the inner address, every port (so from outside, the
+//!   container's own TCP listeners are reached no more: the workspace lives in the inner one).
 //!
 //! Idempotent: a second call keeps the pair, sets exactly one address per end and replaces the
 //! table whole. A call for another inner namespace (the old one was replaced) makes the pair

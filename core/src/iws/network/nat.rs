@@ -2,10 +2,11 @@
 //! by the `nft` program (package nftables) in one transaction, so that it is replaced whole and
 //! never duplicated, and removed whole.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use super::{Plan, CONTAINER_END};
 use crate::error::{Error, Result};
@@ -13,6 +14,9 @@ use crate::sys::command::in_network_namespace;
 
 /// Our table (family `ip`): nothing else in the container's rule set is touched.
 pub const TABLE: &str = "wsd";
+
+/// How long one nft run may take.
+const NFT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where `nft` is looked for after PATH: a daemon started with a user's PATH may lack sbin.
 const FALLBACK_DIRS: &[&str] = &["/usr/sbin", "/sbin"];
@@ -60,24 +64,42 @@ impl Nft {
             .spawn()
             .map_err(|e| Error::KernelRefused(format!("cannot run nft: {e}")))?;
         if let Some(mut stdin) = child.stdin.take() {
-            // A failed write shows as nft's own error below.
+            // A failed write shows as nft's own error below. The script fits in a pipe's buffer.
             let _ = stdin.write_all(script.as_bytes());
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| Error::KernelRefused(format!("cannot run nft: {e}")))?;
-        if out.status.success() {
+        // nft takes milliseconds; one that hangs must not hold every later pair change.
+        let deadline = Instant::now() + NFT_TIMEOUT;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5))
+                }
+                Ok(None) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(Error::KernelRefused(format!(
+                        "nft did not finish the NAT rules of the pair within {} s",
+                        NFT_TIMEOUT.as_secs()
+                    )));
+                }
+                Err(e) => return Err(Error::KernelRefused(format!("cannot run nft: {e}"))),
+            }
+        };
+        if status.success() {
             return Ok(());
         }
-        let said = String::from_utf8_lossy(&out.stderr);
+        let mut said = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = stderr.read_to_string(&mut said);
+        }
         let first = said
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty())
             .unwrap_or("no message");
         Err(Error::KernelRefused(format!(
-            "the kernel refused the NAT rules of the pair ({}): {first}",
-            out.status
+            "the kernel refused the NAT rules of the pair ({status}): {first}"
         )))
     }
 
@@ -158,6 +180,30 @@ mod tests {
         assert!(
             text.contains("iifname \"eth1\" meta l4proto tcp dnat ip to 192.168.7.2"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_refusal_says_nfts_first_line() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fake = dir.path().join("nft");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\ncat >/dev/null\necho >&2\necho 'Error: Could not process rule: No such file' >&2\necho more >&2\nexit 1\n",
+        )
+        .expect("write");
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        // The daemon's own namespace stands in (joining it again changes nothing).
+        let ns: OwnedFd = std::fs::File::open("/proc/self/ns/net")
+            .expect("netns")
+            .into();
+        let err = Nft(fake).remove(ns).expect_err("refused");
+        assert_eq!(err.code(), crate::Code::FailedPrecondition);
+        assert!(
+            err.to_string()
+                .ends_with(": Error: Could not process rule: No such file"),
+            "{err}"
         );
     }
 
