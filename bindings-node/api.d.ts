@@ -400,7 +400,7 @@ export interface DaemonMethods {
   teardown(request?: TeardownRequest, options?: CallOptions): Promise<TeardownResponse>
   /** /iws.InWorkspaceService/WipingTeardown (not served yet: rejects with UNIMPLEMENTED) */
   wipingTeardown(request?: WipingTeardownRequest, options?: CallOptions): Promise<WipingTeardownResponse>
-  /** /iws.InWorkspaceService/SetupPairVeths (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/SetupPairVeths (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   setupPairVeths(request?: SetupPairVethsRequest, options?: CallOptions): Promise<SetupPairVethsResponse>
   /** /iws.InWorkspaceService/WorkspaceInfo (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   workspaceInfo(request?: WorkspaceInfoRequest, options?: CallOptions): Promise<WorkspaceInfoResponse>

@@ -115,6 +115,13 @@ export interface DaemonOptions {
       /** Mount point of the cgroup v2 hierarchy; unset: found in /proc/self/mountinfo. */
       v2Mount?: string
     }
+    /** The veth pair of SetupPairVeths. */
+    network?: {
+      /** IPv4 network with room for two hosts (default "10.0.5.0/30"): first host in the container, second inner. */
+      cidr?: string
+      /** The container's interface to the outside; empty (default): every interface but lo and the pair. */
+      outerInterface?: string
+    }
   }
 }
 

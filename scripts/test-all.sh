@@ -19,6 +19,9 @@ command -v valgrind >/dev/null || need_apt+=(valgrind)
 command -v nm >/dev/null || need_apt+=(binutils)
 command -v pgrep >/dev/null || need_apt+=(procps)
 command -v unshare >/dev/null || need_apt+=(util-linux)
+# SetupPairVeths writes its NAT rules with nft; its tests wire namespaces with ip.
+command -v nft >/dev/null || need_apt+=(nftables)
+command -v ip >/dev/null || need_apt+=(iproute2)
 # The real NFS test runs only where the kernel has an NFS client; it needs a server then.
 if grep -q 'nfs4$' /proc/filesystems && ! command -v ganesha.nfsd >/dev/null; then
   need_apt+=(nfs-ganesha nfs-ganesha-vfs)

@@ -89,6 +89,7 @@ methods! {
     "iws.InWorkspaceService" / "UmountSysfs" => iws.umount_sysfs(iws_pb::UmountProcRequest),
     "iws.InWorkspaceService" / "MountNfs" => iws.mount_nfs(iws_pb::MountNfsRequest),
     "iws.InWorkspaceService" / "UmountNfs" => iws.umount_nfs(iws_pb::UmountNfsRequest),
+    "iws.InWorkspaceService" / "SetupPairVeths" => iws.setup_pair_veths(iws_pb::SetupPairVethsRequest),
     "iws.InWorkspaceService" / "WorkspaceInfo" => iws.workspace_info(iws_pb::WorkspaceInfoRequest),
     "iws.WorkspaceInfoService" / "WorkspaceInfo" => iws.workspace_info(iws_pb::WorkspaceInfoRequest),
 }

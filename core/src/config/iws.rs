@@ -12,6 +12,8 @@ pub struct IwsConfig {
     pub gid_map: IdRanges,
     /// Where the workspace cgroups are made (PrepareForUserNS, EvacuateCGroup).
     pub cgroup: CgroupConfig,
+    /// The veth pair of SetupPairVeths.
+    pub network: NetworkConfig,
 }
 
 /// `iws.cgroup.*`
@@ -21,6 +23,106 @@ pub struct CgroupConfig {
     /// The mount point of the cgroup v2 hierarchy; unset: the one in `/proc/self/mountinfo`
     /// (none there: a cgroup v1 node, where the workspace cgroup steps do nothing).
     pub v2_mount: Option<std::path::PathBuf>,
+}
+
+/// `iws.network`: the pair of SetupPairVeths between a workspace container's network namespace
+/// and an inner one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// An IPv4 network with room for two hosts (prefix 30 or shorter): its first host address is
+    /// the container's end of the pair, its second the inner end (and the target of forwarded
+    /// TCP).
+    pub cidr: String,
+    /// The container's interface to the outside: inner traffic leaves through it masqueraded,
+    /// and TCP arriving on it is forwarded in. Empty: every interface of the container but
+    /// loopback and the pair itself (no detection, so an interface added later counts too).
+    pub outer_interface: String,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            cidr: "10.0.5.0/30".into(),
+            outer_interface: String::new(),
+        }
+    }
+}
+
+/// An IPv4 network of `iws.network.cidr`, checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Network {
+    pub network: std::net::Ipv4Addr,
+    pub prefix: u8,
+}
+
+impl Ipv4Network {
+    /// The `n`th address of the network (0 is the network address itself).
+    pub fn host(&self, n: u32) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(u32::from(self.network) + n)
+    }
+}
+
+impl std::fmt::Display for Ipv4Network {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+impl NetworkConfig {
+    /// The network of `cidr`: IPv4, a prefix of at most 30 (two host addresses), no host bits set.
+    pub fn network(&self) -> Result<Ipv4Network, String> {
+        let name = "iws.network.cidr";
+        let (address, prefix) = self.cidr.split_once('/').ok_or_else(|| {
+            format!(
+                "{name}: {:?} is not a network such as 10.0.5.0/30",
+                self.cidr
+            )
+        })?;
+        let network: std::net::Ipv4Addr = address.parse().map_err(|_| {
+            format!("{name}: {address:?} is not an IPv4 address (IPv6 is not supported)")
+        })?;
+        let prefix: u8 = prefix
+            .parse()
+            .ok()
+            .filter(|p| *p <= 32)
+            .ok_or_else(|| format!("{name}: {prefix:?} is not a prefix length of 0 to 32"))?;
+        if prefix > 30 {
+            return Err(format!(
+                "{name}: /{prefix} has no room for two host addresses: use /30 or shorter"
+            ));
+        }
+        let mask = u32::MAX.checked_shl(u32::from(32 - prefix)).unwrap_or(0);
+        if u32::from(network) & !mask != 0 {
+            let base = std::net::Ipv4Addr::from(u32::from(network) & mask);
+            return Err(format!(
+                "{name}: {} has host bits set: did you mean {base}/{prefix}?",
+                self.cidr
+            ));
+        }
+        Ok(Ipv4Network { network, prefix })
+    }
+
+    /// The outer interface, if one is set; checked as a Linux interface name.
+    pub fn outer_interface(&self) -> Result<Option<&str>, String> {
+        let name = &self.outer_interface;
+        if name.is_empty() {
+            return Ok(None);
+        }
+        let fine = name.len() <= 15
+            && name != "."
+            && name != ".."
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !fine {
+            return Err(format!(
+                "iws.network.outer_interface: {name:?} is not an interface name \
+                 (1-15 characters of A-Z a-z 0-9 - _ .)"
+            ));
+        }
+        Ok(Some(name))
+    }
 }
 
 /// Where the ids of a workspace may land on the host.
@@ -91,6 +193,57 @@ impl IwsConfig {
                 return Err("iws.cgroup.v2_mount: must be an absolute path".to_string());
             }
         }
+        self.network.network()?;
+        self.network.outer_interface()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidr(c: &str) -> Result<Ipv4Network, String> {
+        NetworkConfig {
+            cidr: c.into(),
+            ..NetworkConfig::default()
+        }
+        .network()
+    }
+
+    #[test]
+    fn the_network_needs_ipv4_room_for_two_hosts_and_no_host_bits() {
+        let n = cidr("10.0.5.0/30").expect("default");
+        assert_eq!(
+            (n.host(1).to_string(), n.host(2).to_string()),
+            ("10.0.5.1".into(), "10.0.5.2".into())
+        );
+        assert_eq!(n.to_string(), "10.0.5.0/30");
+        assert!(cidr("172.16.0.0/12").is_ok());
+        assert!(cidr("10.0.5.0/31")
+            .expect_err("/31")
+            .contains("two host addresses"));
+        assert!(cidr("10.0.5.4/32").is_err());
+        assert!(cidr("10.0.5.1/30")
+            .expect_err("host bits")
+            .contains("10.0.5.0/30"));
+        assert!(cidr("fd00::/64").expect_err("v6").contains("IPv6"));
+        assert!(cidr("10.0.5.0").is_err());
+        assert!(cidr("10.0.5.0/33").is_err());
+        assert!(cidr("10.0.5.0/x").is_err());
+        assert!(IwsConfig::default().check().is_ok());
+    }
+
+    #[test]
+    fn the_outer_interface_is_a_plain_interface_name() {
+        let with = |n: &str| NetworkConfig {
+            outer_interface: n.into(),
+            ..NetworkConfig::default()
+        };
+        assert_eq!(with("").outer_interface(), Ok(None));
+        assert_eq!(with("eth0").outer_interface(), Ok(Some("eth0")));
+        for bad in ["a\"b", "eth 0", "0123456789abcdef", "..", "x/y", "a;b"] {
+            assert!(with(bad).outer_interface().is_err(), "{bad}");
+        }
     }
 }

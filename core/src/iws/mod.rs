@@ -7,8 +7,8 @@
 //! rate-limit table), `pid` (PIDs of the container), `idmap` (WriteIDMapping), `mounts` (proc,
 //! sysfs, NFS), `nfs` (MountNfs checks), `userns` (PrepareForUserNS and the shifted root, with
 //! `dev`, `shift` and the `prepared` records), `cgroups` (the workspace cgroups,
-//! EvacuateCGroup), `teardown` (Teardown, WipingTeardown, dispose). Kernel calls are in
-//! `crate::sys`.
+//! EvacuateCGroup), `network` (SetupPairVeths), `teardown` (Teardown, WipingTeardown,
+//! dispose). Kernel calls are in `crate::sys`.
 
 mod caller;
 pub(crate) mod cgroups;
@@ -17,6 +17,7 @@ mod idmap;
 mod info;
 mod limits;
 mod mounts;
+mod network;
 mod nfs;
 mod pid;
 mod prepared;
@@ -459,13 +460,6 @@ impl Lifecycle for IwsService {
         self.mounts.forget(ws);
         self.prepared.remove(&ws.id);
         self.in_flight.lock().remove(&ws.id);
-    }
-}
-
-// Until the cgroup and network modules land.
-impl IwsService {
-    async fn remove_network(&self, _container: &Container) -> Result<()> {
-        Ok(())
     }
 }
 

@@ -91,7 +91,7 @@ impl IwsService {
             }
         }
 
-        if let Err(e) = self.remove_network(container).await {
+        if let Err(e) = super::network::remove_network(container.clone()).await {
             failed("the network", e);
         }
 

@@ -5,6 +5,7 @@
 //! Everything here is a thin, typed wrapper: policy (what to mount where, who may ask) lives in
 //! `crate::iws`, so it can be tested without root.
 
+pub mod command;
 pub mod mount_api;
 pub mod namespaces;
 pub mod process;

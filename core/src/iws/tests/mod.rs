@@ -6,6 +6,7 @@ mod cgroups;
 mod idmap;
 mod info;
 mod mounts;
+mod network;
 mod nfs;
 mod userns;
 
