@@ -112,6 +112,11 @@ export interface DaemonOptions {
     uidMap?: IdRanges
     gidMap?: IdRanges
   }
+  /** Storage quotas (InitWorkspace's storageQuotaBytes). */
+  quota?: {
+    /** On a btrfs working area whose quotas are off, enable them at start (default false). */
+    btrfsEnable?: boolean
+  }
 }
 
 /** Host ids `start .. start + size`. */

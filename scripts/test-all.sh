@@ -19,6 +19,9 @@ command -v valgrind >/dev/null || need_apt+=(valgrind)
 command -v nm >/dev/null || need_apt+=(binutils)
 command -v pgrep >/dev/null || need_apt+=(procps)
 command -v unshare >/dev/null || need_apt+=(util-linux)
+# Storage quota tests: btrfs on a loop device for real; XFS where the kernel has project quotas.
+command -v mkfs.btrfs >/dev/null || need_apt+=(btrfs-progs)
+command -v mkfs.xfs >/dev/null || need_apt+=(xfsprogs)
 # The real NFS test runs only where the kernel has an NFS client; it needs a server then.
 if grep -q 'nfs4$' /proc/filesystems && ! command -v ganesha.nfsd >/dev/null; then
   need_apt+=(nfs-ganesha nfs-ganesha-vfs)
