@@ -81,7 +81,8 @@ const XFS_MAGIC: i64 = 0x5846_5342;
 #[allow(clippy::unnecessary_cast)] // `f_type`'s type differs between targets.
 fn fs_magic(file: &File) -> io::Result<i64> {
     let stat = nix::sys::statfs::fstatfs(file).map_err(io::Error::from)?;
-    Ok(stat.filesystem_type().0 as i64)
+    // Magic numbers are 32 bits; a 32-bit `f_type` would sign-extend.
+    Ok(stat.filesystem_type().0 as i64 & 0xffff_ffff)
 }
 
 /// The file systems named in log messages.

@@ -305,6 +305,31 @@ async fn a_btrfs_quota_is_hard_after_init_survives_a_restart_and_goes_with_the_w
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_workspace_left_initializing_by_a_crash_goes_with_its_subvolume_at_restart() {
+    let Some(fs) = btrfs(true) else { return };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = config_on(&fs.mnt(), dir.path());
+    let d = Daemon::start(cfg.clone()).await.expect("start");
+    init(&d, quota_workspace("ws-c", "m-c", 8 * MIB)).await;
+    let content = cfg.working_area.join("ws-c");
+    let id = subvolume_id(&content);
+    write_mib(&content.join("data"), 4).expect("write");
+    d.shutdown(Duration::from_secs(1)).await;
+
+    // As if the daemon had stopped in the middle of the init.
+    let state = cfg.working_area.join("ws-c.workspace.json");
+    let text = std::fs::read_to_string(&state)
+        .expect("state")
+        .replace("AVAILABLE", "SETTING_UP");
+    std::fs::write(&state, text).expect("write");
+    let d = Daemon::start(cfg.clone()).await.expect("restart");
+    assert!(!content.exists(), "cleaned up at start");
+    assert!(!subvolumes(&fs.mnt()).contains("ws-c"));
+    assert_qgroup_goes(&fs.mnt(), id);
+    d.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restore_larger_than_the_quota_initializes_and_then_writes_fail() {
     let Some(fs) = btrfs(true) else { return };
     let dir = tempfile::tempdir().expect("tempdir");
@@ -413,7 +438,13 @@ fn xfs_project_quota_where_the_kernel_has_it() {
     let fs = match LoopMount::new("mkfs.xfs", &["-q", "-f"], "320M", "prjquota") {
         Ok(fs) => fs,
         Err(why) => {
-            println!("skipped: no XFS project quotas here: {why}");
+            // XFS without project quotas: an area without a quota backend.
+            if let Ok(plain) = LoopMount::new("mkfs.xfs", &["-q", "-f"], "320M", "rw") {
+                let quota = Quota::probe(&plain.mnt(), &QuotaConfig::default());
+                assert_eq!(quota.backend_name(), "none", "{quota:?}");
+                println!("XFS without prjquota: {quota:?}");
+            }
+            println!("skipped: no XFS project quotas here (see the kernel log): {why}");
             return;
         }
     };
