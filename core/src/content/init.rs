@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::initializer::{self, InitContext, InitMetric, InitSource, InitTools, Plan};
 use crate::workspace::ids::{validate_instance_id, validate_metadata_field};
 use crate::workspace::state::{ContentState, WorkspaceRecord};
-use crate::workspace::store::{InitPhase, Workspace};
+use crate::workspace::store::{InitPhase, Lifecycle, Workspace};
 
 /// `<content>/.gitpod/ready`
 const READY_FILE: &str = ".gitpod/ready";
@@ -210,6 +210,19 @@ impl ContentService {
         Ok(())
     }
 
+    /// Sets the storage quota of a workspace reloaded at start again (blocking), in case the
+    /// file system lost it or the working area moved; an error is logged, the workspace stays.
+    fn reapply_quota(&self, record: &WorkspaceRecord) {
+        if record.storage_quota_bytes <= 0 || record.state != ContentState::Available {
+            return;
+        }
+        let content = self.store.area().content_dir(&record.id);
+        let bytes = record.storage_quota_bytes as u64;
+        if let Err(e) = self.quota.enforce(&record.id, &content, bytes) {
+            tracing::warn!(id = %record.id, error = %e, "cannot set the storage quota again");
+        }
+    }
+
     pub(crate) async fn wait_for_init(
         self: Arc<Self>,
         req: WaitForInitRequest,
@@ -240,4 +253,14 @@ impl ContentService {
         })
         .await
     }
+}
+
+impl Lifecycle for ContentService {
+    /// Called for every workspace reloaded at start (on the blocking thread of the reload), and
+    /// for every new one (SETTING_UP: nothing to do yet).
+    fn registered(&self, ws: &Arc<Workspace>) {
+        self.reapply_quota(&ws.record());
+    }
+
+    fn removed(&self, _ws: &Workspace) {}
 }

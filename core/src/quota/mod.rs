@@ -15,8 +15,8 @@
 //!   working area, counted in `wsd_quota_unsupported_total`, and the workspace runs without one.
 //!
 //! Nothing is recorded besides `storage_quota_bytes` in the workspace record: the subvolume id
-//! and the project id are read back from the content folder itself, so a restarted daemon
-//! disposes a workspace the same way.
+//! and the project id are read back from the content folder itself, so a restarted daemon sets
+//! the limit of a reloaded AVAILABLE workspace again and disposes it the same way.
 //!
 //! The limit is soft during init (not set at all) and hard after: InitWorkspace sets it once the
 //! content is in place, before the workspace becomes AVAILABLE, so a restored backup larger than

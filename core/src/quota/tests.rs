@@ -279,9 +279,17 @@ async fn a_btrfs_quota_is_hard_after_init_survives_a_restart_and_goes_with_the_w
     assert!(content.join(".gitpod/ready").exists());
     assert_over_quota(write_mib(&content.join("big"), 16));
 
-    // A new daemon on the same area: the limit holds, and disposal finds the subvolume.
+    // A new daemon on the same area sets the limit again (here lost while it was down), and
+    // disposal finds the subvolume.
     d.shutdown(Duration::from_secs(1)).await;
+    run(
+        "btrfs",
+        &["qgroup", "limit", "none", &content.to_string_lossy()],
+    )
+    .expect("drop the limit");
+    assert_eq!(qgroup(&fs.mnt(), id).and_then(|q| q.1), None);
     let d = Daemon::start(cfg.clone()).await.expect("restart");
+    assert_eq!(qgroup(&fs.mnt(), id).and_then(|q| q.1), Some(8 * MIB));
     assert_over_quota(write_mib(&content.join("big2"), 16));
     dispose(&d, "ws-q", false).await;
     assert!(!content.exists());
