@@ -1,10 +1,10 @@
 //! Storage quotas of workspace content (InitWorkspace's `storage_quota_bytes`).
 //!
 //! One backend per working area, chosen once at start by probing the area's file system:
-//! - **btrfs qgroups**: a workspace with a quota gets its content folder as a subvolume; its level-0
-//!   qgroup `0/<subvolume id>` gets the limit on referenced bytes. Quotas must be enabled on the
-//!   file system (`btrfs quota enable`); with `quota.btrfs_enable` the daemon enables them itself
-//!   at start. Disposal destroys the subvolume and removes the qgroup; a kernel that still
+//! - **btrfs qgroups**: a workspace with a quota gets its content folder as a subvolume; its
+//!   level-0 qgroup `0/<subvolume id>` gets the limit on referenced bytes. Quotas must be enabled
+//!   on the file system (`btrfs quota enable`); with `quota.btrfs_enable` the daemon enables them
+//!   itself at start. Disposal destroys the subvolume and removes the qgroup; a kernel that still
 //!   accounts the freed space refuses that (EBUSY) and drops the qgroup itself once the space is
 //!   freed (Linux 6.7+).
 //! - **XFS project quotas** (mounted with `prjquota`): the content folder gets a project id,
@@ -215,7 +215,7 @@ impl Quota {
         }
     }
 
-    /// Counts a quota that is not enforced; logs the reason the first time only. True the first time.
+    /// Counts a quota that is not enforced and logs the reason the first time only (then true).
     fn not_enforced(&self, id: &str, reason: &str) -> bool {
         metrics::counter!("wsd_quota_unsupported_total").increment(1);
         let first = !self.noticed.swap(true, Ordering::Relaxed);
@@ -318,7 +318,12 @@ impl Quota {
         drop(folder);
         remove_tree(path)?;
         if PROJECT_IDS.contains(&projid) {
-            xfs::set_project_limit(open_dir(&self.area)?.as_fd(), projid, 0)?;
+            // A limit left behind does no harm: the next folder given this id clears it first.
+            if let Err(e) = open_dir(&self.area)
+                .and_then(|area| xfs::set_project_limit(area.as_fd(), projid, 0))
+            {
+                tracing::warn!(projid, error = %e, "cannot clear the limit of an XFS project");
+            }
         }
         Ok(())
     }
@@ -349,7 +354,8 @@ fn remove_subvolume(path: &Path, folder: File) -> io::Result<()> {
     }
     match btrfs::remove_qgroup(parent.as_fd(), subvolume) {
         Ok(()) => Ok(()),
-        // Gone already, still accounting freed space (the kernel drops it when done), or quotas off.
+        // Gone already, still accounting freed space (the kernel drops it when done), or quotas
+        // off.
         Err(e)
             if matches!(
                 e.raw_os_error(),
@@ -359,7 +365,7 @@ fn remove_subvolume(path: &Path, folder: File) -> io::Result<()> {
             Ok(())
         }
         Err(e) => {
-            tracing::warn!(subvolume, error = %e, "cannot remove the qgroup of a disposed workspace");
+            tracing::warn!(subvolume, error = %e, "cannot remove the qgroup of the subvolume");
             Ok(())
         }
     }
