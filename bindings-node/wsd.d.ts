@@ -123,6 +123,11 @@ export interface DaemonOptions {
       outerInterface?: string
     }
   }
+  /** Storage quotas (InitWorkspace's storageQuotaBytes). */
+  quota?: {
+    /** On a btrfs working area whose quotas are off, enable them at start (default false). */
+    btrfsEnable?: boolean
+  }
 }
 
 /** Host ids `start .. start + size`. */

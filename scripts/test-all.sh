@@ -22,6 +22,9 @@ command -v unshare >/dev/null || need_apt+=(util-linux)
 # SetupPairVeths writes its NAT rules with nft; its tests wire namespaces with ip.
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v ip >/dev/null || need_apt+=(iproute2)
+# Storage quota tests: btrfs on a loop device for real; XFS where the kernel has project quotas.
+command -v mkfs.btrfs >/dev/null || need_apt+=(btrfs-progs)
+command -v mkfs.xfs >/dev/null || need_apt+=(xfsprogs)
 # The real NFS test runs only where the kernel has an NFS client; it needs a server then.
 if grep -q 'nfs4$' /proc/filesystems && ! command -v ganesha.nfsd >/dev/null; then
   need_apt+=(nfs-ganesha nfs-ganesha-vfs)

@@ -90,7 +90,10 @@ impl Daemon {
         let runtime: std::sync::Weak<RuntimeService> = Arc::downgrade(&runtime);
         let iws: std::sync::Weak<IwsService> = Arc::downgrade(&iws);
         let sockets_events: std::sync::Weak<Sockets> = Arc::downgrade(&sockets);
-        store.observe(vec![runtime, iws, sockets_events]);
+        // The content service re-applies the storage quotas of reloaded workspaces.
+        let content_events: std::sync::Weak<ContentService> =
+            Arc::downgrade(&daemon.services.content);
+        store.observe(vec![runtime, iws, sockets_events, content_events]);
         let store = daemon.services.store.clone();
         let reloaded = tokio::task::spawn_blocking(move || store.reload())
             .await

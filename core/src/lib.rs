@@ -19,6 +19,7 @@ pub mod grpc;
 pub mod initializer;
 mod iws;
 pub mod json;
+mod quota;
 pub mod retry;
 mod runtime;
 pub mod storage;

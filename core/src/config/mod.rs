@@ -9,8 +9,10 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 
 mod iws;
+mod quota;
 mod storage;
 pub use iws::*;
+pub use quota::*;
 pub use storage::*;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -25,6 +27,8 @@ pub struct Config {
     pub git: GitSettings,
     /// The in-workspace service (the workspaces' own sockets).
     pub iws: IwsConfig,
+    /// Storage quotas of workspaces.
+    pub quota: QuotaConfig,
     /// Settings of the gRPC server binary; ignored by in-process embeddings.
     pub server: ServerConfig,
 }
@@ -40,6 +44,7 @@ impl Default for Config {
             download: DownloadConfig::default(),
             git: GitSettings::default(),
             iws: IwsConfig::default(),
+            quota: QuotaConfig::default(),
             server: ServerConfig::default(),
         }
     }

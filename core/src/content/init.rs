@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::initializer::{self, InitContext, InitMetric, InitSource, InitTools, Plan};
 use crate::workspace::ids::{validate_instance_id, validate_metadata_field};
 use crate::workspace::state::{ContentState, WorkspaceRecord};
-use crate::workspace::store::{InitPhase, Workspace};
+use crate::workspace::store::{InitPhase, Lifecycle, Workspace};
 
 /// `<content>/.gitpod/ready`
 const READY_FILE: &str = ".gitpod/ready";
@@ -115,6 +115,8 @@ impl ContentService {
             Err(e) => {
                 tracing::warn!(id = %ws.id, error = %e, "workspace initialization failed; cleaning up");
                 metrics::counter!("wsd_init_failures_total", "reason" => e.reason()).increment(1);
+                // A failure is logged there; the store removes the files again.
+                let _ = self.remove_content(&ws.id).await;
                 if let Err(cleanup) = self.store.remove(&ws).await {
                     tracing::error!(id = %ws.id, error = %cleanup, "cleanup after failed init failed");
                 }
@@ -132,26 +134,16 @@ impl ContentService {
     ) -> Result<()> {
         self.store.save(ws).await?;
         let content = self.store.area().content_dir(&record.id);
-        let fresh = content.clone();
+        // Validated as not negative.
+        let quota_bytes = record.storage_quota_bytes as u64;
+        let (fresh, quota) = (content.clone(), self.quota.clone());
         tokio::task::spawn_blocking(move || {
-            match std::fs::remove_dir_all(&fresh) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-            std::fs::create_dir(&fresh)
+            quota.remove_folder(&fresh)?;
+            quota.create_folder(&fresh, quota_bytes)
         })
         .await
         .map_err(Error::internal)?
         .map_err(|e| Error::Internal(format!("cannot create the content folder: {}", e.kind())))?;
-
-        if record.storage_quota_bytes > 0 {
-            tracing::warn!(
-                id = %record.id,
-                quota = record.storage_quota_bytes,
-                "storage quotas are not enforced by this daemon; continuing without a quota"
-            );
-            metrics::counter!("wsd_quota_unsupported_total").increment(1);
-        }
 
         let storage = self.storage_for(record);
         let tools = InitTools {
@@ -195,12 +187,40 @@ impl ContentService {
             metrics: &ctx.metrics(),
         })
         .map_err(Error::internal)?;
+        let ready_at = content.clone();
         tokio::task::spawn_blocking(move || {
-            Beneath::open(&content)?.write_file_atomically(Path::new(READY_FILE), &ready, 0o644)
+            Beneath::open(&ready_at)?.write_file_atomically(Path::new(READY_FILE), &ready, 0o644)
         })
         .await
         .map_err(Error::internal)?
-        .map_err(|e| Error::InitFailed(format!("cannot write the ready file {READY_FILE}: {e}")))
+        .map_err(|e| Error::InitFailed(format!("cannot write the ready file {READY_FILE}: {e}")))?;
+
+        // Soft during init, hard after: the content (maybe a backup larger than the quota) is in
+        // place; from here on writes past the quota fail. In force before WaitForInit answers.
+        if quota_bytes > 0 {
+            let (quota, id) = (self.quota.clone(), record.id.clone());
+            tokio::task::spawn_blocking(move || quota.enforce(&id, &content, quota_bytes))
+                .await
+                .map_err(Error::internal)?
+                .map_err(|e| {
+                    tracing::error!(id = %record.id, error = %e, "cannot set the storage quota");
+                    Error::InitFailed(format!("cannot set the storage quota: {}", e.kind()))
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Sets the storage quota of a workspace reloaded at start again (blocking), in case the
+    /// file system lost it or the working area moved; an error is logged, the workspace stays.
+    fn reapply_quota(&self, record: &WorkspaceRecord) {
+        if record.storage_quota_bytes <= 0 || record.state != ContentState::Available {
+            return;
+        }
+        let content = self.store.area().content_dir(&record.id);
+        let bytes = record.storage_quota_bytes as u64;
+        if let Err(e) = self.quota.enforce(&record.id, &content, bytes) {
+            tracing::warn!(id = %record.id, error = %e, "cannot set the storage quota again");
+        }
     }
 
     pub(crate) async fn wait_for_init(
@@ -233,4 +253,14 @@ impl ContentService {
         })
         .await
     }
+}
+
+impl Lifecycle for ContentService {
+    /// Called for every workspace reloaded at start (on the blocking thread of the reload), and
+    /// for every new one (SETTING_UP: nothing to do yet).
+    fn registered(&self, ws: &Arc<Workspace>) {
+        self.reapply_quota(&ws.record());
+    }
+
+    fn removed(&self, _ws: &Workspace) {}
 }

@@ -24,6 +24,7 @@ use crate::background::Background;
 use crate::call::CallContext;
 use crate::config::{ArchiveFormat, Config, IdMapping};
 use crate::error::{Error, Result};
+use crate::quota::Quota;
 use crate::storage::Storage;
 use crate::workspace::ids::validate_instance_id;
 use crate::workspace::outcomes::OutcomeCache;
@@ -38,6 +39,8 @@ pub(crate) struct ContentService {
     archive: Arc<ArchiveOptions>,
     http: reqwest::Client,
     git: crate::git::Git,
+    /// Storage quotas of the working area's content folders.
+    quota: Arc<Quota>,
     /// Results of finished disposals by instance id, answered to repeated DisposeWorkspace calls.
     disposed: OutcomeCache<DisposeWorkspaceResponse>,
     /// Outcomes of snapshots by qualified name, answered by SnapshotStatus.
@@ -93,6 +96,7 @@ impl ContentService {
         Ok(ContentService {
             archive: Arc::new(archive_options(&config)?),
             git: crate::git::Git::new(&config.git, area),
+            quota: Arc::new(Quota::probe(area, &config.quota)),
             disposed: OutcomeCache::new(area, "disposed", ttl),
             snapshots: OutcomeCache::new(area, "snapshots", ttl),
             http,
@@ -110,6 +114,18 @@ impl ContentService {
         } else {
             self.storage.clone()
         }
+    }
+
+    /// Removes the content folder of workspace `id` with its quota (subvolume, project limit).
+    async fn remove_content(&self, id: &str) -> Result<()> {
+        let (quota, content) = (self.quota.clone(), self.store.area().content_dir(id));
+        tokio::task::spawn_blocking(move || quota.remove_folder(&content))
+            .await
+            .map_err(Error::internal)?
+            .map_err(|e| {
+                tracing::error!(id, error = %e, "cannot remove the content folder");
+                Error::Internal(format!("cannot remove the files of workspace {id}"))
+            })
     }
 
     pub(crate) async fn is_workspace_exists(
