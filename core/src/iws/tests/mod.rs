@@ -100,3 +100,108 @@ pub(super) fn listing(container: &TestContainer, dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The real tests change the v2 root's `cgroup.subtree_control`: one at a time.
+pub(super) static REAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A container cgroup on the v2 hierarchy, removed on drop with everything below it (processes
+/// still there go to the root cgroup); hugetlb turned off again at the root if it was turned on
+/// here.
+pub(super) struct TestV2Cgroup {
+    pub(super) mount: std::path::PathBuf,
+    pub(super) dir: std::path::PathBuf,
+    turned_on_hugetlb: bool,
+}
+
+impl TestV2Cgroup {
+    pub(super) fn create(name: &str) -> TestV2Cgroup {
+        let mounts = crate::iws::info::CgroupMounts::from_mountinfo(
+            &std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo"),
+        );
+        let mount = mounts.v2.expect("a cgroup v2 hierarchy on this node");
+        let root_has = |c: &str| {
+            std::fs::read_to_string(mount.join("cgroup.subtree_control"))
+                .expect("root subtree_control")
+                .split_whitespace()
+                .any(|w| w == c)
+        };
+        let turned_on_hugetlb = !root_has("hugetlb");
+        if turned_on_hugetlb {
+            std::fs::write(mount.join("cgroup.subtree_control"), "+hugetlb").expect("+hugetlb");
+        }
+        let dir = mount.join(name);
+        std::fs::create_dir(&dir).expect("container cgroup");
+        TestV2Cgroup {
+            mount,
+            dir,
+            turned_on_hugetlb,
+        }
+    }
+
+    pub(super) fn enter(&self, pid: i32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).expect("enter");
+    }
+
+    pub(super) fn join_command(&self) -> String {
+        format!("echo $$ > {}/cgroup.procs", self.dir.display())
+    }
+
+    pub(super) fn procs(&self, rel: &str) -> Vec<i32> {
+        let mut p: Vec<i32> = std::fs::read_to_string(self.dir.join(rel).join("cgroup.procs"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        p.sort_unstable();
+        p
+    }
+
+    pub(super) fn words(&self, rel: &str, file: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.join(rel).join(file))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub(super) fn owner(&self, rel: &str) -> (u32, u32) {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(self.dir.join(rel)).expect("metadata");
+        (meta.uid(), meta.gid())
+    }
+}
+
+impl Drop for TestV2Cgroup {
+    fn drop(&mut self) {
+        let mut dirs = Vec::new();
+        let mut todo = vec![self.dir.clone()];
+        while let Some(d) = todo.pop() {
+            if let Ok(entries) = std::fs::read_dir(&d) {
+                todo.extend(
+                    entries
+                        .filter_map(|e| e.ok())
+                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                        .map(|e| e.path()),
+                );
+            }
+            dirs.push(d);
+        }
+        for d in dirs.iter().rev() {
+            for p in std::fs::read_to_string(d.join("cgroup.procs"))
+                .unwrap_or_default()
+                .split_whitespace()
+            {
+                let _ = std::fs::write(self.mount.join("cgroup.procs"), p);
+            }
+            for _ in 0..100 {
+                if std::fs::remove_dir(d).is_ok() || !d.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+        if self.turned_on_hugetlb {
+            let _ = std::fs::write(self.mount.join("cgroup.subtree_control"), "-hugetlb");
+        }
+    }
+}

@@ -70,7 +70,7 @@ async fn in_own_user_namespace(pid: i32) {
 /// Runs `cmd` as `pid`'s user (root of its user namespace) in its user and mount namespaces.
 fn as_inner_root(pid: i32, cmd: &str) -> std::process::Output {
     std::process::Command::new("nsenter")
-        .args(["-t", &pid.to_string(), "-U", "-m", "--preserve-credentials"])
+        .args(["-t", &pid.to_string(), "-U", "-m"])
         .args(["sh", "-c", cmd])
         .output()
         .expect("nsenter")
@@ -85,7 +85,10 @@ fn is_mount_of(pid: i32, path: &str) -> bool {
 async fn a_workspace_is_prepared_shifted_and_torn_down_also_across_a_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(config(dir.path())).await.expect("start");
+    let _real = REAL.lock().await;
+    let cgroup = TestV2Cgroup::create(&format!("wsd-test-ws-p-{}", std::process::id()));
     let container = TestContainer::start_rooted();
+    cgroup.enter(container.pid);
     workspace(&d, "ws-p").await;
     attach(&d, "ws-p", container.pid).await;
     let ctx = from("ws-p", container.pid);
@@ -98,6 +101,11 @@ async fn a_workspace_is_prepared_shifted_and_torn_down_also_across_a_restart() {
     assert!(container.path("/dev/fuse").exists());
     assert!(container.path("/dev/kmsg").is_file());
     assert!(container.path("/.workspace/mark").is_dir());
+    assert_eq!(
+        cgroup.procs("workspace"),
+        vec![container.pid],
+        "the workspace cgroup"
+    );
     assert_eq!(
         prepare(&d, &ctx).await.expect_err("once").code(),
         Code::ResourceExhausted
@@ -203,7 +211,10 @@ async fn a_workspace_is_prepared_shifted_and_torn_down_also_across_a_restart() {
 async fn dispose_undoes_the_shifted_root_and_the_preparation() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = Daemon::start(config(dir.path())).await.expect("start");
+    let _real = REAL.lock().await;
+    let cgroup = TestV2Cgroup::create(&format!("wsd-test-ws-q-{}", std::process::id()));
     let container = TestContainer::start_rooted();
+    cgroup.enter(container.pid);
     workspace(&d, "ws-q").await;
     attach(&d, "ws-q", container.pid).await;
     let ctx = from("ws-q", container.pid);
@@ -226,5 +237,6 @@ async fn dispose_undoes_the_shifted_root_and_the_preparation() {
     .expect("dispose");
     assert!(!is_mount_of(child, "/.workspace/mark"));
     assert!(!container.path("/dev/net/tun").exists());
+    assert!(!cgroup.dir.join("workspace").exists());
     d.shutdown(Duration::from_secs(1)).await;
 }
