@@ -8,6 +8,12 @@
 //!   iws-client SOCKET write-id-mapping PID uid|gid CONTAINER:HOST:SIZE[,...]
 //!   iws-client SOCKET proc-pairs N TARGET PID     (N x MountProc + UmountProc, stops at an error)
 //!   iws-client SOCKET info-latency N              (N timed WorkspaceInfo calls)
+//!   iws-client SOCKET prepare                     (PrepareForUserNS; prints `OK fs_shift=...`)
+//!   iws-client SOCKET evacuate | teardown | wiping-teardown true|false
+//!   iws-client SOCKET setup-veths PID
+//!   iws-client SOCKET info                        (prints `OK cpu=USED/LIMIT memory=USED/LIMIT`)
+//!   iws-client SOCKET sequence PID                (WriteIDMapping uid+gid, MountProc /tmp/p,
+//!                                                  EvacuateCGroup, SetupPairVeths for PID, timed)
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -17,7 +23,9 @@ use tonic::transport::{Channel, Endpoint, Uri};
 use wsd_proto::iws::in_workspace_service_client::InWorkspaceServiceClient;
 use wsd_proto::iws::write_id_mapping_request::Mapping;
 use wsd_proto::iws::{
-    MountProcRequest, UmountProcRequest, WorkspaceInfoRequest, WriteIdMappingRequest,
+    EvacuateCGroupRequest, FsShiftMethod, MountProcRequest, PrepareForUserNsRequest,
+    SetupPairVethsRequest, TeardownRequest, UmountProcRequest, WipingTeardownRequest,
+    WorkspaceInfoRequest, WriteIdMappingRequest,
 };
 
 type Client = InWorkspaceServiceClient<Channel>;
@@ -25,7 +33,11 @@ type Client = InWorkspaceServiceClient<Channel>;
 const USAGE: &str =
     "usage: iws-client SOCKET (mount-proc|umount-proc|mount-sysfs|umount-sysfs TARGET PID \
                      | write-id-mapping PID uid|gid C:H:S[,C:H:S...] | proc-pairs N TARGET PID \
-                     | info-latency N)";
+                     | info-latency N | prepare | evacuate | teardown | wiping-teardown BOOL \
+                     | setup-veths PID | info | sequence PID)";
+
+/// The id maps of the tests: container root to 33333, the rest from 100000.
+const USUAL_MAP: &str = "0:33333:1,1:100000:65534";
 
 async fn connect(socket: String) -> Result<Client, String> {
     // A daemon that stops answering fails the call (and the test) instead of hanging it.
@@ -183,6 +195,89 @@ async fn call(
                 describe(burst),
                 describe(after_wait)
             ))
+        }
+        "prepare" => client
+            .prepare_for_user_ns(PrepareForUserNsRequest {})
+            .await
+            .map(|r| {
+                let shift = FsShiftMethod::try_from(r.into_inner().fs_shift)
+                    .map_or("unknown", |m| m.as_str_name());
+                format!("OK fs_shift={shift}")
+            }),
+        "evacuate" => client
+            .evacuate_c_group(EvacuateCGroupRequest {})
+            .await
+            .map(|_| "OK".to_string()),
+        "teardown" => client
+            .teardown(TeardownRequest {})
+            .await
+            .map(|r| format!("OK success={}", r.into_inner().success)),
+        "wiping-teardown" => {
+            let do_wipe = arg(1)?.parse().map_err(|_| USAGE.to_string())?;
+            client
+                .wiping_teardown(WipingTeardownRequest { do_wipe })
+                .await
+                .map(|r| format!("OK success={}", r.into_inner().success))
+        }
+        "setup-veths" => client
+            .setup_pair_veths(SetupPairVethsRequest { pid: pid(&arg(1)?)? })
+            .await
+            .map(|_| "OK".to_string()),
+        "info" => client.workspace_info(WorkspaceInfoRequest {}).await.map(|r| {
+            let res = r.into_inner().resources.unwrap_or_default();
+            let (cpu, mem) = (res.cpu.unwrap_or_default(), res.memory.unwrap_or_default());
+            format!(
+                "OK cpu={}/{} memory={}/{}",
+                cpu.used, cpu.limit, mem.used, mem.limit
+            )
+        }),
+        "sequence" => {
+            // The calls of a workspace's start after PrepareForUserNS, for the process PID in
+            // new user, mount and network namespaces; prints the time each took.
+            let target = pid(&arg(1)?)?;
+            let mut times = Vec::new();
+            let mut step = |name: &str, started: Instant| {
+                times.push(format!("{name}={}us", started.elapsed().as_micros()))
+            };
+            for gid in [false, true] {
+                let started = Instant::now();
+                if let Err(s) = client
+                    .write_id_mapping(WriteIdMappingRequest {
+                        pid: target,
+                        gid,
+                        mapping: mappings(USUAL_MAP)?,
+                    })
+                    .await
+                {
+                    return Ok(Err(s));
+                }
+                step(if gid { "gid_map" } else { "uid_map" }, started);
+            }
+            let started = Instant::now();
+            if let Err(s) = client
+                .mount_proc(MountProcRequest {
+                    target: "/tmp/p".into(),
+                    pid: target,
+                })
+                .await
+            {
+                return Ok(Err(s));
+            }
+            step("mount_proc", started);
+            let started = Instant::now();
+            if let Err(s) = client.evacuate_c_group(EvacuateCGroupRequest {}).await {
+                return Ok(Err(s));
+            }
+            step("evacuate", started);
+            let started = Instant::now();
+            if let Err(s) = client
+                .setup_pair_veths(SetupPairVethsRequest { pid: target })
+                .await
+            {
+                return Ok(Err(s));
+            }
+            step("veths", started);
+            Ok(format!("OK {}", times.join(" ")))
         }
         _ => return Err(USAGE.to_string()),
     })
