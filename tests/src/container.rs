@@ -1,6 +1,7 @@
 //! A real workspace container for the in-workspace service tests, without docker: a process tree in
 //! new PID, mount and network namespaces (no user namespace, as a workspace container has), private
-//! mount propagation, its own root (a tmpfs, pivot_root) with `/usr`, `/etc` and `/dev` bound in,
+//! mount propagation, its own root (a tmpfs, pivot_root) with `/usr` and `/etc` bound in, a `/dev`
+//! of its own with the host's basic devices,
 //! its own `/proc`, chosen host files or folders bound at fixed paths, and an init that reaps its
 //! children. Everything goes away on drop, also when a test fails: the init is killed (which ends
 //! the whole PID namespace, and with it the mount namespace and every mount in it) and the folder
@@ -38,7 +39,10 @@ mount -t tmpfs -o size=64m,mode=755 ctrroot "$R"
 mkdir -p "$R/usr" "$R/etc" "$R/proc" "$R/dev" "$R/tmp" "$R/sys" "$R/oldroot"
 chmod 1777 "$R/tmp"
 for l in bin sbin lib lib64; do if [ -L "/$l" ]; then ln -s "$(readlink "/$l")" "$R/$l"; fi; done
-mount --rbind /usr "$R/usr"; mount --rbind /etc "$R/etc"; mount --rbind /dev "$R/dev"
+mount --rbind /usr "$R/usr"; mount --rbind /etc "$R/etc"
+# A /dev of its own (PrepareForUserNS creates device files in it), with the host's basic devices.
+mount -t tmpfs -o size=1m,mode=755 ctrdev "$R/dev"
+for d in null zero full random urandom tty; do touch "$R/dev/$d"; mount --bind "/dev/$d" "$R/dev/$d"; done
 while [ $# -gt 1 ]; do
   if [ -d "$1" ]; then mkdir -p "$R$2"; else mkdir -p "$(dirname "$R$2")"; touch "$R$2"; fi
   mount --bind "$1" "$R$2"

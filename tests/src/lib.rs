@@ -3,6 +3,7 @@
 
 pub mod azurite;
 pub mod bench;
+pub mod cgroups;
 pub mod container;
 pub mod fake_gcs;
 pub mod git_server;

@@ -220,17 +220,22 @@ async fn call(
                 .map(|r| format!("OK success={}", r.into_inner().success))
         }
         "setup-veths" => client
-            .setup_pair_veths(SetupPairVethsRequest { pid: pid(&arg(1)?)? })
+            .setup_pair_veths(SetupPairVethsRequest {
+                pid: pid(&arg(1)?)?,
+            })
             .await
             .map(|_| "OK".to_string()),
-        "info" => client.workspace_info(WorkspaceInfoRequest {}).await.map(|r| {
-            let res = r.into_inner().resources.unwrap_or_default();
-            let (cpu, mem) = (res.cpu.unwrap_or_default(), res.memory.unwrap_or_default());
-            format!(
-                "OK cpu={}/{} memory={}/{}",
-                cpu.used, cpu.limit, mem.used, mem.limit
-            )
-        }),
+        "info" => client
+            .workspace_info(WorkspaceInfoRequest {})
+            .await
+            .map(|r| {
+                let res = r.into_inner().resources.unwrap_or_default();
+                let (cpu, mem) = (res.cpu.unwrap_or_default(), res.memory.unwrap_or_default());
+                format!(
+                    "OK cpu={}/{} memory={}/{}",
+                    cpu.used, cpu.limit, mem.used, mem.limit
+                )
+            }),
         "sequence" => {
             // The calls of a workspace's start after PrepareForUserNS, for the process PID in
             // new user, mount and network namespaces; prints the time each took.
