@@ -6,10 +6,14 @@
 //!
 //! The daemon's working area is on a tmpfs (as in the other benches); `--disk 1` puts it in the
 //! system's temporary folder instead. Then WorkspaceInfo latency over the same socket (`--info N`
-//! timed calls, within the service's rate limit).
+//! timed calls, within the service's rate limit). Then `--sequences N` times the whole
+//! preparation of a workspace, each in a new container with cgroups of its own, in the order a
+//! runtime makes the calls: PrepareForUserNS, WriteIDMapping uid and gid for a child in new user,
+//! mount and network namespaces, MountProc, EvacuateCGroup, SetupPairVeths; then Teardown and
+//! WipingTeardown. Times are taken in the client inside the container, per call.
 //!
 //! Usage (as root): scripts/bench-iws.sh [--clients 5] [--pairs 500] [--shell-pairs 100]
-//!   [--disk 1] [--info 20]
+//!   [--disk 1] [--info 20] [--sequences 5]
 
 use std::process::{Command, Stdio};
 use std::time::Instant;
@@ -111,7 +115,99 @@ async fn main() {
     }
     let dir = ws.dir.path().to_path_buf();
     drop(ws);
+    let sequences = arg("--sequences", 5);
+    if sequences > 0 {
+        sequence_times(sequences, &scratch).await;
+    }
     drop(scratch);
     let left = wsd_tests::container::host_mounts_under(&dir);
     assert!(left.is_empty(), "mounts left on the host: {left:?}");
+}
+
+/// `key=NNNus` values of a client answer, in ms.
+fn step_ms(answer: &str) -> Vec<(String, f64)> {
+    answer
+        .split_whitespace()
+        .filter_map(|w| {
+            let (key, value) = w.split_once('=')?;
+            let us: f64 = value.strip_suffix("us")?.parse().ok()?;
+            Some((key.to_string(), us / 1000.0))
+        })
+        .collect()
+}
+
+async fn sequence_times(n: u64, scratch: &Scratch) {
+    let mut runs: Vec<Vec<(String, f64)>> = Vec::new();
+    for i in 0..n {
+        let ws = IwsWorkspace::start_in(scratch.path(), false).await;
+        let cgroups = wsd_tests::cgroups::TestCgroups::create(
+            &format!("wsd-bench-{}-{i}", std::process::id()),
+            512 << 20,
+        );
+        cgroups.enter(ws.container.init_pid(), "");
+        ws.attach().await.expect("attach");
+        let ctr = &ws.container;
+        ctr.sh("mkdir -p /tmp/p");
+        let mut steps = Vec::new();
+        let prepare = ctr.client(&["prepare-timed"]);
+        assert!(prepare.starts_with("OK"), "prepare: {prepare}");
+        steps.extend(step_ms(&prepare));
+        let child = ctr.spawn_descendant("unshare --user --mount --net sleep 600");
+        let host = ctr.host_pid(child).expect("host PID");
+        cgroups.enter(host, "workspace");
+        while std::fs::read_link(format!("/proc/{host}/ns/user")).ok()
+            == std::fs::read_link("/proc/self/ns/user").ok()
+        {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let sequence = ctr.client(&["sequence", &child.to_string()]);
+        assert!(sequence.starts_with("OK"), "sequence: {sequence}");
+        steps.extend(step_ms(&sequence));
+        let teardown = ctr.client(&["teardown-timed"]);
+        assert!(teardown.starts_with("OK"), "teardown: {teardown}");
+        steps.extend(step_ms(&teardown));
+        runs.push(steps);
+        drop(ws);
+        drop(cgroups);
+    }
+    let names: Vec<String> = runs[0].iter().map(|(k, _)| k.clone()).collect();
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("Preparation sequence, {n} workspaces (median ms per call, inside the container):");
+    let mut parts = Vec::new();
+    for name in &names {
+        let values: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r.iter().find(|(k, _)| k == name).map(|(_, v)| *v))
+            .collect();
+        parts.push(format!("{name} {:.1}", median(values)));
+    }
+    println!("  {}", parts.join(", "));
+    let prep: Vec<f64> = runs
+        .iter()
+        .map(|r| {
+            r.iter()
+                .filter(|(k, _)| k != "teardown" && k != "wipe")
+                .map(|(_, v)| v)
+                .sum()
+        })
+        .collect();
+    let down: Vec<f64> = runs
+        .iter()
+        .map(|r| {
+            r.iter()
+                .filter(|(k, _)| k == "teardown" || k == "wipe")
+                .map(|(_, v)| v)
+                .sum()
+        })
+        .collect();
+    println!(
+        "  whole preparation (PrepareForUserNS .. SetupPairVeths): median {:.1} ms, max {:.1} ms; \
+         Teardown + WipingTeardown: median {:.1} ms",
+        median(prep.clone()),
+        prep.iter().cloned().fold(0.0, f64::max),
+        median(down)
+    );
 }

@@ -14,6 +14,8 @@
 //!   iws-client SOCKET info                        (prints `OK cpu=USED/LIMIT memory=USED/LIMIT`)
 //!   iws-client SOCKET sequence PID                (WriteIDMapping uid+gid, MountProc /tmp/p,
 //!                                                  EvacuateCGroup, SetupPairVeths for PID, timed)
+//!   iws-client SOCKET prepare-timed | teardown-timed   (PrepareForUserNS; Teardown + wiping
+//!                                                  WipingTeardown; timed)
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -34,7 +36,7 @@ const USAGE: &str =
     "usage: iws-client SOCKET (mount-proc|umount-proc|mount-sysfs|umount-sysfs TARGET PID \
                      | write-id-mapping PID uid|gid C:H:S[,C:H:S...] | proc-pairs N TARGET PID \
                      | info-latency N | prepare | evacuate | teardown | wiping-teardown BOOL \
-                     | setup-veths PID | info | sequence PID)";
+                     | setup-veths PID | info | sequence PID | prepare-timed | teardown-timed)";
 
 /// The id maps of the tests: container root to 33333, the rest from 100000.
 const USUAL_MAP: &str = "0:33333:1,1:100000:65534";
@@ -204,6 +206,30 @@ async fn call(
                     .map_or("unknown", |m| m.as_str_name());
                 format!("OK fs_shift={shift}")
             }),
+        "prepare-timed" => {
+            let started = Instant::now();
+            client
+                .prepare_for_user_ns(PrepareForUserNsRequest {})
+                .await
+                .map(|_| format!("OK prepare={}us", started.elapsed().as_micros()))
+        }
+        "teardown-timed" => {
+            let started = Instant::now();
+            if let Err(s) = client.teardown(TeardownRequest {}).await {
+                return Ok(Err(s));
+            }
+            let teardown = started.elapsed().as_micros();
+            let started = Instant::now();
+            client
+                .wiping_teardown(WipingTeardownRequest { do_wipe: true })
+                .await
+                .map(|_| {
+                    format!(
+                        "OK teardown={teardown}us wipe={}us",
+                        started.elapsed().as_micros()
+                    )
+                })
+        }
         "evacuate" => client
             .evacuate_c_group(EvacuateCGroupRequest {})
             .await
