@@ -233,7 +233,20 @@ impl IwsService {
                     mounts::network_fs(built, "nfs4", nfs.source, nfs.options).await?
                 }
             };
-            let mount_id = place.attach(tree, at.clone()).await?;
+            // proc and sysfs of the same process at the same place are the same mount: a
+            // repeated call finds its earlier mount and mounts nothing twice.
+            let ours = match kind {
+                Kind::Proc | Kind::Sysfs => {
+                    me.mounts
+                        .ours(&target.workspace, &target.container, kind.name())
+                        .await
+                }
+                _ => Vec::new(),
+            };
+            let Some(mount_id) = place.attach_unless_ours(tree, at.clone(), ours).await? else {
+                tracing::info!(id = %target.workspace.id, kind = kind.name(), target = %at, "mounted already");
+                return Ok(());
+            };
             tracing::info!(id = %target.workspace.id, kind = kind.name(), target = %at, "mounted");
             me.mounts
                 .add(

@@ -259,6 +259,28 @@ impl Place {
             .await
     }
 
+    /// As [`Place::attach`], unless one of `ours` is at `target` already (the same call made
+    /// before): then nothing is mounted and the answer is `None`.
+    pub async fn attach_unless_ours(
+        self,
+        tree: OwnedFd,
+        target: String,
+        ours: Vec<u64>,
+    ) -> Result<Option<u64>> {
+        self.inside(move |root, _| {
+            let at = root
+                .open_dir_path(&target)
+                .map_err(|e| e.for_request("target"))?;
+            let there = mount_api::mount_id(at.as_fd())
+                .map_err(|e| kernel("cannot identify the mount at the target", e))?;
+            if ours.contains(&there) {
+                return Ok(None);
+            }
+            attach_inside(&root, tree, &target).map(Some)
+        })
+        .await
+    }
+
     /// Unmounts the mount at `target` if it is one of `ours` (ids from [`Place::attach`]), with
     /// the mounts below it. Returns the id it unmounted, `None` when none of ours is there.
     pub async fn detach(self, target: String, ours: Vec<u64>) -> Result<Option<u64>> {

@@ -87,6 +87,18 @@ async fn proc_is_mounted_masked_in_the_container_and_unmounted_again() {
         "the host sees nothing"
     );
 
+    // The same call again finds its mount: nothing is mounted twice.
+    mount_proc(&d, &inside, &target_text, 1)
+        .await
+        .expect("mount proc again");
+    let mountinfo =
+        std::fs::read_to_string(format!("/proc/{}/mountinfo", container.pid)).expect("mountinfo");
+    let procs_there = mountinfo
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(target_text.as_str()))
+        .count();
+    assert_eq!(procs_there, 1, "one proc at the target");
+
     umount_proc(&d, &inside, &target_text, 1)
         .await
         .expect("umount proc");
