@@ -272,8 +272,9 @@ async fn the_in_workspace_sequence_works_for_real_and_leaves_nothing_behind() {
     // WorkspaceInfo under a known load: one busy process and 64 MiB held, in the container's
     // cgroups; the figures match the cgroup files.
     let busy = ctr.spawn_descendant("sh -c 'while :; do :; done'");
+    // Memory is charged where it is allocated: the hog allocates once it is in the cgroups.
     let hog = ctr.spawn_descendant(
-        "python3 -c 'import time; b = bytearray(64 << 20); b[::4096] = b\"x\" * len(b[::4096]); time.sleep(600)'",
+        "sh -c 'sleep 1; exec python3 -c \"import time; b = bytearray(64 << 20); b[::4096] = bytes(len(b[::4096])); time.sleep(600)\"'",
     );
     for pid in [busy, hog] {
         cgroups.enter(ctr.host_pid(pid).expect("host PID"), "workspace/user");
