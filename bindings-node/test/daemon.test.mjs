@@ -99,7 +99,7 @@ test('error paths carry the gRPC status', async (t) => {
   await rejectsWith(d.callObject('/wsdaemon.WorkspaceContentService/IsWorkspaceExists', { id: 42 }), 'INVALID_ARGUMENT')
   await rejectsWith(d.call('/wsdaemon.WorkspaceContentService/IsWorkspaceExists', Buffer.from([0x0a, 0xff])), 'INVALID_ARGUMENT')
   await rejectsWith(d.call('/nope.Service/Nope', Buffer.alloc(0)), 'UNIMPLEMENTED', 'unknown_method')
-  await rejectsWith(d.prepareForUserNS({}), 'UNIMPLEMENTED')
+  await rejectsWith(d.prepareForUserNS({}), 'FAILED_PRECONDITION', 'not_on_workspace_socket')
   // The in-workspace operations act for a caller inside a workspace: only its own socket has one.
   await rejectsWith(d.mountProc({ target: '/proc', pid: 1 }), 'FAILED_PRECONDITION', 'not_on_workspace_socket')
   // Starting fails like a call: a WsdError with code, number and reason, and a message as is.

@@ -1,7 +1,9 @@
 // A minimal client of a workspace's own socket (iws.InWorkspaceService over @grpc/grpc-js), for
 // the iws test: imported by the test process, and run as a program inside a test container:
 //   node iws-client.mjs <socket> <Method> <request as JSON>
-// prints one JSON line {code, reason, message}; code is the status name, 'OK' on success.
+// prints one JSON line {code, reason, message, response}; code is the status name, 'OK' on
+// success; response is the answer as an object (camelCase fields, 64-bit numbers as strings,
+// enums by name; fields left at their default are left out), null on failure.
 import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -12,18 +14,24 @@ const protoLoader = require('@grpc/proto-loader')
 
 const protos = join(dirname(fileURLToPath(import.meta.url)), '../../proto/protos')
 
-/** Calls `method` of iws.InWorkspaceService on the unix socket `socket`; resolves (never rejects) to {code, reason, message}. */
+/**
+ * Calls `method` (its name in the proto, e.g. `PrepareForUserNS`) of iws.InWorkspaceService on
+ * the unix socket `socket`; resolves (never rejects) to {code, reason, message, response}.
+ */
 export function callIws(socket, method, request) {
   const def = protoLoader.loadSync('iws/workspace_daemon.proto', { includeDirs: [protos], longs: String, enums: String, defaults: false })
   const { iws } = grpc.loadPackageDefinition(def)
   const client = new iws.InWorkspaceService(`unix:${socket}`, grpc.credentials.createInsecure())
-  const name = method.charAt(0).toLowerCase() + method.slice(1)
+  if (typeof client[method] !== 'function') {
+    client.close()
+    return Promise.resolve({ code: 'UNIMPLEMENTED', reason: '', message: `no method ${method} in iws.InWorkspaceService`, response: null })
+  }
   return new Promise((resolve) => {
-    client[name](request, { deadline: Date.now() + 30_000 }, (err) => {
+    client[method](request, { deadline: Date.now() + 30_000 }, (err, response) => {
       client.close()
-      if (!err) return resolve({ code: 'OK', reason: '', message: '' })
+      if (!err) return resolve({ code: 'OK', reason: '', message: '', response })
       const code = Object.keys(grpc.status).find((k) => grpc.status[k] === err.code) ?? String(err.code)
-      resolve({ code, reason: String(err.metadata?.get('wsd-error-reason')[0] ?? ''), message: err.details ?? err.message })
+      resolve({ code, reason: String(err.metadata?.get('wsd-error-reason')[0] ?? ''), message: err.details ?? err.message, response: null })
     })
   })
 }
