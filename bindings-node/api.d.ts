@@ -378,7 +378,7 @@ export interface DaemonMethods {
   attachContainer(request?: AttachContainerRequest, options?: CallOptions): Promise<AttachContainerResponse>
   /** /wsdaemon.WorkspaceRuntime/DetachContainer */
   detachContainer(request?: DetachContainerRequest, options?: CallOptions): Promise<DetachContainerResponse>
-  /** /iws.InWorkspaceService/PrepareForUserNS (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/PrepareForUserNS (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   prepareForUserNS(request?: PrepareForUserNSRequest, options?: CallOptions): Promise<PrepareForUserNSResponse>
   /** /iws.InWorkspaceService/WriteIDMapping (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   writeIDMapping(request?: WriteIDMappingRequest, options?: CallOptions): Promise<WriteIDMappingResponse>
@@ -396,9 +396,9 @@ export interface DaemonMethods {
   mountNfs(request?: MountNfsRequest, options?: CallOptions): Promise<MountNfsResponse>
   /** /iws.InWorkspaceService/UmountNfs (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   umountNfs(request?: UmountNfsRequest, options?: CallOptions): Promise<UmountNfsResponse>
-  /** /iws.InWorkspaceService/Teardown (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/Teardown (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   teardown(request?: TeardownRequest, options?: CallOptions): Promise<TeardownResponse>
-  /** /iws.InWorkspaceService/WipingTeardown (not served yet: rejects with UNIMPLEMENTED) */
+  /** /iws.InWorkspaceService/WipingTeardown (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   wipingTeardown(request?: WipingTeardownRequest, options?: CallOptions): Promise<WipingTeardownResponse>
   /** /iws.InWorkspaceService/SetupPairVeths (served on a workspace's own socket; in-process it rejects with FAILED_PRECONDITION) */
   setupPairVeths(request?: SetupPairVethsRequest, options?: CallOptions): Promise<SetupPairVethsResponse>

@@ -572,19 +572,6 @@ async fn unknown_methods_and_bad_bytes_get_clear_codes() {
             .and_then(|v| v.to_str().ok()),
         Some("unknown_method")
     );
-    // A method of the contract that this version does not serve says so, as it does in-process.
-    grpc.ready().await.expect("ready");
-    let path = http::uri::PathAndQuery::from_static("/iws.InWorkspaceService/PrepareForUserNS");
-    let r = grpc
-        .unary(tonic::Request::new(RawRequest(vec![])), path, RawCodec)
-        .await;
-    let status = r.expect_err("unserved");
-    assert_eq!(status.code(), Code::Unimplemented);
-    assert!(
-        status.message().contains("not served"),
-        "{}",
-        status.message()
-    );
     // The in-workspace operations are served on the workspaces' own sockets only.
     grpc.ready().await.expect("ready");
     let path = http::uri::PathAndQuery::from_static("/iws.InWorkspaceService/MountProc");
