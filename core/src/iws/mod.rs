@@ -113,10 +113,6 @@ impl IwsService {
         })
     }
 
-    fn prepared_records(&self) -> Arc<prepared::PreparedRecords> {
-        self.prepared.clone()
-    }
-
     /// A turn for namespace work of workspace `id`.
     async fn turn(&self, id: &str) -> tokio::sync::OwnedSemaphorePermit {
         let slots = self

@@ -253,13 +253,7 @@ impl Place {
     }
 
     /// Moves the detached `tree` onto `target` (a folder as the process sees it) and returns the
-    /// id of the new mount.
-    pub async fn attach(self, tree: OwnedFd, target: String) -> Result<u64> {
-        self.inside(move |root, _| attach_inside(&root, tree, &target))
-            .await
-    }
-
-    /// As [`Place::attach`], unless one of `ours` is at `target` already (the same call made
+    /// id of the new mount, unless one of `ours` is at `target` already (the same call made
     /// before): then nothing is mounted and the answer is `None`.
     pub async fn attach_unless_ours(
         self,
@@ -267,21 +261,11 @@ impl Place {
         target: String,
         ours: Vec<u64>,
     ) -> Result<Option<u64>> {
-        self.inside(move |root, _| {
-            let at = root
-                .open_dir_path(&target)
-                .map_err(|e| e.for_request("target"))?;
-            let there = mount_api::mount_id(at.as_fd())
-                .map_err(|e| kernel("cannot identify the mount at the target", e))?;
-            if ours.contains(&there) {
-                return Ok(None);
-            }
-            attach_inside(&root, tree, &target).map(Some)
-        })
-        .await
+        self.inside(move |root, _| attach_unless_ours_inside(&root, tree, &target, &ours))
+            .await
     }
 
-    /// Unmounts the mount at `target` if it is one of `ours` (ids from [`Place::attach`]), with
+    /// Unmounts the mount at `target` if it is one of `ours` (ids from [`Place::attach_unless_ours`]), with
     /// the mounts below it. Returns the id it unmounted, `None` when none of ours is there.
     pub async fn detach(self, target: String, ours: Vec<u64>) -> Result<Option<u64>> {
         self.inside(move |root, host_proc| detach_inside(&root, host_proc, &target, &ours))
@@ -297,6 +281,25 @@ pub fn attach_inside(root: &InRoot, tree: OwnedFd, target: &str) -> Result<u64> 
     mount_api::move_mount(tree.as_fd(), at.as_fd(), "")
         .map_err(|e| kernel("cannot mount at the target", e))?;
     mount_api::mount_id(tree.as_fd()).map_err(|e| kernel("cannot identify the new mount", e))
+}
+
+/// On a thread inside the workspace's mount namespace: [`attach_inside`], unless one of `ours`
+/// is at `target` already (then `None`, and `tree` is dropped).
+pub fn attach_unless_ours_inside(
+    root: &InRoot,
+    tree: OwnedFd,
+    target: &str,
+    ours: &[u64],
+) -> Result<Option<u64>> {
+    let at = root
+        .open_dir_path(target)
+        .map_err(|e| e.for_request("target"))?;
+    let there = mount_api::mount_id(at.as_fd())
+        .map_err(|e| kernel("cannot identify the mount at the target", e))?;
+    if ours.contains(&there) {
+        return Ok(None);
+    }
+    attach_inside(root, tree, target).map(Some)
 }
 
 /// On a thread inside the workspace's mount namespace: unmounts the mount at `target` if it is

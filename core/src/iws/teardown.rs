@@ -139,7 +139,7 @@ impl IwsService {
 
     /// Undoes PrepareForUserNS as recorded: device files, the mark folder, the workspace cgroup.
     async fn unprepare(&self, ws: &Workspace, container: &Arc<Container>) -> Result<()> {
-        let records = self.prepared_records();
+        let records = self.prepared.clone();
         let id = ws.id.clone();
         let identity = (container.pid(), container.record().start_time);
         let held = container.clone();
@@ -171,7 +171,7 @@ impl IwsService {
         if prepared.cgroup {
             self.remove_workspace_cgroup(container).await?;
         }
-        let records = self.prepared_records();
+        let records = self.prepared.clone();
         let id = ws.id.clone();
         tokio::task::spawn_blocking(move || records.remove(&id))
             .await

@@ -98,18 +98,11 @@ impl IwsService {
                     Ok(_probe_copy) => Ok((dev_created, mark_created, Shift::Idmapped, None)),
                     Err(e) if !shift::shiftfs_available() => Err(shift::not_idmappable(e)),
                     Err(_) => {
-                        let at = root
-                            .open_dir_path(MARK)
-                            .map_err(|e| e.for_request("mark"))?;
-                        let there = crate::sys::mount_api::mount_id(at.as_fd()).ok();
-                        if there.is_some_and(|id| ours.contains(&id)) {
-                            return Ok((dev_created, mark_created, Shift::Shiftfs, None));
-                        }
                         let mark = shift::shiftfs_mark(&root, host_proc.as_fd()).map_err(|e| {
                             Error::KernelRefused(format!("cannot make the shiftfs mark: {e}"))
                         })?;
-                        let id = mounts::attach_inside(&root, mark, MARK)?;
-                        Ok((dev_created, mark_created, Shift::Shiftfs, Some(id)))
+                        let id = mounts::attach_unless_ours_inside(&root, mark, MARK, &ours)?;
+                        Ok((dev_created, mark_created, Shift::Shiftfs, id))
                     }
                 }
             })
@@ -153,7 +146,7 @@ impl IwsService {
         let ws = &target.workspace;
         let container = target.container.clone();
         let id = ws.id.clone();
-        let prepared_records = self.prepared_records();
+        let prepared_records = self.prepared.clone();
         let found = tokio::task::spawn_blocking(move || -> Result<Option<_>> {
             let wanted = prepared_records
                 .load(&id, identity_of(&container))
@@ -171,41 +164,34 @@ impl IwsService {
                 .map_err(|_| Error::InvalidArgument(format!("process {pid} ended")))?;
             let holder = pid::identity(&process);
             let holder_place = Place::of(&process)?;
-            let again = Place::of(&process)?;
             Ok(Some((
                 userns,
                 holder,
                 holder_place,
-                again,
                 init_place(&container)?,
             )))
         })
         .await
         .map_err(Error::internal)??;
-        let Some((userns, holder, holder_place, attach_place, init)) = found else {
+        let Some((userns, holder, holder_place, init)) = found else {
             return Ok(());
         };
         let ours = self
             .mounts
             .ours(ws, &target.container, Kind::IdShift.name())
             .await;
-        let there = holder_place
-            .inside(|root, _| {
-                Ok(root
-                    .open_dir_path(MARK)
-                    .ok()
-                    .and_then(|at| crate::sys::mount_api::mount_id(at.as_fd()).ok()))
-            })
-            .await?;
-        if there.is_some_and(|id| ours.contains(&id)) {
-            return Ok(());
-        }
         let tree = init
             .inside(move |root, _| {
                 shift::idmapped_root(&root, userns.as_fd()).map_err(shift::not_idmappable)
             })
             .await?;
-        let mount_id = attach_place.attach(tree, MARK.into()).await?;
+        // The same maps written again find the shifted root there already.
+        let Some(mount_id) = holder_place
+            .attach_unless_ours(tree, MARK.into(), ours)
+            .await?
+        else {
+            return Ok(());
+        };
         tracing::info!(id = %ws.id, "mounted the idmapped root at the mark");
         self.mounts
             .add(

@@ -65,9 +65,10 @@ async fn network_mounts_are_made_in_the_workspace_and_moved_in_with_nosuid_nodev
     .expect("stand-in mount");
     let id = Place::of(&init)
         .expect("place")
-        .attach(tree, target.to_string_lossy().into_owned())
+        .attach_unless_ours(tree, target.to_string_lossy().into_owned(), vec![])
         .await
-        .expect("attach");
+        .expect("attach")
+        .expect("nothing of ours there");
     let inside = Path::new(&format!("/proc/{}/root", container.pid))
         .join(target.strip_prefix("/").expect("abs"));
     let flags = nix::sys::statvfs::statvfs(&inside)
