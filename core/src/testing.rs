@@ -67,22 +67,27 @@ touch /.ready
 exec sleep 600
 "#;
 
+/// `unshare` making a container's PID, mount and network namespaces (private propagation) around
+/// its first process, given by `args`; the container ends with it.
+fn unshare(args: &[&str]) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args([
+        "--fork",
+        "--pid",
+        "--mount",
+        "--net",
+        "--propagation",
+        "private",
+        "--kill-child",
+    ])
+    .args(args)
+    .stdin(Stdio::null());
+    cmd
+}
+
 impl TestContainer {
     pub fn start() -> TestContainer {
-        let unshare = Command::new("unshare")
-            .args([
-                "--fork",
-                "--pid",
-                "--mount",
-                "--net",
-                "--propagation",
-                "private",
-                "--mount-proc",
-                "--kill-child",
-                "sleep",
-                "600",
-            ])
-            .stdin(Stdio::null())
+        let unshare = unshare(&["--mount-proc", "sleep", "600"])
             .spawn()
             .expect("run unshare (util-linux)");
         let pid = child_of(unshare.id());
@@ -97,22 +102,8 @@ impl TestContainer {
     /// like a real workspace container: for operations that change files in the container.
     pub fn start_rooted() -> TestContainer {
         let root_dir = tempfile::tempdir().expect("root folder");
-        let unshare = Command::new("unshare")
-            .args([
-                "--fork",
-                "--pid",
-                "--mount",
-                "--net",
-                "--propagation",
-                "private",
-                "--kill-child",
-                "sh",
-                "-c",
-                ROOTED_INIT,
-                "sh",
-            ])
+        let unshare = unshare(&["sh", "-c", ROOTED_INIT, "sh"])
             .arg(root_dir.path())
-            .stdin(Stdio::null())
             .spawn()
             .expect("run unshare (util-linux)");
         let pid = child_of(unshare.id());
@@ -127,6 +118,13 @@ impl TestContainer {
             std::thread::sleep(Duration::from_millis(10));
         }
         container
+    }
+
+    /// The PID the container knows the host process `host` as.
+    pub fn pid_inside(&self, host: i32) -> i32 {
+        let ns = std::fs::File::open(format!("/proc/{}/ns/pid", self.pid)).expect("pid ns");
+        crate::sys::namespaces::pid_in_namespace(std::os::fd::AsFd::as_fd(&ns), host)
+            .expect("the process's PID in the container")
     }
 
     /// `inside` (absolute, as the container's init sees it) through the init's root.

@@ -12,37 +12,15 @@ async fn id_maps_are_written_for_processes_of_the_container_only() {
     workspace(&d, "ws-u").await;
     attach(&d, "ws-u", container.pid).await;
     let child = container.spawn_inside(&["unshare", "--user", "sleep", "600"]);
-    let inner = {
-        let ns = std::fs::File::open(format!("/proc/{}/ns/pid", container.pid)).expect("ns");
-        crate::sys::namespaces::pid_in_namespace(std::os::fd::AsFd::as_fd(&ns), child)
-            .expect("inner pid")
-    };
-    // unshare execs sleep once the user namespace exists.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::fs::read_link(format!("/proc/{child}/ns/user")).ok()
-        == std::fs::read_link("/proc/self/ns/user").ok()
-    {
-        assert!(std::time::Instant::now() < deadline, "no user namespace");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let inner = container.pid_inside(child);
+    in_own_user_namespace(child).await;
     let ctx = from("ws-u", container.pid);
     let map = |gid: bool, mapping: Vec<Mapping>| WriteIdMappingRequest {
         pid: inner.into(),
         gid,
         mapping,
     };
-    let usual = vec![
-        Mapping {
-            container_id: 0,
-            host_id: 33333,
-            size: 1,
-        },
-        Mapping {
-            container_id: 1,
-            host_id: 100000,
-            size: 65534,
-        },
-    ];
+    let usual = usual_map();
     let out_of_range: Result<WriteIdMappingResponse> = call(
         &d,
         "iws.InWorkspaceService/WriteIDMapping",

@@ -69,6 +69,34 @@ pub(super) async fn umount_proc(
     call(d, "iws.InWorkspaceService/UmountProc", req, ctx).await
 }
 
+/// The id maps of the tests: the container's root to 33333, the other ids from 100000.
+pub(super) fn usual_map() -> Vec<Mapping> {
+    vec![
+        Mapping {
+            container_id: 0,
+            host_id: 33333,
+            size: 1,
+        },
+        Mapping {
+            container_id: 1,
+            host_id: 100000,
+            size: 65534,
+        },
+    ]
+}
+
+/// Waits until `pid` runs in a user namespace other than the daemon's (`unshare --user` execs
+/// its command once the namespace exists).
+pub(super) async fn in_own_user_namespace(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()
+        == std::fs::read_link("/proc/self/ns/user").ok()
+    {
+        assert!(std::time::Instant::now() < deadline, "no user namespace");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// Whether `path` (as the container's init sees it) is a mount point: another mount than its
 /// parent folder's.
 pub(super) fn is_mount(container: &TestContainer, path: &Path) -> bool {

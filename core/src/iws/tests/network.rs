@@ -102,10 +102,7 @@ fn inner_namespace(container: &TestContainer) -> (i32, i64) {
         assert!(std::time::Instant::now() < deadline, "no inner namespace");
         std::thread::sleep(Duration::from_millis(10));
     }
-    let ns = std::fs::File::open(format!("/proc/{}/ns/pid", container.pid)).expect("pid ns");
-    let inner = crate::sys::namespaces::pid_in_namespace(std::os::fd::AsFd::as_fd(&ns), host)
-        .expect("pid in the container");
-    (host, inner.into())
+    (host, container.pid_inside(host).into())
 }
 
 /// `work` on a thread in the network namespace of `pid` (sockets made there stay there).

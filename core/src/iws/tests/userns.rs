@@ -21,21 +21,6 @@ async fn prepare(d: &Daemon, ctx: &CallContext) -> Result<PrepareForUserNsRespon
     .await
 }
 
-fn usual_map() -> Vec<Mapping> {
-    vec![
-        Mapping {
-            container_id: 0,
-            host_id: 33333,
-            size: 1,
-        },
-        Mapping {
-            container_id: 1,
-            host_id: 100000,
-            size: 65534,
-        },
-    ]
-}
-
 async fn write_maps(d: &Daemon, ctx: &CallContext, inner: i32) {
     for gid in [false, true] {
         let req = WriteIdMappingRequest {
@@ -46,24 +31,6 @@ async fn write_maps(d: &Daemon, ctx: &CallContext, inner: i32) {
         let _: WriteIdMappingResponse = call(d, "iws.InWorkspaceService/WriteIDMapping", req, ctx)
             .await
             .unwrap_or_else(|e| panic!("write the {} map: {e}", if gid { "gid" } else { "uid" }));
-    }
-}
-
-/// The PID the container's init knows `host` as.
-fn inner_pid(container: &TestContainer, host: i32) -> i32 {
-    let ns = std::fs::File::open(format!("/proc/{}/ns/pid", container.pid)).expect("ns");
-    crate::sys::namespaces::pid_in_namespace(std::os::fd::AsFd::as_fd(&ns), host)
-        .expect("inner pid")
-}
-
-/// Waits until `pid` runs in a user namespace other than the daemon's.
-async fn in_own_user_namespace(pid: i32) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()
-        == std::fs::read_link("/proc/self/ns/user").ok()
-    {
-        assert!(std::time::Instant::now() < deadline, "no user namespace");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -126,7 +93,7 @@ async fn a_workspace_is_prepared_shifted_and_torn_down_also_across_a_restart() {
     // A child in new user and mount namespaces, as a workspace's runtime starts one.
     let child = container.spawn_inside(&["unshare", "--user", "--mount", "sleep", "600"]);
     in_own_user_namespace(child).await;
-    let inner = inner_pid(&container, child);
+    let inner = container.pid_inside(child);
     write_maps(&d, &ctx, inner).await;
     assert!(is_mount_of(child, "/.workspace/mark"), "the shifted root");
     assert!(
@@ -221,7 +188,7 @@ async fn dispose_undoes_the_shifted_root_and_the_preparation() {
     prepare(&d, &ctx).await.expect("prepare");
     let child = container.spawn_inside(&["unshare", "--user", "--mount", "sleep", "600"]);
     in_own_user_namespace(child).await;
-    write_maps(&d, &ctx, inner_pid(&container, child)).await;
+    write_maps(&d, &ctx, container.pid_inside(child)).await;
     assert!(is_mount_of(child, "/.workspace/mark"));
 
     let _: wsd_proto::wsdaemon::DisposeWorkspaceResponse = call(
