@@ -36,17 +36,28 @@ type testContainer struct {
 
 func startContainer(t *testing.T) testContainer {
 	t.Helper()
-	cmd := exec.Command("unshare", "--fork", "--pid", "--mount", "--net", "--propagation", "private",
-		"--mount-proc", "--kill-child", "sleep", "600")
+	return runContainer(t, []string{"--mount-proc", "sleep", "600"}, func(string) bool { return true }, func() {})
+}
+
+// runContainer starts unshare with new PID, mount and network namespaces (private propagation)
+// around its first process, given by args, and waits until that process runs sleep and ready
+// says so for its host PID. At the end of the test the init is killed first, then unshare, which
+// reaps it (killed first, unshare would leave the dying init to the host's PID 1, which may reap
+// it late); then cleanup runs.
+func runContainer(t *testing.T, args []string, ready func(init string) bool, cleanup func()) testContainer {
+	t.Helper()
+	cmd := exec.Command("unshare", append([]string{"--fork", "--pid", "--mount", "--net",
+		"--propagation", "private", "--kill-child"}, args...)...)
+	var stderr lockedBuffer
+	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
+		cleanup()
 		t.Fatalf("unshare (util-linux): %v", err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	c := testContainer{}
 	t.Cleanup(func() {
-		// Kill the init and let unshare, which waits for it, reap it and exit (killed first,
-		// unshare would leave the dying init to the host's PID 1, which may reap it late).
 		if c.init > 0 {
 			_ = syscall.Kill(c.init, syscall.SIGKILL)
 			select {
@@ -56,6 +67,7 @@ func startContainer(t *testing.T) testContainer {
 		}
 		_ = cmd.Process.Kill()
 		<-exited
+		cleanup()
 	})
 	children := filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "task", strconv.Itoa(cmd.Process.Pid), "children")
 	deadline := time.Now().Add(10 * time.Second)
@@ -63,18 +75,18 @@ func startContainer(t *testing.T) testContainer {
 		data, _ := os.ReadFile(children)
 		if fields := strings.Fields(string(data)); len(fields) > 0 {
 			// The child shows before it has entered its namespaces: wait until it runs sleep.
-			if comm, _ := os.ReadFile(filepath.Join("/proc", fields[0], "comm")); strings.TrimSpace(string(comm)) == "sleep" {
+			if comm, _ := os.ReadFile(filepath.Join("/proc", fields[0], "comm")); strings.TrimSpace(string(comm)) == "sleep" && ready(fields[0]) {
 				c.init, _ = strconv.Atoi(fields[0])
 				return c
 			}
 		}
 		select {
 		case <-exited:
-			t.Fatal("unshare exited before its container started")
+			t.Fatalf("unshare exited before its container started: %s", stderr.String())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	t.Fatal("unshare started no container")
+	t.Fatalf("unshare started no container: %s", stderr.String())
 	return c
 }
 
@@ -244,50 +256,12 @@ func startRootedContainer(t *testing.T, binds ...string) testContainer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"--fork", "--pid", "--mount", "--net", "--propagation", "private",
-		"--kill-child", "sh", "-c", rootedInit, "sh", rootDir}, binds...)
-	cmd := exec.Command("unshare", args...)
-	var stderr lockedBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		_ = os.Remove(rootDir)
-		t.Fatalf("unshare (util-linux): %v", err)
+	args := append([]string{"sh", "-c", rootedInit, "sh", rootDir}, binds...)
+	made := func(init string) bool {
+		_, err := os.Stat(filepath.Join("/proc", init, "root", ".ready"))
+		return err == nil
 	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	c := testContainer{}
-	t.Cleanup(func() {
-		// As startContainer: the init first, then unshare, which reaps it.
-		if c.init > 0 {
-			_ = syscall.Kill(c.init, syscall.SIGKILL)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-			}
-		}
-		_ = cmd.Process.Kill()
-		<-exited
-		_ = os.Remove(rootDir)
-	})
-	children := filepath.Join("/proc", strconv.Itoa(cmd.Process.Pid), "task", strconv.Itoa(cmd.Process.Pid), "children")
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		data, _ := os.ReadFile(children)
-		if fields := strings.Fields(string(data)); len(fields) > 0 {
-			_, ready := os.Stat(filepath.Join("/proc", fields[0], "root", ".ready"))
-			if comm, _ := os.ReadFile(filepath.Join("/proc", fields[0], "comm")); ready == nil && strings.TrimSpace(string(comm)) == "sleep" {
-				c.init, _ = strconv.Atoi(fields[0])
-				return c
-			}
-		}
-		select {
-		case <-exited:
-			t.Fatalf("unshare exited before its rooted container started: %s", stderr.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	t.Fatalf("unshare started no rooted container: %s", stderr.String())
-	return c
+	return runContainer(t, args, made, func() { _ = os.Remove(rootDir) })
 }
 
 // path is inside (absolute, as the container's init sees it) through the init's root.
