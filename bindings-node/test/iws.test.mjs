@@ -25,20 +25,31 @@ const needsRoot = process.getuid() !== 0 ? 'skipped: needs root (namespaces, mou
  * private propagation, sharing the host's root folder. Returns the unshare process and the host
  * PID of the container's init.
  */
-async function startContainer() {
-  const unshare = spawn('unshare', ['--fork', '--pid', '--mount', '--net', '--propagation', 'private', '--mount-proc', '--kill-child', 'sleep', '600'], { stdio: 'ignore' })
+function startContainer() {
+  return runContainer(['--mount-proc', 'sleep', '600'], () => true)
+}
+
+/**
+ * Starts unshare with new PID, mount and network namespaces (private propagation) around its first
+ * process, given by `args`, and waits until that process runs `sleep` and `ready(init)` holds.
+ * Returns the unshare process and the host PID of the container's init.
+ */
+async function runContainer(args, ready) {
+  const unshare = spawn('unshare', ['--fork', '--pid', '--mount', '--net', '--propagation', 'private', '--kill-child', ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+  let stderr = ''
+  unshare.stderr.on('data', (chunk) => { stderr += chunk })
   const children = `/proc/${unshare.pid}/task/${unshare.pid}/children`
-  for (let i = 0; i < 500; i++) {
+  for (let i = 0; i < 1000; i++) {
     try {
       const found = readFileSync(children, 'utf8').trim().split(/\s+/)[0]
       // The child shows before it has entered its namespaces: wait until it runs `sleep`.
-      if (found && readFileSync(`/proc/${found}/comm`, 'utf8').trim() === 'sleep') return { unshare, init: Number(found) }
+      if (found && readFileSync(`/proc/${found}/comm`, 'utf8').trim() === 'sleep' && ready(found)) return { unshare, init: Number(found) }
     } catch {}
     if (unshare.exitCode !== null) break
     await new Promise((r) => setTimeout(r, 10))
   }
-  unshare.kill('SIGKILL')
-  throw new Error('unshare started no container')
+  await stopContainer({ unshare, init: 0 })
+  throw new Error(`unshare started no container: ${stderr}`)
 }
 
 /**
@@ -89,20 +100,13 @@ exec sleep 600
  */
 async function startRootedContainer(binds) {
   const rootDir = mkdtempSync(join(tmpdir(), 'wsd-node-root-'))
-  const unshare = spawn('unshare', ['--fork', '--pid', '--mount', '--net', '--propagation', 'private', '--kill-child', 'sh', '-c', ROOTED_INIT, 'sh', rootDir, ...binds], { stdio: ['ignore', 'ignore', 'pipe'] })
-  let stderr = ''
-  unshare.stderr.on('data', (chunk) => { stderr += chunk })
-  const children = `/proc/${unshare.pid}/task/${unshare.pid}/children`
-  for (let i = 0; i < 1000; i++) {
-    try {
-      const found = readFileSync(children, 'utf8').trim().split(/\s+/)[0]
-      if (found && existsSync(`/proc/${found}/root/.ready`) && readFileSync(`/proc/${found}/comm`, 'utf8').trim() === 'sleep') return { unshare, init: Number(found), rootDir }
-    } catch {}
-    if (unshare.exitCode !== null) break
-    await new Promise((r) => setTimeout(r, 10))
+  try {
+    const container = await runContainer(['sh', '-c', ROOTED_INIT, 'sh', rootDir, ...binds], (init) => existsSync(`/proc/${init}/root/.ready`))
+    return { ...container, rootDir }
+  } catch (e) {
+    try { rmdirSync(rootDir) } catch {}
+    throw e
   }
-  await stopRootedContainer({ unshare, init: 0, rootDir })
-  throw new Error(`unshare started no rooted container: ${stderr}`)
 }
 
 async function stopRootedContainer(container) {
