@@ -58,7 +58,14 @@ impl Daemon {
                 e.kind()
             ))
         })?;
-        let store = Arc::new(Store::new(WorkingArea::new(area)));
+        // Probing the file system (and maybe enabling btrfs quotas) blocks: off the async threads.
+        let (probe_area, quota_config) = (area.clone(), config.quota.clone());
+        let quota = tokio::task::spawn_blocking(move || {
+            crate::quota::Quota::probe(&probe_area, &quota_config)
+        })
+        .await
+        .map_err(Error::internal)?;
+        let store = Arc::new(Store::new(WorkingArea::new(area), Arc::new(quota)));
         let background = Background::default();
         // Creates the local storage folder and builds HTTP clients: off the async threads.
         let (c, s, b) = (config.clone(), store.clone(), background.clone());

@@ -137,7 +137,6 @@ impl ContentService {
         // Files first: if they cannot be removed the workspace stays known and a later
         // DisposeWorkspace tries again. The record of the result exists before the instance is
         // forgotten, so repeated calls always find one or the other.
-        self.remove_content(&ws.id).await?;
         self.store.remove_files_of(ws).await?;
         self.disposed
             .put(&ws.id, outcome.clone(), Keep::ForTtl)

@@ -115,8 +115,6 @@ impl ContentService {
             Err(e) => {
                 tracing::warn!(id = %ws.id, error = %e, "workspace initialization failed; cleaning up");
                 metrics::counter!("wsd_init_failures_total", "reason" => e.reason()).increment(1);
-                // A failure is logged there; the store removes the files again.
-                let _ = self.remove_content(&ws.id).await;
                 if let Err(cleanup) = self.store.remove(&ws).await {
                     tracing::error!(id = %ws.id, error = %cleanup, "cleanup after failed init failed");
                 }

@@ -96,7 +96,7 @@ impl ContentService {
         Ok(ContentService {
             archive: Arc::new(archive_options(&config)?),
             git: crate::git::Git::new(&config.git, area),
-            quota: Arc::new(Quota::probe(area, &config.quota)),
+            quota: store.quota().clone(),
             disposed: OutcomeCache::new(area, "disposed", ttl),
             snapshots: OutcomeCache::new(area, "snapshots", ttl),
             http,
@@ -114,18 +114,6 @@ impl ContentService {
         } else {
             self.storage.clone()
         }
-    }
-
-    /// Removes the content folder of workspace `id` with its quota (subvolume, project limit).
-    async fn remove_content(&self, id: &str) -> Result<()> {
-        let (quota, content) = (self.quota.clone(), self.store.area().content_dir(id));
-        tokio::task::spawn_blocking(move || quota.remove_folder(&content))
-            .await
-            .map_err(Error::internal)?
-            .map_err(|e| {
-                tracing::error!(id, error = %e, "cannot remove the content folder");
-                Error::Internal(format!("cannot remove the files of workspace {id}"))
-            })
     }
 
     pub(crate) async fn is_workspace_exists(

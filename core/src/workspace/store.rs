@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use super::state::{write_atomically, ContentState, WorkspaceRecord};
 use crate::error::{Error, Result};
+use crate::quota::Quota;
 use crate::sync::Mutex;
 use wsd_proto::wsdaemon::DisposeWorkspaceResponse;
 
@@ -134,6 +135,8 @@ impl Workspace {
 
 pub struct Store {
     area: WorkingArea,
+    /// The quota backend of the area: content folders are made and removed through it.
+    quota: Arc<Quota>,
     live: Mutex<HashMap<String, Arc<Workspace>>>,
     /// Weak: the observers are services that hold the store themselves.
     observers: std::sync::OnceLock<Vec<std::sync::Weak<dyn Lifecycle>>>,
@@ -149,9 +152,10 @@ pub struct Reloaded {
 }
 
 impl Store {
-    pub fn new(area: WorkingArea) -> Store {
+    pub(crate) fn new(area: WorkingArea, quota: Arc<Quota>) -> Store {
         Store {
             area,
+            quota,
             live: Mutex::new(HashMap::new()),
             observers: std::sync::OnceLock::new(),
         }
@@ -179,6 +183,10 @@ impl Store {
 
     pub fn area(&self) -> &WorkingArea {
         &self.area
+    }
+
+    pub(crate) fn quota(&self) -> &Arc<Quota> {
+        &self.quota
     }
 
     /// Reads every state file of the working area (blocking; runs once at start).
@@ -322,7 +330,8 @@ impl Store {
     pub async fn remove_files_of(&self, ws: &Workspace) -> Result<()> {
         let _no_writes = ws.persisting.lock().await;
         let (id, area) = (ws.id.clone(), self.area.clone());
-        tokio::task::spawn_blocking(move || remove_instance_files(&area, &id))
+        let quota = self.quota.clone();
+        tokio::task::spawn_blocking(move || remove_instance_files(&area, &quota, &id))
             .await
             .map_err(Error::internal)?
             .map_err(|e| {
@@ -359,7 +368,7 @@ impl Store {
     }
 
     fn remove_files(&self, id: &str) -> std::io::Result<()> {
-        remove_instance_files(&self.area, id)
+        remove_instance_files(&self.area, &self.quota, id)
     }
 
     /// Removes content and socket folders that no workspace owns and that are older than
@@ -394,7 +403,11 @@ impl Store {
                 continue;
             }
             tracing::info!(folder = %name, age_secs = age.as_secs(), "housekeeping removes an orphaned folder");
-            remove_dir_if_exists(&entry.path())?;
+            if name.ends_with(DAEMON_SUFFIX) {
+                remove_dir_if_exists(&entry.path())?;
+            } else {
+                self.quota.remove_folder(&entry.path())?;
+            }
             removed.push(name);
         }
         Ok(removed)
@@ -408,10 +421,14 @@ fn remove_dir_if_exists(path: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Removes content, socket folder and, last, the state file, so a crash in between leaves a state
-/// file that the next start cleans up again.
-pub fn remove_instance_files(area: &WorkingArea, id: &str) -> std::io::Result<()> {
-    remove_dir_if_exists(&area.content_dir(id))?;
+/// Removes content (with its quota: subvolume, project limit), socket folder and, last, the state
+/// file, so a crash in between leaves a state file that the next start cleans up again.
+pub(crate) fn remove_instance_files(
+    area: &WorkingArea,
+    quota: &Quota,
+    id: &str,
+) -> std::io::Result<()> {
+    quota.remove_folder(&area.content_dir(id))?;
     remove_dir_if_exists(&area.daemon_dir(id))?;
     match std::fs::remove_file(area.state_file(id)) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
