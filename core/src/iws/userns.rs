@@ -43,7 +43,15 @@ impl IwsService {
         })
         .await
         .map_err(Error::internal)?
-        .map_err(|e| Error::KernelRefused(format!("cannot make a user namespace: {e}")))?;
+        .map_err(|e| {
+            Error::KernelRefused(format!(
+                "cannot check whether the workspace's root can be idmapped: the daemon could not \
+                 make a user namespace mapping root to host ids {} (iws.uid_map.root_range) and \
+                 {} (iws.gid_map.root_range); user namespaces may be off on this node \
+                 (user.max_user_namespaces) or those ids taken: {e}",
+                self.config.iws.uid_map.root_range.start, self.config.iws.gid_map.root_range.start
+            ))
+        })?;
         let ns = Arc::new(ns);
         *self.probe_userns.lock() = Some(ns.clone());
         Ok(ns)
