@@ -48,7 +48,7 @@ impl IwsService {
                 "cannot check whether the workspace's root can be idmapped: the daemon could not \
                  make a user namespace mapping root to host ids {} (iws.uid_map.root_range) and \
                  {} (iws.gid_map.root_range); user namespaces may be off on this node \
-                 (user.max_user_namespaces) or those ids taken: {e}",
+                 (sysctl user.max_user_namespaces = 0): {e}",
                 self.config.iws.uid_map.root_range.start, self.config.iws.gid_map.root_range.start
             ))
         })?;
