@@ -8,11 +8,15 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
+mod health;
 mod iws;
 mod quota;
+mod runtime;
 mod storage;
+pub use health::*;
 pub use iws::*;
 pub use quota::*;
+pub use runtime::*;
 pub use storage::*;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -29,6 +33,10 @@ pub struct Config {
     pub iws: IwsConfig,
     /// Storage quotas of workspaces.
     pub quota: QuotaConfig,
+    /// Finding workspace containers through a container runtime (containerd).
+    pub runtime: RuntimeConfig,
+    /// Readiness: what `/ready` and the gRPC health service report.
+    pub health: HealthConfig,
     /// Settings of the gRPC server binary; ignored by in-process embeddings.
     pub server: ServerConfig,
 }
@@ -45,6 +53,8 @@ impl Default for Config {
             git: GitSettings::default(),
             iws: IwsConfig::default(),
             quota: QuotaConfig::default(),
+            runtime: RuntimeConfig::default(),
+            health: HealthConfig::default(),
             server: ServerConfig::default(),
         }
     }
@@ -318,6 +328,12 @@ impl Config {
             return bad("download.attempts must be at least 1");
         }
         if let Err(msg) = self.iws.check() {
+            return bad(&msg);
+        }
+        if let Err(msg) = self.runtime.containerd.check() {
+            return bad(&msg);
+        }
+        if let Err(msg) = self.health.check() {
             return bad(&msg);
         }
         Ok(())
