@@ -37,5 +37,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(false)
         .build_client(true)
         .compile_fds(fds)?;
+
+    compile_containerd_api()
+}
+
+/// containerd's API, for the daemon's containerd discovery (a client only; not part of the
+/// contract, so not in the descriptor set or the service names).
+const CONTAINERD: &[&str] = &[
+    "services/containers/v1/containers.proto",
+    "services/tasks/v1/tasks.proto",
+    "services/events/v1/events.proto",
+    "services/version/v1/version.proto",
+    "events/container.proto",
+    "events/task.proto",
+];
+
+fn compile_containerd_api() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("vendor/containerd");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let api = root.join("github.com/containerd/containerd/api");
+    let files: Vec<PathBuf> = CONTAINERD.iter().map(|p| api.join(p)).collect();
+    let fds = protox::compile(&files, [&root])?;
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(true)
+        .compile_fds(fds)?;
     Ok(())
 }

@@ -17,6 +17,45 @@ pub mod iws {
     tonic::include_proto!("iws");
 }
 
+/// containerd's API (`vendor/containerd`), for containerd discovery. The modules nest like the
+/// proto packages so that the generated `super::` paths resolve.
+#[allow(clippy::all, missing_docs)]
+pub mod containerd {
+    pub mod types {
+        tonic::include_proto!("containerd.types");
+    }
+    pub mod v1 {
+        pub mod types {
+            tonic::include_proto!("containerd.v1.types");
+        }
+    }
+    pub mod events {
+        tonic::include_proto!("containerd.events");
+    }
+    pub mod services {
+        pub mod containers {
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.containers.v1");
+            }
+        }
+        pub mod tasks {
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.tasks.v1");
+            }
+        }
+        pub mod events {
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.events.v1");
+            }
+        }
+        pub mod version {
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.version.v1");
+            }
+        }
+    }
+}
+
 /// The encoded `FileDescriptorSet` of every proto file, served through gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
 
@@ -44,5 +83,9 @@ mod tests {
         assert_eq!(super::SERVICE_NAMES, from_descriptors);
         assert!(super::SERVICE_NAMES.contains(&"wsdaemon.WorkspaceContentService"));
         assert!(super::SERVICE_NAMES.contains(&"iws.InWorkspaceService"));
+        assert!(
+            !super::SERVICE_NAMES.iter().any(|s| s.starts_with("containerd.")),
+            "containerd's API is a client of ours, not part of the served contract"
+        );
     }
 }
