@@ -13,6 +13,7 @@ use crate::content::ContentService;
 use crate::error::{Error, Result};
 use crate::iws::socket::Sockets;
 use crate::iws::IwsService;
+use crate::runtime::containerd::Discovery;
 use crate::runtime::RuntimeService;
 use crate::workspace::store::{Store, WorkingArea};
 
@@ -23,6 +24,8 @@ struct Services {
     content: Arc<ContentService>,
     runtime: Arc<RuntimeService>,
     iws: Arc<IwsService>,
+    /// Containerd discovery, when `runtime.containerd.socket` is set.
+    discovery: Option<Arc<Discovery>>,
     /// Owned here: the store holds its observers only weakly.
     #[allow(dead_code)]
     sockets: Arc<Sockets>,
@@ -81,6 +84,7 @@ impl Daemon {
             background.clone(),
         );
         let sockets = Arc::new(Sockets::new(store.area().clone(), background.clone()));
+        let discovery = Discovery::new(&config.runtime.containerd, store.clone(), runtime.clone());
         let daemon = Daemon {
             services: Arc::new(Services {
                 config,
@@ -89,6 +93,7 @@ impl Daemon {
                 content,
                 runtime: runtime.clone(),
                 iws: iws.clone(),
+                discovery: discovery.clone(),
                 sockets: sockets.clone(),
             }),
         };
@@ -100,7 +105,14 @@ impl Daemon {
         // The content service re-applies the storage quotas of reloaded workspaces.
         let content_events: std::sync::Weak<ContentService> =
             Arc::downgrade(&daemon.services.content);
-        store.observe(vec![runtime, iws, sockets_events, content_events]);
+        let mut observers: Vec<std::sync::Weak<dyn crate::workspace::store::Lifecycle>> =
+            vec![runtime, iws, sockets_events, content_events];
+        // Last: a workspace registered is attached once the others know it.
+        if let Some(discovery) = &discovery {
+            let discovery: std::sync::Weak<Discovery> = Arc::downgrade(discovery);
+            observers.push(discovery);
+        }
+        store.observe(observers);
         let store = daemon.services.store.clone();
         let reloaded = tokio::task::spawn_blocking(move || store.reload())
             .await
@@ -125,6 +137,10 @@ impl Daemon {
             "working area reloaded"
         );
         daemon.start_housekeeping();
+        if let Some(discovery) = discovery {
+            let closing = daemon.services.background.closing();
+            daemon.services.background.spawn(discovery.run(closing));
+        }
         daemon.services.iws.start_sampler(Duration::from_secs(1));
         Ok(daemon)
     }
@@ -148,6 +164,16 @@ impl Daemon {
 
     pub(crate) fn iws(&self) -> &Arc<IwsService> {
         &self.services.iws
+    }
+
+    /// Whether containerd serves discovery (connected, in sync, answering within `timeout`), with
+    /// the reason when not; `None` when discovery is off. A readiness check.
+    pub async fn containerd_serving(
+        &self,
+        timeout: Duration,
+    ) -> Option<std::result::Result<(), String>> {
+        let discovery = self.services.discovery.clone()?;
+        Some(discovery.check(timeout).await)
     }
 
     /// Cancelled when shutdown begins: waits that run outside the daemon's tasks end on it.

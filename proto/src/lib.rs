@@ -84,7 +84,9 @@ mod tests {
         assert!(super::SERVICE_NAMES.contains(&"wsdaemon.WorkspaceContentService"));
         assert!(super::SERVICE_NAMES.contains(&"iws.InWorkspaceService"));
         assert!(
-            !super::SERVICE_NAMES.iter().any(|s| s.starts_with("containerd.")),
+            !super::SERVICE_NAMES
+                .iter()
+                .any(|s| s.starts_with("containerd.")),
             "containerd's API is a client of ours, not part of the served contract"
         );
     }

@@ -3,6 +3,7 @@
 //! a restart; the in-workspace service looks containers up here.
 
 pub mod container;
+pub(crate) mod containerd;
 
 use std::collections::HashMap;
 use std::sync::Arc;

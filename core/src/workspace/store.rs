@@ -257,6 +257,11 @@ impl Store {
         self.live.lock().get(id).cloned()
     }
 
+    /// Every known workspace.
+    pub fn all(&self) -> Vec<Arc<Workspace>> {
+        self.live.lock().values().cloned().collect()
+    }
+
     pub fn len(&self) -> usize {
         self.live.lock().len()
     }
