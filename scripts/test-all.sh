@@ -25,6 +25,9 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 # Storage quota tests: btrfs on a loop device for real; XFS where the kernel has project quotas.
 command -v mkfs.btrfs >/dev/null || need_apt+=(btrfs-progs)
 command -v mkfs.xfs >/dev/null || need_apt+=(xfsprogs)
+# Containerd discovery is tested against a real containerd (runc runs its containers).
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v runc >/dev/null || need_apt+=(runc)
 # The real NFS test runs only where the kernel has an NFS client; it needs a server then.
 if grep -q 'nfs4$' /proc/filesystems && ! command -v ganesha.nfsd >/dev/null; then
   need_apt+=(nfs-ganesha nfs-ganesha-vfs)

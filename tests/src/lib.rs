@@ -5,6 +5,7 @@ pub mod azurite;
 pub mod bench;
 pub mod cgroups;
 pub mod container;
+pub mod containerd;
 pub mod fake_gcs;
 pub mod git_server;
 pub mod http;

@@ -24,6 +24,9 @@ pub struct ContainerdConfig {
     /// Backoff between reconnection attempts while containerd is away.
     pub reconnect_initial_backoff_ms: u64,
     pub reconnect_max_backoff_ms: u64,
+    /// How often everything is listed again while connected (repairs anything an event stream
+    /// missed).
+    pub resync_interval_secs: u64,
 }
 
 impl Default for ContainerdConfig {
@@ -34,6 +37,7 @@ impl Default for ContainerdConfig {
             labels: ContainerdLabels::default(),
             reconnect_initial_backoff_ms: 100,
             reconnect_max_backoff_ms: 5000,
+            resync_interval_secs: 60,
         }
     }
 }
@@ -88,6 +92,9 @@ impl ContainerdConfig {
             if value.is_empty() {
                 return Err(format!("runtime.containerd.labels.{key} must not be empty"));
             }
+        }
+        if self.resync_interval_secs == 0 {
+            return Err("runtime.containerd.resync_interval_secs must be at least 1".into());
         }
         if self.reconnect_initial_backoff_ms == 0
             || self.reconnect_max_backoff_ms < self.reconnect_initial_backoff_ms

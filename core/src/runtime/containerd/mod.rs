@@ -131,14 +131,15 @@ impl Discovery {
                 Ok(client) => client,
                 Err(e) => return e.to_string(),
             };
-        // Subscribed before listing: what changes while the lists are read arrives as events.
-        let mut events = match client
-            .subscribe(client::event_filters(&self.config.namespace))
-            .await
-        {
-            Ok(events) => events,
-            Err(e) => return format!("cannot follow events: {e}"),
-        };
+        // Subscribed before listing, so that what changes while the lists are read arrives as
+        // events. On its own task: containerd answers a subscription only with its first event.
+        let (sender, mut events) = mpsc::channel(256);
+        let mut follower = AbortOnDrop(tokio::spawn(follow(
+            client.clone(),
+            client::event_filters(&self.config.namespace),
+            sender,
+        )));
+        tokio::task::yield_now().await;
         if let Err(e) = self.resync(&client).await {
             return format!("cannot list containers: {e}");
         }
@@ -151,18 +152,25 @@ impl Discovery {
             namespace = %self.config.namespace,
             "following containerd"
         );
+        // Listing again now and then repairs what a subscription that started late missed.
+        let every = Duration::from_secs(self.config.resync_interval_secs);
+        let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         loop {
             tokio::select! {
-                message = events.message() => match message {
-                    Ok(Some(envelope)) => {
-                        if let Err(e) = self.handle(&client, Event::of(&envelope)).await {
+                event = events.recv() => match event {
+                    Some(event) => {
+                        if let Err(e) = self.handle(&client, event).await {
                             return e.to_string();
                         }
                     }
-                    Ok(None) => return "containerd ended the event stream".into(),
-                    Err(status) => return format!("event stream failed: {}", status.message()),
+                    None => return (&mut follower.0).await.unwrap_or_else(|e| e.to_string()),
                 },
                 Some(id) = registrations.recv() => self.reconcile(&id).await,
+                _ = resync.tick() => {
+                    if let Err(e) = self.resync(&client).await {
+                        return format!("cannot list containers: {e}");
+                    }
+                }
             }
         }
     }
@@ -314,6 +322,34 @@ impl Discovery {
                 }
             }
         }
+    }
+}
+
+/// Forwards containerd's events until the stream ends; returns why it ended.
+async fn follow(client: Client, filters: Vec<String>, events: mpsc::Sender<Event>) -> String {
+    let mut stream = match client.subscribe(filters).await {
+        Ok(stream) => stream,
+        Err(e) => return format!("cannot follow events: {e}"),
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(envelope)) => {
+                if events.send(Event::of(&envelope)).await.is_err() {
+                    return "no longer followed".into();
+                }
+            }
+            Ok(None) => return "containerd ended the event stream".into(),
+            Err(status) => return format!("event stream failed: {}", status.message()),
+        }
+    }
+}
+
+/// A task that ends with the session that started it.
+struct AbortOnDrop(tokio::task::JoinHandle<String>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -1,0 +1,275 @@
+//! Containerd discovery against a real containerd (Debian's `containerd` and `runc`, as root): the
+//! daemon finds workspace containers by Gitpod's labels, attaches them so that their socket
+//! serves calls from inside, detaches them when they go, follows containerd through a crash and
+//! restart, and attaches a container that appeared before its workspace once the workspace exists.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use wsd_proto::contentservice::workspace_initializer::Spec as InitSpec;
+use wsd_proto::contentservice::EmptyInitializer;
+use wsd_tests::container::{client_binary, first_line};
+use wsd_tests::containerd::{container_labels, sandbox_labels, Spec, TestContainerd};
+use wsd_tests::{init_ready, wait_until, DaemonProcess};
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+struct Node {
+    // Dropped in this order: the daemon first, then containerd (which deletes its containers).
+    daemon: Option<DaemonProcess>,
+    containerd: TestContainerd,
+    _dir: tempfile::TempDir,
+    daemon_dir: PathBuf,
+}
+
+impl Node {
+    /// A containerd and the folders of a daemon; the daemon is started by `start_daemon`.
+    fn new() -> Node {
+        // Short: the containerd socket path must fit 108 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("ctd")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let containerd = TestContainerd::start(&dir.path().join("c"));
+        let daemon_dir = dir.path().join("d");
+        std::fs::create_dir_all(daemon_dir.join("workspaces")).expect("working area");
+        Node {
+            daemon: None,
+            containerd,
+            _dir: dir,
+            daemon_dir,
+        }
+    }
+
+    async fn start_daemon(&mut self) {
+        let config = format!(
+            "[runtime.containerd]\nsocket = {:?}\nreconnect_max_backoff_ms = 300\n",
+            self.containerd.socket().display().to_string()
+        );
+        self.daemon = Some(DaemonProcess::start(&self.daemon_dir, &config).await);
+    }
+
+    fn daemon(&self) -> &DaemonProcess {
+        self.daemon.as_ref().expect("daemon started")
+    }
+
+    fn working_area(&self) -> PathBuf {
+        self.daemon_dir.join("workspaces")
+    }
+
+    /// A workspace pod: its sandbox, then its `workspace` container (and any `sidecars`), with
+    /// the working area and the client bound in. Returns the workspace container's PID.
+    fn run_pod(&self, workspace: &str, pod: &str, sidecars: &[&str]) -> i32 {
+        let area = self.working_area();
+        let client = client_binary();
+        let binds = vec![
+            (area.as_path(), "/wa", true),
+            (client.as_path(), "/.bin/iws-client", false),
+        ];
+        self.containerd.run(&Spec {
+            id: &format!("{pod}-sandbox"),
+            labels: sandbox_labels(workspace, pod),
+            binds: vec![],
+        });
+        for name in sidecars {
+            self.containerd.run(&Spec {
+                id: &format!("{pod}-{name}"),
+                labels: container_labels(name, pod),
+                binds: binds.clone(),
+            });
+        }
+        self.containerd.run(&Spec {
+            id: &format!("{pod}-ws"),
+            labels: container_labels("workspace", pod),
+            binds,
+        })
+    }
+
+    /// WorkspaceInfo from inside container `container` over workspace `id`'s socket: the first
+    /// line of the client's answer (`OK ...` or `<code>: <message>`).
+    fn call_inside(&self, container: &str, id: &str) -> String {
+        static EXECS: AtomicU32 = AtomicU32::new(0);
+        let exec_id = format!("call{}", EXECS.fetch_add(1, Ordering::Relaxed));
+        let socket = format!("/wa/{id}-daemon/daemon.sock");
+        first_line(&self.containerd.exec(
+            container,
+            &exec_id,
+            &["/.bin/iws-client", &socket, "info"],
+        ))
+    }
+
+    /// The same call from the host (outside every container): refused as PERMISSION_DENIED while
+    /// a container is attached, FAILED_PRECONDITION while none is.
+    fn call_from_host(&self, id: &str) -> String {
+        let socket = self.working_area().join(format!("{id}-daemon/daemon.sock"));
+        let out = std::process::Command::new(client_binary())
+            .arg(&socket)
+            .arg("info")
+            .output()
+            .expect("iws-client");
+        first_line(&out)
+    }
+
+    /// The PID recorded in workspace `id`'s state file as its container, if any.
+    fn recorded_pid(&self, id: &str) -> Option<i64> {
+        let state = self.working_area().join(format!("{id}.workspace.json"));
+        let text = std::fs::read_to_string(state).ok()?;
+        let record: serde_json::Value = serde_json::from_str(&text).ok()?;
+        record.get("container")?.get("pid")?.as_i64()
+    }
+
+    async fn init(&self, id: &str) {
+        let mut client = self.daemon().client().await;
+        init_ready(
+            &mut client,
+            id,
+            "meta",
+            InitSpec::Empty(EmptyInitializer {}),
+        )
+        .await;
+    }
+
+    /// Waits until the daemon has logged `needle` `times` times.
+    async fn wait_log(&self, needle: &str, times: usize) {
+        let deadline = std::time::Instant::now() + WITHIN;
+        while self.log_lines(needle) < times {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the daemon did not log {needle:?} {times} times: {}",
+                self.daemon().logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn log_lines(&self, needle: &str) -> usize {
+        self.daemon()
+            .logs()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+fn is_ok(answer: &str) -> bool {
+    answer.starts_with("OK ")
+}
+
+async fn wait_attached(node: &Node, container: &str, id: &str, pid: i32) {
+    wait_until(
+        &format!("{id} answers a call from inside {container}"),
+        WITHIN,
+        || is_ok(&node.call_inside(container, id)),
+    )
+    .await;
+    assert_eq!(node.recorded_pid(id), Some(i64::from(pid)));
+}
+
+async fn wait_detached(node: &Node, id: &str) {
+    wait_until(&format!("{id} is detached"), WITHIN, || {
+        node.call_from_host(id).starts_with("FailedPrecondition") && node.recorded_pid(id).is_none()
+    })
+    .await;
+}
+
+fn assert_no_files_of(dir: &Path) {
+    assert!(!dir.exists(), "{} was left behind", dir.display());
+}
+
+#[tokio::test]
+async fn a_workspace_container_started_after_init_is_attached_and_detached_when_deleted() {
+    let mut node = Node::new();
+    node.start_daemon().await;
+    node.init("ws-a").await;
+    assert!(
+        node.call_from_host("ws-a")
+            .starts_with("FailedPrecondition"),
+        "no container yet"
+    );
+
+    // A sidecar of the same pod is not the workspace's container.
+    let pid = node.run_pod("ws-a", "pod-a", &["proxy"]);
+    wait_attached(&node, "pod-a-ws", "ws-a", pid).await;
+    // Another container of the pod (a PID namespace of its own) is no caller of the workspace.
+    let answer = node.call_inside("pod-a-proxy", "ws-a");
+    assert!(answer.starts_with("PermissionDenied"), "{answer}");
+    assert!(
+        node.call_from_host("ws-a").starts_with("PermissionDenied"),
+        "the host is no caller of the workspace"
+    );
+
+    node.containerd.delete("pod-a-ws");
+    wait_detached(&node, "ws-a").await;
+    assert_eq!(
+        node.log_lines("workspace container found through containerd"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn containerd_restarted_while_the_daemon_runs_is_followed_again() {
+    let mut node = Node::new();
+    node.start_daemon().await;
+    node.init("ws-keep").await;
+    node.init("ws-gone").await;
+    let keep = node.run_pod("ws-keep", "pod-keep", &[]);
+    let gone = node.run_pod("ws-gone", "pod-gone", &[]);
+    wait_attached(&node, "pod-keep-ws", "ws-keep", keep).await;
+    wait_attached(&node, "pod-gone-ws", "ws-gone", gone).await;
+
+    // containerd crashes; while it is away one workspace's container dies.
+    node.containerd.kill();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(gone),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the container's init");
+    node.wait_log("lost containerd", 1).await;
+    node.containerd.start_again();
+
+    // Reconnected and listed again: the live one stays attached (not attached twice), the dead
+    // one is detached, and events are followed again.
+    node.wait_log("following containerd", 2).await;
+    wait_detached(&node, "ws-gone").await;
+    let answer = node.call_inside("pod-keep-ws", "ws-keep");
+    assert!(is_ok(&answer), "{answer}");
+    assert_eq!(node.recorded_pid("ws-keep"), Some(i64::from(keep)));
+    let attached_keep = node
+        .daemon()
+        .logs()
+        .lines()
+        .filter(|l| l.contains("found through containerd") && l.contains("ws-keep"))
+        .count();
+    assert_eq!(attached_keep, 1, "attached once: {}", node.daemon().logs());
+
+    node.init("ws-new").await;
+    let new = node.run_pod("ws-new", "pod-new", &[]);
+    wait_attached(&node, "pod-new-ws", "ws-new", new).await;
+}
+
+#[tokio::test]
+async fn a_container_that_appears_before_its_workspace_is_attached_once_the_workspace_exists() {
+    let mut node = Node::new();
+    let pid = node.run_pod("ws-early", "pod-early", &[]);
+    node.start_daemon().await;
+    node.wait_log("following containerd", 1).await;
+    assert_no_files_of(&node.working_area().join("ws-early-daemon"));
+
+    node.init("ws-early").await;
+    wait_attached(&node, "pod-early-ws", "ws-early", pid).await;
+
+    // Disposed: detached; the container (still running) is attached again to a new workspace
+    // of the same id.
+    let mut client = node.daemon().client().await;
+    client
+        .dispose_workspace(wsd_proto::wsdaemon::DisposeWorkspaceRequest {
+            id: "ws-early".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("dispose");
+    assert_eq!(node.recorded_pid("ws-early"), None);
+    node.init("ws-early").await;
+    wait_attached(&node, "pod-early-ws", "ws-early", pid).await;
+}
