@@ -60,13 +60,20 @@ impl Node {
 
     /// A workspace pod: its sandbox, then its `workspace` container (and any `sidecars`), with
     /// the working area and the client bound in. Returns the workspace container's PID.
+    /// What a workspace container has bound in: the working area and the client.
+    fn binds(&self) -> Vec<(PathBuf, &'static str, bool)> {
+        vec![
+            (self.working_area(), "/wa", true),
+            (client_binary(), "/.bin/iws-client", false),
+        ]
+    }
+
     fn run_pod(&self, workspace: &str, pod: &str, sidecars: &[&str]) -> i32 {
-        let area = self.working_area();
-        let client = client_binary();
-        let binds = vec![
-            (area.as_path(), "/wa", true),
-            (client.as_path(), "/.bin/iws-client", false),
-        ];
+        let owned = self.binds();
+        let binds: Vec<(&Path, &str, bool)> = owned
+            .iter()
+            .map(|(h, i, w)| (h.as_path(), *i, *w))
+            .collect();
         self.containerd.run(&Spec {
             id: &format!("{pod}-sandbox"),
             labels: sandbox_labels(workspace, pod),
@@ -178,7 +185,7 @@ fn assert_no_files_of(dir: &Path) {
 }
 
 #[tokio::test]
-async fn a_workspace_container_started_after_init_is_attached_and_detached_when_deleted() {
+async fn a_workspace_container_started_after_init_is_attached_replaced_and_detached() {
     let mut node = Node::new();
     node.start_daemon().await;
     node.init("ws-a").await;
@@ -199,11 +206,28 @@ async fn a_workspace_container_started_after_init_is_attached_and_detached_when_
         "the host is no caller of the workspace"
     );
 
-    node.containerd.delete("pod-a-ws");
+    // Its task stops: detached. The kubelet starts a new container in the pod: attached.
+    let killed = node
+        .containerd
+        .ctr(&["task", "kill", "--signal", "SIGKILL", "pod-a-ws"]);
+    assert!(killed.status.success(), "{killed:?}");
+    wait_detached(&node, "ws-a").await;
+    let owned = node.binds();
+    let restarted = node.containerd.run(&Spec {
+        id: "pod-a-ws2",
+        labels: container_labels("workspace", "pod-a"),
+        binds: owned
+            .iter()
+            .map(|(h, i, w)| (h.as_path(), *i, *w))
+            .collect(),
+    });
+    wait_attached(&node, "pod-a-ws2", "ws-a", restarted).await;
+
+    node.containerd.delete("pod-a-ws2");
     wait_detached(&node, "ws-a").await;
     assert_eq!(
         node.log_lines("workspace container found through containerd"),
-        1
+        2
     );
 }
 
