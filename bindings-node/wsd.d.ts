@@ -128,6 +128,37 @@ export interface DaemonOptions {
     /** On a btrfs working area whose quotas are off, enable them at start (default false). */
     btrfsEnable?: boolean
   }
+  /** Finding workspace containers through containerd (Kubernetes nodes). */
+  runtime?: {
+    containerd?: {
+      /** containerd's socket, e.g. /run/containerd/containerd.sock; unset: no discovery. */
+      socket?: string
+      /** The kubelet's containerd namespace (default "k8s.io"). */
+      namespace?: string
+      /** Label names; Gitpod's by default. */
+      labels?: {
+        workspaceId?: string
+        kind?: string
+        containerName?: string
+        workspaceContainerName?: string
+        podName?: string
+        podNamespace?: string
+      }
+      reconnectInitialBackoffMs?: number
+      reconnectMaxBackoffMs?: number
+      /** How often everything is listed again while connected (default 60). */
+      resyncIntervalSecs?: number
+    }
+  }
+  /** Readiness (the server's /ready and gRPC health service). */
+  health?: {
+    /** Below this much free space in the working area the daemon is not ready (default 1 GiB). */
+    minFreeBytes?: number
+    /** Time one readiness check may take (default 3000). */
+    checkTimeoutMs?: number
+    /** How often the gRPC health status is refreshed (default 5). */
+    intervalSecs?: number
+  }
 }
 
 /** Host ids `start .. start + size`. */
