@@ -96,16 +96,7 @@ impl Container {
             // Own process group, so a ^C reaches only the test; unshare (and so the container)
             // still ends with the test process, which a ^C or a CI timeout ends without a drop.
             .process_group(0);
-        // SAFETY: the closure runs in the forked child before exec and calls only prctl, which
-        // is async-signal-safe; it touches no memory of the parent.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        crate::dies_with_the_test(&mut cmd);
         let child = cmd.spawn().expect("start unshare");
         let mut ctr = Container {
             root: root.to_path_buf(),

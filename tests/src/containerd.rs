@@ -110,16 +110,8 @@ impl TestContainerd {
             .stdout(Stdio::null())
             .stderr(log)
             .process_group(0);
-        // SAFETY: the closure runs in the forked child before exec and only calls prctl, which is
-        // async-signal-safe: containerd dies with the test process, whatever ends it.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // containerd dies with the test process, whatever ends it.
+        crate::dies_with_the_test(&mut cmd);
         let process = cmd
             .spawn()
             .map_err(|e| format!("cannot start containerd (apt install containerd runc): {e}"))?;

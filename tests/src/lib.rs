@@ -246,6 +246,22 @@ pub async fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> 
     }
 }
 
+/// Makes the child `cmd` starts receive SIGKILL when the thread that started it ends, so that
+/// nothing it runs outlives a test that a ^C or a CI timeout ends without a drop.
+pub fn dies_with_the_test(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and calls only prctl, which is
+    // async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// An append-mode log file for a child process's output.
 pub fn log_file(path: &Path) -> std::fs::File {
     std::fs::OpenOptions::new()
