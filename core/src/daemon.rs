@@ -26,6 +26,8 @@ struct Services {
     /// Owned here: the store holds its observers only weakly.
     #[allow(dead_code)]
     sockets: Arc<Sockets>,
+    /// Readiness checks registered besides the daemon's own, and probe state.
+    health: crate::health::Health,
 }
 
 /// The workspace daemon. Cheap to clone; every clone is the same daemon.
@@ -90,6 +92,7 @@ impl Daemon {
                 runtime: runtime.clone(),
                 iws: iws.clone(),
                 sockets: sockets.clone(),
+                health: crate::health::Health::default(),
             }),
         };
         sockets.set_daemon(WeakDaemon(Arc::downgrade(&daemon.services)));
@@ -148,6 +151,10 @@ impl Daemon {
 
     pub(crate) fn iws(&self) -> &Arc<IwsService> {
         &self.services.iws
+    }
+
+    pub(crate) fn health(&self) -> &crate::health::Health {
+        &self.services.health
     }
 
     /// Cancelled when shutdown begins: waits that run outside the daemon's tasks end on it.
