@@ -243,7 +243,7 @@ impl Storage {
                 | object_store::Error::Unauthenticated { .. },
             )) => Ok("reachable; it refused the probe access (check the credentials)"),
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "storage readiness probe failed");
+                tracing::debug!(error = %e, "storage readiness probe failed");
                 Err(describe(&e))
             }
         }
