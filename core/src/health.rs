@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
+use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
 use serde::Serialize;
 
@@ -80,7 +80,16 @@ impl Readiness {
 
     /// `{"ready": bool, "checks": [{"name", "ok", "reason"}...]}`.
     pub fn to_json(&self) -> String {
-        serde_json::json!({ "ready": self.ready(), "checks": self.checks }).to_string()
+        #[derive(Serialize)]
+        struct Document<'a> {
+            ready: bool,
+            checks: &'a [Check],
+        }
+        let document = Document {
+            ready: self.ready(),
+            checks: &self.checks,
+        };
+        serde_json::to_string(&document).unwrap_or_default()
     }
 }
 
@@ -93,13 +102,20 @@ pub(crate) trait ReadinessCheck: Send + Sync + 'static {
     fn check(&self) -> BoxFuture<'_, std::result::Result<String, String>>;
 }
 
+/// A probe of the working area running on a blocking thread, shared by everyone who asks while
+/// it runs.
+type SharedProbe = Shared<BoxFuture<'static, std::result::Result<String, String>>>;
+
 /// What readiness keeps between calls.
 #[derive(Default)]
 pub(crate) struct Health {
     extra: Mutex<Vec<Arc<dyn ReadinessCheck>>>,
-    /// Set while a working-area probe runs on a blocking thread: a probe stuck in a hung file
-    /// system is not joined by another one at every call.
-    probe_running: Arc<AtomicBool>,
+    /// The working-area probe in progress, if any: calls at the same time (the kubelet's and the
+    /// gRPC health refresh) share it, and a probe stuck in a hung file system is waited for by
+    /// every later call (each up to its own timeout) instead of being joined by another blocked
+    /// thread at every call.
+    /// The flag is set when the blocking work is over: its result is then old news.
+    probe: Mutex<Option<(SharedProbe, Arc<AtomicBool>)>>,
     probe_seq: AtomicU64,
 }
 
@@ -153,24 +169,30 @@ impl Daemon {
         )
     }
 
-    async fn probe_working_area(&self) -> std::result::Result<String, String> {
+    fn probe_working_area(&self) -> SharedProbe {
         let health = self.health();
-        if health.probe_running.swap(true, Ordering::AcqRel) {
-            return Err("the previous probe of the working area has not finished: \
-                        its file system does not answer"
-                .into());
+        let mut running = health.probe.lock();
+        if let Some((probe, _)) = running
+            .as_ref()
+            .filter(|(_, over)| !over.load(Ordering::Acquire))
+        {
+            return probe.clone();
         }
-        let running = health.probe_running.clone();
         let seq = health.probe_seq.fetch_add(1, Ordering::Relaxed);
         let root = self.config().working_area.clone();
         let min_free = self.config().health.min_free_bytes;
-        tokio::task::spawn_blocking(move || {
+        let over = Arc::new(AtomicBool::new(false));
+        let done = over.clone();
+        let probe = tokio::task::spawn_blocking(move || {
             let outcome = probe_working_area(&root, min_free, seq);
-            running.store(false, Ordering::Release);
+            done.store(true, Ordering::Release);
             outcome
         })
-        .await
-        .unwrap_or_else(|_| Err("the probe of the working area failed".into()))
+        .map(|joined| joined.unwrap_or_else(|_| Err("the probe of the working area failed".into())))
+        .boxed()
+        .shared();
+        *running = Some((probe.clone(), over));
+        probe
     }
 }
 

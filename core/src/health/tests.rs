@@ -85,6 +85,11 @@ async fn below_the_free_space_floor_the_working_area_check_fails_with_the_figure
     let json: serde_json::Value = serde_json::from_str(&r.to_json()).expect("json");
     assert_eq!(json["ready"], false);
     assert_eq!(json["checks"][0]["name"], "working_area");
+    assert!(
+        r.to_json().starts_with("{\"ready\":false,"),
+        "{}",
+        r.to_json()
+    );
     assert!(d.live().await, "liveness does not depend on readiness");
     d.shutdown(Duration::from_secs(5)).await;
 }
@@ -233,4 +238,21 @@ fn byte_counts_read_as_binary_units() {
     assert_eq!(bytes_text(1536), "1.5 KiB");
     assert_eq!(bytes_text(1 << 30), "1.0 GiB");
     assert_eq!(bytes_text(u64::MAX), "16777216.0 TiB");
+}
+
+#[tokio::test]
+async fn readiness_asked_many_times_at_once_shares_the_working_area_probe() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = Daemon::start(small_floor(dir.path())).await.expect("start");
+    let all = futures::future::join_all((0..16).map(|_| d.readiness())).await;
+    for r in &all {
+        assert!(r.ready(), "{}", r.to_text());
+    }
+    // And the next call probes anew: a working area that went away shows at once.
+    let area = d.config().working_area.clone();
+    let moved = dir.path().join("moved");
+    std::fs::rename(&area, &moved).expect("move the area away");
+    assert!(!d.readiness().await.ready());
+    std::fs::rename(&moved, &area).expect("move the area back");
+    d.shutdown(Duration::from_secs(5)).await;
 }
