@@ -45,6 +45,16 @@ fn status_of(readiness: &wsd_core::health::Readiness) -> ServingStatus {
     }
 }
 
+/// `name: reason` of every failed check, for the log.
+fn failed_checks(readiness: &wsd_core::health::Readiness) -> Vec<String> {
+    readiness
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.reason))
+        .collect()
+}
+
 /// Keeps the health service's status that of the daemon's readiness, asked every
 /// `health.interval_secs`, until `stop`; then reports NOT_SERVING while connections drain.
 async fn refresh_health(
@@ -69,13 +79,7 @@ async fn refresh_health(
             if status == ServingStatus::Serving {
                 tracing::info!("ready again: the health service reports SERVING");
             } else {
-                let failed: Vec<String> = readiness
-                    .checks
-                    .iter()
-                    .filter(|c| !c.ok)
-                    .map(|c| format!("{}: {}", c.name, c.reason))
-                    .collect();
-                tracing::warn!(failed = ?failed, "not ready: the health service reports NOT_SERVING");
+                tracing::warn!(failed = ?failed_checks(&readiness), "not ready: the health service reports NOT_SERVING");
             }
             last = status;
         }
@@ -146,9 +150,10 @@ pub async fn serve(config: &Config, daemon: Daemon, stop: CancellationToken) -> 
     let reporter = HealthReporter::new();
     let health = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
     let served = served_services()?;
-    let initial = status_of(&daemon.readiness().await);
+    let readiness = daemon.readiness().await;
+    let initial = status_of(&readiness);
     if initial != ServingStatus::Serving {
-        tracing::warn!("not ready at start: the health service reports NOT_SERVING");
+        tracing::warn!(failed = ?failed_checks(&readiness), "not ready at start: the health service reports NOT_SERVING");
     }
     report(&reporter, &served, initial).await;
     tokio::spawn(refresh_health(
