@@ -24,11 +24,11 @@ struct Services {
     content: Arc<ContentService>,
     runtime: Arc<RuntimeService>,
     iws: Arc<IwsService>,
-    /// Containerd discovery, when `runtime.containerd.socket` is set.
-    discovery: Option<Arc<Discovery>>,
     /// Owned here: the store holds its observers only weakly.
     #[allow(dead_code)]
     sockets: Arc<Sockets>,
+    /// Readiness checks registered besides the daemon's own, and probe state.
+    health: crate::health::Health,
 }
 
 /// The workspace daemon. Cheap to clone; every clone is the same daemon.
@@ -93,8 +93,8 @@ impl Daemon {
                 content,
                 runtime: runtime.clone(),
                 iws: iws.clone(),
-                discovery: discovery.clone(),
                 sockets: sockets.clone(),
+                health: crate::health::Health::default(),
             }),
         };
         sockets.set_daemon(WeakDaemon(Arc::downgrade(&daemon.services)));
@@ -137,7 +137,9 @@ impl Daemon {
             "working area reloaded"
         );
         daemon.start_housekeeping();
+        // Held by its task and its readiness check; the store holds it weakly.
         if let Some(discovery) = discovery {
+            daemon.add_readiness_check(discovery.clone());
             let closing = daemon.services.background.closing();
             daemon.services.background.spawn(discovery.run(closing));
         }
@@ -166,14 +168,8 @@ impl Daemon {
         &self.services.iws
     }
 
-    /// Whether containerd serves discovery (connected, in sync, answering within `timeout`), with
-    /// the reason when not; `None` when discovery is off. A readiness check.
-    pub async fn containerd_serving(
-        &self,
-        timeout: Duration,
-    ) -> Option<std::result::Result<(), String>> {
-        let discovery = self.services.discovery.clone()?;
-        Some(discovery.check(timeout).await)
+    pub(crate) fn health(&self) -> &crate::health::Health {
+        &self.services.health
     }
 
     /// Cancelled when shutdown begins: waits that run outside the daemon's tasks end on it.

@@ -16,6 +16,7 @@ pub mod embedded;
 pub mod error;
 pub mod git;
 pub mod grpc;
+pub mod health;
 pub mod initializer;
 mod iws;
 pub mod json;

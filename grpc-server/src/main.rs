@@ -1,6 +1,7 @@
 //! `ws-daemon`: the workspace daemon's gRPC server.
 
 mod cli;
+mod endpoints;
 mod server;
 
 use clap::Parser;
@@ -33,9 +34,15 @@ fn init_logging(config: &Config) {
     }
 }
 
-fn init_metrics(config: &Config) -> Result<(), String> {
+/// The metrics listener, bound and its recorder installed before the daemon starts.
+struct MetricsListener {
+    listener: tokio::net::TcpListener,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+async fn init_metrics(config: &Config) -> Result<Option<MetricsListener>, String> {
     if config.server.metrics_listen.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let addr: std::net::SocketAddr = config.server.metrics_listen.parse().map_err(|e| {
         format!(
@@ -43,15 +50,20 @@ fn init_metrics(config: &Config) -> Result<(), String> {
             config.server.metrics_listen
         )
     })?;
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(addr)
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[
             0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0,
         ])
-        .and_then(|b| b.install())
+        .and_then(|b| b.install_recorder())
         .map_err(|e| format!("cannot start the metrics endpoint on {addr}: {e}"))?;
-    tracing::info!(address = %addr, "metrics endpoint listening on /metrics");
-    Ok(())
+    tracing::info!(
+        address = %listener.local_addr().unwrap_or(addr),
+        "metrics endpoint listening on /metrics, health on /live and /ready"
+    );
+    Ok(Some(MetricsListener { listener, handle }))
 }
 
 async fn stop_signal(stop: CancellationToken) {
@@ -71,11 +83,21 @@ async fn stop_signal(stop: CancellationToken) {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    init_metrics(&config)?;
+    let stop = CancellationToken::new();
+    // Serves from before the daemon starts: /live answers while the working area is reloaded.
+    let slot = endpoints::DaemonSlot::default();
+    if let Some(metrics) = init_metrics(&config).await? {
+        tokio::spawn(endpoints::serve(
+            metrics.listener,
+            metrics.handle,
+            slot.clone(),
+            stop.clone(),
+        ));
+    }
     let daemon = Daemon::start(config.clone())
         .await
         .map_err(|e| e.to_string())?;
-    let stop = CancellationToken::new();
+    let _ = slot.set(daemon.clone());
     tokio::spawn(stop_signal(stop.clone()));
     server::serve(&config, daemon, stop).await
 }

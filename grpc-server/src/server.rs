@@ -9,6 +9,8 @@ use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 use tonic::transport::Server;
+use tonic_health::pb::health_server::HealthServer;
+use tonic_health::server::{HealthReporter, HealthService};
 use tonic_health::ServingStatus;
 use tower::ServiceExt;
 use wsd_core::{Config, Daemon};
@@ -28,18 +30,69 @@ fn served_services() -> Result<Vec<String>, String> {
     Ok(served)
 }
 
-async fn router(daemon: &Daemon) -> Result<tonic::transport::server::Router, String> {
-    let served = served_services()?;
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    for name in &served {
-        health_reporter
-            .set_service_status(name, ServingStatus::Serving)
-            .await;
+/// Reports `status` for the server as a whole ("") and for every served service.
+async fn report(reporter: &HealthReporter, served: &[String], status: ServingStatus) {
+    for name in served.iter().map(String::as_str).chain([""]) {
+        reporter.set_service_status(name, status).await;
     }
-    health_reporter
-        .set_service_status("", ServingStatus::Serving)
-        .await;
+}
 
+fn status_of(readiness: &wsd_core::health::Readiness) -> ServingStatus {
+    if readiness.ready() {
+        ServingStatus::Serving
+    } else {
+        ServingStatus::NotServing
+    }
+}
+
+/// `name: reason` of every failed check, for the log.
+fn failed_checks(readiness: &wsd_core::health::Readiness) -> Vec<String> {
+    readiness
+        .checks
+        .iter()
+        .filter(|c| !c.ok)
+        .map(|c| format!("{}: {}", c.name, c.reason))
+        .collect()
+}
+
+/// Keeps the health service's status that of the daemon's readiness, asked every
+/// `health.interval_secs`, until `stop`; then reports NOT_SERVING while connections drain.
+async fn refresh_health(
+    daemon: Daemon,
+    reporter: HealthReporter,
+    served: Vec<String>,
+    mut last: ServingStatus,
+    stop: CancellationToken,
+) {
+    let interval = Duration::from_secs(daemon.config().health.interval_secs.max(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.cancelled() => break,
+        }
+        let readiness = tokio::select! {
+            readiness = daemon.readiness() => readiness,
+            _ = stop.cancelled() => break,
+        };
+        let status = status_of(&readiness);
+        if status != last {
+            if status == ServingStatus::Serving {
+                tracing::info!("ready again: the health service reports SERVING");
+            } else {
+                tracing::warn!(failed = ?failed_checks(&readiness), "not ready: the health service reports NOT_SERVING");
+            }
+            last = status;
+        }
+        report(&reporter, &served, status).await;
+    }
+    report(&reporter, &served, ServingStatus::NotServing).await;
+}
+
+async fn router(
+    daemon: &Daemon,
+    health: HealthServer<HealthService>,
+) -> Result<tonic::transport::server::Router, String> {
+    let served = served_services()?;
     let mut v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(wsd_core::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
@@ -92,8 +145,27 @@ pub async fn serve(config: &Config, daemon: Daemon, stop: CancellationToken) -> 
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     tracing::info!(address = %tcp.local_addr().unwrap_or(addr), "gRPC server listening");
 
+    // One health service for every listener, its status that of the daemon's readiness: asked
+    // once before serving, then kept up to date in the background.
+    let reporter = HealthReporter::new();
+    let health = HealthServer::new(HealthService::from_health_reporter(reporter.clone()));
+    let served = served_services()?;
+    let readiness = daemon.readiness().await;
+    let initial = status_of(&readiness);
+    if initial != ServingStatus::Serving {
+        tracing::warn!(failed = ?failed_checks(&readiness), "not ready at start: the health service reports NOT_SERVING");
+    }
+    report(&reporter, &served, initial).await;
+    tokio::spawn(refresh_health(
+        daemon.clone(),
+        reporter,
+        served,
+        initial,
+        stop.clone(),
+    ));
+
     let mut servers = tokio::task::JoinSet::new();
-    let tcp_router = router(&daemon).await?;
+    let tcp_router = router(&daemon, health.clone()).await?;
     let tcp_stop = stop.clone();
     servers.spawn(async move {
         // Without TCP_NODELAY, Nagle's algorithm and delayed ACKs add ~40 ms to small unary calls.
@@ -121,7 +193,7 @@ pub async fn serve(config: &Config, daemon: Daemon, stop: CancellationToken) -> 
         let unix = tokio::net::UnixListener::bind(path)
             .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
         tracing::info!(socket = %path.display(), "gRPC server listening");
-        let unix_router = router(&daemon).await?;
+        let unix_router = router(&daemon, health).await?;
         let unix_stop = stop.clone();
         servers.spawn(async move {
             unix_router

@@ -44,7 +44,8 @@ impl Node {
 
     async fn start_daemon(&mut self) {
         let config = format!(
-            "[runtime.containerd]\nsocket = {:?}\nreconnect_max_backoff_ms = 300\n",
+            "[runtime.containerd]\nsocket = {:?}\nreconnect_max_backoff_ms = 300\n\
+             [health]\ninterval_secs = 1\ncheck_timeout_ms = 1000\nmin_free_bytes = 1\n",
             self.containerd.socket().display().to_string()
         );
         self.daemon = Some(DaemonProcess::start(&self.daemon_dir, &config).await);
@@ -296,4 +297,45 @@ async fn a_container_that_appears_before_its_workspace_is_attached_once_the_work
     assert_eq!(node.recorded_pid("ws-early"), None);
     node.init("ws-early").await;
     wait_attached(&node, "pod-early-ws", "ws-early", pid).await;
+}
+
+/// `/ready`'s status and body.
+async fn ready(node: &Node) -> (u16, String) {
+    let addr = format!("127.0.0.1:{}", node.daemon().metrics_port);
+    wsd_tests::http::request(&addr, "GET", "/ready").await
+}
+
+async fn wait_ready_status(node: &Node, status: u16, needle: &str) {
+    let deadline = std::time::Instant::now() + WITHIN;
+    loop {
+        let (got, body) = ready(node).await;
+        if got == status && body.contains(needle) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "/ready did not answer {status} with {needle:?}: {got} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn ready_follows_containerd_away_and_back() {
+    let mut node = Node::new();
+    node.start_daemon().await;
+    wait_ready_status(&node, 200, "containerd: ok").await;
+
+    node.containerd.kill();
+    wait_ready_status(&node, 503, "containerd: FAILED").await;
+    let (live, _) = wsd_tests::http::request(
+        &format!("127.0.0.1:{}", node.daemon().metrics_port),
+        "GET",
+        "/live",
+    )
+    .await;
+    assert_eq!(live, 200, "liveness does not depend on containerd");
+
+    node.containerd.start_again();
+    wait_ready_status(&node, 200, "containerd: ok").await;
 }

@@ -107,6 +107,11 @@ impl ContentService {
         })
     }
 
+    /// The configured backup storage, `None` when there is none (readiness asks it).
+    pub(crate) fn storage(&self) -> Option<&Arc<Storage>> {
+        self.storage.as_ref()
+    }
+
     /// The storage a workspace may use: `None` when it is disabled for it or not configured.
     fn storage_for(&self, record: &WorkspaceRecord) -> Option<Arc<Storage>> {
         if record.remote_storage_disabled {

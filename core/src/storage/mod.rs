@@ -41,6 +41,8 @@ pub struct Storage {
     upload_slots: Arc<Semaphore>,
     /// Plain HTTP client for requests object_store does not offer (S3 CreateBucket).
     http: reqwest::Client,
+    /// The store the readiness probe asks, opened at the first probe (see [`Storage::probe`]).
+    probe_store: Mutex<Option<Arc<dyn object_store::ObjectStore>>>,
 }
 
 struct Bucket {
@@ -98,6 +100,7 @@ impl Storage {
             buckets: Mutex::new(HashMap::new()),
             upload_slots: Arc::new(Semaphore::new(config.max_concurrent_uploads)),
             http,
+            probe_store: Mutex::new(None),
         }))
     }
 
@@ -214,6 +217,76 @@ impl Storage {
     fn object_path(loc: &ObjectLocation) -> Result<ObjectPath> {
         ObjectPath::parse(&loc.key)
             .map_err(|_| Error::InvalidArgument(format!("invalid object name {:?}", loc.key)))
+    }
+
+    /// Whether the backend is a remote store (S3, GCS, Azure), not the local filesystem.
+    pub(crate) fn is_remote(&self) -> bool {
+        !self.backend.is_local()
+    }
+
+    /// Readiness: one lookup of an object that does not exist, which any store that answers
+    /// answers with "not found" (or a refusal, which also proves it answers). Unlike the
+    /// operations, the probe does not retry and each of its requests is bounded by `limit`, so a
+    /// store that is down shows as down within `limit`, not after minutes of retries. `Err` is a
+    /// caller-facing reason (no URL, host path or credential).
+    pub(crate) async fn probe(&self, limit: Duration) -> std::result::Result<&'static str, String> {
+        let store = self.probe_store(limit).await?;
+        let path = ObjectPath::from("wsd-readiness-probe/absent");
+        match tokio::time::timeout(limit, store.head(&path)).await {
+            Err(_) => Err(format!(
+                "no answer within health.check_timeout_ms ({} ms)",
+                limit.as_millis()
+            )),
+            Ok(Ok(_)) | Ok(Err(object_store::Error::NotFound { .. })) => Ok("reachable"),
+            Ok(Err(
+                object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. },
+            )) => Ok("reachable; it refused the probe access (check the credentials)"),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "storage readiness probe failed");
+                Err(describe(&e))
+            }
+        }
+    }
+
+    /// The probe's store: the backend's own setup for the bucket that the layout names first (the
+    /// shared bucket, or the per-owner template filled with a name no owner has), without retries
+    /// and with every timeout at most `limit`.
+    async fn probe_store(
+        &self,
+        limit: Duration,
+    ) -> std::result::Result<Arc<dyn object_store::ObjectStore>, String> {
+        if let Some(store) = self.probe_store.lock().clone() {
+            return Ok(store);
+        }
+        let bucket = match self.config.layout {
+            BucketLayout::Shared => self.config.shared_bucket.clone(),
+            BucketLayout::BucketPerOwner => self
+                .config
+                .bucket_template
+                .replace("{owner}", "wsd-readiness-probe"),
+        };
+        let bucket = if location::is_valid_bucket(&bucket) {
+            bucket
+        } else {
+            "wsd-readiness-probe".to_string()
+        };
+        let mut config = self.config.clone();
+        let secs = limit.as_millis().div_ceil(1000).max(1) as u64;
+        config.retry.max_retries = 0;
+        config.retry.timeout_secs = secs;
+        config.timeouts.connect_secs = config.timeouts.connect_secs.min(secs);
+        config.timeouts.request_secs = config.timeouts.request_secs.min(secs);
+        config.timeouts.read_secs = config.timeouts.read_secs.min(secs);
+        // Building HTTP clients blocks: off the async threads.
+        let backend = self.backend.clone();
+        let stores = tokio::task::spawn_blocking(move || backend.open_bucket(&bucket, &config))
+            .await
+            .map_err(|_| "the storage client could not be set up".to_string())?
+            .map_err(|e| e.to_string())?;
+        let store = stores.requests;
+        *self.probe_store.lock() = Some(store.clone());
+        Ok(store)
     }
 
     /// Metadata of an object, `None` when it does not exist.

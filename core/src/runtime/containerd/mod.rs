@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use wsd_proto::containerd::services::containers::v1::Container as ContainerdContainer;
@@ -23,6 +24,7 @@ use wsd_proto::wsdaemon::{AttachContainerRequest, DetachContainerRequest};
 
 use crate::call::CallContext;
 use crate::config::ContainerdConfig;
+use crate::health::ReadinessCheck;
 use crate::runtime::RuntimeService;
 use crate::sync::Mutex;
 use crate::workspace::store::{Lifecycle, Store, Workspace};
@@ -67,19 +69,6 @@ impl Discovery {
             connected: Mutex::new(None),
             in_sync: AtomicBool::new(false),
         }))
-    }
-
-    /// Whether containerd serves: connected, in sync, and answering now. For readiness.
-    pub(crate) async fn check(&self, timeout: Duration) -> Result<(), String> {
-        let client = self.connected.lock().clone();
-        let Some(client) = client.filter(|_| self.in_sync.load(Ordering::Acquire)) else {
-            return Err("not connected to containerd (reconnecting)".into());
-        };
-        match tokio::time::timeout(timeout, client.version()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(format!("containerd does not answer: {e}")),
-            Err(_) => Err("containerd does not answer in time".into()),
-        }
     }
 
     /// Follows containerd until `closing`: connects, lists, follows events; reconnects with
@@ -389,6 +378,26 @@ fn cgroups_path_of(container: &ContainerdContainer) -> String {
         }
         String::new()
     })
+}
+
+/// Readiness: containerd serves when discovery is connected, in sync, and containerd answers now.
+impl ReadinessCheck for Discovery {
+    fn name(&self) -> &'static str {
+        "containerd"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<String, String>> {
+        Box::pin(async move {
+            let client = self.connected.lock().clone();
+            let Some(client) = client.filter(|_| self.in_sync.load(Ordering::Acquire)) else {
+                return Err("not connected to containerd (reconnecting)".into());
+            };
+            match client.version().await {
+                Ok(version) => Ok(format!("following containerd {version}")),
+                Err(e) => Err(format!("containerd does not answer: {e}")),
+            }
+        })
+    }
 }
 
 impl Lifecycle for Discovery {
