@@ -339,3 +339,36 @@ async fn ready_follows_containerd_away_and_back() {
     node.containerd.start_again();
     wait_ready_status(&node, 200, "containerd: ok").await;
 }
+
+/// A rolling update: the daemon stops, containers come and go meanwhile, the new daemon picks up
+/// the persisted attachments and brings them in line with containerd.
+#[tokio::test]
+async fn a_restarted_daemon_keeps_what_still_runs_and_catches_up_with_the_rest() {
+    let mut node = Node::new();
+    node.start_daemon().await;
+    for id in ["ws-stay", "ws-leave", "ws-arrive"] {
+        node.init(id).await;
+    }
+    let stay = node.run_pod("ws-stay", "pod-stay", &[]);
+    let leave = node.run_pod("ws-leave", "pod-leave", &[]);
+    wait_attached(&node, "pod-stay-ws", "ws-stay", stay).await;
+    wait_attached(&node, "pod-leave-ws", "ws-leave", leave).await;
+
+    let daemon = node.daemon.as_mut().expect("daemon");
+    daemon.stop_with(nix::sys::signal::Signal::SIGTERM).await;
+    node.containerd.delete("pod-leave-ws");
+    let arrive = node.run_pod("ws-arrive", "pod-arrive", &[]);
+    node.daemon.as_mut().expect("daemon").restart().await;
+
+    wait_attached(&node, "pod-arrive-ws", "ws-arrive", arrive).await;
+    wait_detached(&node, "ws-leave").await;
+    let answer = node.call_inside("pod-stay-ws", "ws-stay");
+    assert!(is_ok(&answer), "{answer}");
+    let found_stay = node
+        .daemon()
+        .logs()
+        .lines()
+        .filter(|l| l.contains("found through containerd") && l.contains("ws-stay"))
+        .count();
+    assert_eq!(found_stay, 1, "attached again from its record, not anew");
+}
