@@ -5,12 +5,13 @@ For each kustomization given (deploy/kubernetes and the examples), it
   1. renders it (`kubectl kustomize` or `kustomize build`),
   2. validates every object against the Kubernetes schemas, strictly (unknown fields are errors),
   3. runs `ws-daemon --print-config` on the config file the DaemonSet mounts, with the
-     container's arguments and plain environment variables, so the effective configuration is
-     the one the pod would have (and a refused one fails here),
+     container's arguments and the plain environment variables of the image (deploy/Dockerfile)
+     and the container, so the effective configuration is the one the pod would have (and a
+     refused one fails here),
   4. checks that the objects agree with each other and with that configuration: ConfigMap and
      Secret keys, named ports, probe ports and paths, host paths, the update strategy.
-Then it breaks the first kustomization's objects on purpose, one way at a time, and expects each
-break to be reported (so a check that cannot fail does not pass).
+Then it breaks the first kustomization's objects or effective configuration on purpose, one way
+at a time, and expects each break to be reported (so a check that cannot fail does not pass).
 
 Prints one `ok` / `not ok` line per check and closing `# pass N` / `# fail N` lines (as node
 --test does); exits 1 if any check failed.
