@@ -22,6 +22,8 @@ command -v unshare >/dev/null || need_apt+=(util-linux)
 # SetupPairVeths writes its NAT rules with nft; its tests wire namespaces with ip.
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v ip >/dev/null || need_apt+=(iproute2)
+# deploy/check.sh validates the Kubernetes manifests with Python packages in a virtual environment.
+python3 -c 'import ensurepip, venv' 2>/dev/null || need_apt+=(python3 python3-venv)
 # Storage quota tests: btrfs on a loop device for real; XFS where the kernel has project quotas.
 command -v mkfs.btrfs >/dev/null || need_apt+=(btrfs-progs)
 command -v mkfs.xfs >/dev/null || need_apt+=(xfsprogs)
@@ -88,6 +90,9 @@ log "node addon (napi-rs): install, build, generated loader unchanged, node --te
 
 log "go binding (cgo): vet, go test, go test under GOGC=1"
 bash bindings-c/go/test.sh 2>&1 | tee -a "$results"
+
+log "deployment: Kubernetes manifests rendered, validated against the schemas, agreeing with the config"
+WSD_BIN="$CARGO_TARGET_DIR/debug/ws-daemon" bash deploy/check.sh 2>&1 | tee -a "$results"
 
 # One closing line over every test binary of the run.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
