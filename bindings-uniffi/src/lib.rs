@@ -1,0 +1,209 @@
+//! wsd-uniffi: the workspace daemon in-process for the languages uniffi generates bindings for
+//! (Python is shipped: `pip install ./bindings-uniffi`, `import ws_daemon`; Kotlin, Swift and Ruby
+//! sources generate from the same library). A thin adapter over core, like the other surfaces:
+//! a `Daemon` object with an async method per RPC (records generated from the contract's
+//! descriptors, see `build.rs`), a generic call with protobuf bytes or proto3 JSON through the
+//! shared dispatch, and one error type.
+
+mod error;
+mod typed;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use wsd_core::sync::Mutex;
+use wsd_core::{CallContext, EmbeddedDaemon};
+
+pub use error::WsdError;
+pub use typed::*;
+
+uniffi::setup_scaffolding!("ws_daemon");
+
+/// An RPC of the API contract.
+#[derive(uniffi::Record)]
+pub struct ApiMethod {
+    /// Full gRPC path, e.g. "/wsdaemon.WorkspaceContentService/InitWorkspace".
+    pub path: String,
+    /// Full service name, e.g. "wsdaemon.WorkspaceContentService".
+    pub service: String,
+    /// Method name, e.g. "InitWorkspace".
+    pub name: String,
+    /// Whether this daemon serves it (others answer UNIMPLEMENTED).
+    pub served: bool,
+}
+
+/// Every RPC of the contract, in the order of the .proto files.
+#[uniffi::export]
+pub fn methods() -> Result<Vec<ApiMethod>, WsdError> {
+    Ok(wsd_core::json::api_methods()?
+        .into_iter()
+        .map(|m| ApiMethod {
+            path: m.path,
+            service: m.service,
+            name: m.name,
+            served: m.served,
+        })
+        .collect())
+}
+
+/// The version of the daemon library.
+#[uniffi::export]
+pub fn version() -> String {
+    wsd_core::version().to_string()
+}
+
+/// Starts a daemon without blocking the caller's thread (the daemon's own threads start it).
+/// `config` is the server's configuration schema as TOML, or JSON (keys in snake_case or
+/// camelCase); "" means all defaults.
+#[uniffi::export]
+pub async fn start(config: String) -> Result<Arc<Daemon>, WsdError> {
+    let (tx, rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("wsd-start".into())
+        .spawn(move || {
+            let _ = tx.send(Daemon::new(config));
+        })
+        .map_err(|e| wsd_core::Error::Internal(format!("cannot start a thread: {e}")))?;
+    rx.await
+        .unwrap_or_else(|_| Err(wsd_core::Error::ShuttingDown.into()))
+}
+
+/// The workspace daemon with its own threads. Calls are async (they never block the caller's
+/// event loop); `close()` ends it, after which every call fails with UNAVAILABLE.
+#[derive(uniffi::Object)]
+pub struct Daemon {
+    inner: Mutex<Option<Arc<EmbeddedDaemon>>>,
+}
+
+/// The caller's deadline, `timeout_ms` from now (waits such as WaitForInit then end with
+/// DEADLINE_EXCEEDED; detached work such as an init goes on), and a cancellation that fires when
+/// the caller stops waiting (an asyncio task cancelled drops the call's future).
+fn context(timeout_ms: Option<u64>, cancel: &CancellationToken) -> CallContext {
+    let mut ctx = match timeout_ms {
+        Some(ms) => CallContext::with_timeout(Duration::from_millis(ms)),
+        None => CallContext::default(),
+    };
+    ctx.cancel = Some(cancel.clone());
+    ctx
+}
+
+#[uniffi::export]
+impl Daemon {
+    /// Starts a daemon, blocking the calling thread while it starts (see [`start`] for the
+    /// asynchronous way).
+    #[uniffi::constructor]
+    pub fn new(config: String) -> Result<Arc<Daemon>, WsdError> {
+        let config = EmbeddedDaemon::parse_config(&config)?;
+        let daemon = EmbeddedDaemon::start(config)?;
+        Ok(Arc::new(Daemon {
+            inner: Mutex::new(Some(Arc::new(daemon))),
+        }))
+    }
+
+    /// Calls the RPC at `method` (e.g. "/wsdaemon.WorkspaceContentService/InitWorkspace") with
+    /// an encoded protobuf request; answers the encoded response.
+    pub async fn call(
+        &self,
+        method: String,
+        request: Vec<u8>,
+        timeout_ms: Option<u64>,
+    ) -> Result<Vec<u8>, WsdError> {
+        self.run(move |core, cancel| async move {
+            core.call(&method, request.into(), context(timeout_ms, &cancel))
+                .await
+        })
+        .await
+    }
+
+    /// Calls the RPC at `method` with a request in the proto3 JSON mapping; answers the
+    /// response in the same mapping.
+    pub async fn call_json(
+        &self,
+        method: String,
+        request_json: String,
+        timeout_ms: Option<u64>,
+    ) -> Result<String, WsdError> {
+        self.run(move |core, cancel| async move {
+            core.call_json(&method, &request_json, context(timeout_ms, &cancel))
+                .await
+        })
+        .await
+    }
+
+    /// Stops accepting calls, lets in-flight work finish (up to `limits.shutdown_grace_secs`)
+    /// and stops the daemon's threads, without blocking the caller's. Idempotent.
+    pub async fn close(&self) {
+        let daemon = self.inner.lock().take();
+        if let Some(daemon) = daemon {
+            let (tx, rx) = oneshot::channel();
+            close_in_background(daemon, move || {
+                let _ = tx.send(());
+            });
+            let _ = rx.await;
+        }
+    }
+
+    /// Whether `close()` was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().is_none()
+    }
+}
+
+impl Daemon {
+    /// Runs `work` on the core daemon: polled once on the calling thread (most calls end there),
+    /// the rest on the daemon's threads. A closed daemon answers UNAVAILABLE.
+    async fn run<T, F>(
+        &self,
+        work: impl FnOnce(wsd_core::Daemon, CancellationToken) -> F,
+    ) -> Result<T, WsdError>
+    where
+        T: Send + 'static,
+        F: Future<Output = wsd_core::Result<T>> + Send + 'static,
+    {
+        let Some(daemon) = self.inner.lock().clone() else {
+            return Err(wsd_core::Error::ShuttingDown.into());
+        };
+        let cancel = CancellationToken::new();
+        // Dropped with this future: the caller stopped waiting, so the call's waits end.
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let work = work(daemon.daemon().clone(), cancel);
+        match daemon.run_or_spawn(work) {
+            Ok(result) => result.map_err(Into::into),
+            Err(pending) => {
+                let (tx, rx) = oneshot::channel();
+                pending.on_done(move |result| {
+                    let _ = tx.send(result);
+                });
+                rx.await
+                    .unwrap_or(Err(wsd_core::Error::ShuttingDown))
+                    .map_err(Into::into)
+            }
+        }
+    }
+}
+
+/// Closing joins the daemon's runtime and waits up to the grace time: never on a caller's thread
+/// nor inside an async runtime, so on a thread of its own.
+fn close_in_background(daemon: Arc<EmbeddedDaemon>, done: impl FnOnce() + Send + 'static) {
+    let spawned = std::thread::Builder::new()
+        .name("wsd-close".into())
+        .spawn(move || {
+            daemon.close();
+            done();
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start a thread to close the daemon");
+    }
+}
+
+impl Drop for Daemon {
+    /// A daemon collected without `close()` is closed off the caller's thread.
+    fn drop(&mut self) {
+        if let Some(daemon) = self.inner.get_mut().take() {
+            close_in_background(daemon, || {});
+        }
+    }
+}
