@@ -91,6 +91,9 @@ log "node addon (napi-rs): install, build, generated loader unchanged, node --te
 log "go binding (cgo): vet, go test, go test under GOGC=1"
 bash bindings-c/go/test.sh 2>&1 | tee -a "$results"
 
+log "python binding (uniffi): venv, install, pytest"
+bash bindings-uniffi/test.sh 2>&1 | tee -a "$results"
+
 log "deployment: Kubernetes manifests rendered, validated against the schemas, agreeing with the config"
 WSD_BIN="$CARGO_TARGET_DIR/debug/ws-daemon" bash deploy/check.sh 2>&1 | tee -a "$results"
 
@@ -98,4 +101,5 @@ WSD_BIN="$CARGO_TARGET_DIR/debug/ws-daemon" bash deploy/check.sh 2>&1 | tee -a "
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      /^# pass / { p += $3 } /^# fail / { f += $3 }
      /^--- PASS/ { p++ } /^--- FAIL/ { f++ }
+     /^=+ .* in [0-9.]+s( \([0-9:.]+\))? =+$/ { for (i = 3; i < NF; i++) { if ($i ~ /^passed,?$/) p += $(i-1); if ($i ~ /^(failed|errors?),?$/) f += $(i-1) } }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$results"
