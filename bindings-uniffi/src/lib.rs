@@ -105,6 +105,7 @@ impl Daemon {
 
     /// Calls the RPC at `method` (e.g. "/wsdaemon.WorkspaceContentService/InitWorkspace") with
     /// an encoded protobuf request; answers the encoded response.
+    #[uniffi::method(default(timeout_ms = None))]
     pub async fn call(
         &self,
         method: String,
@@ -120,6 +121,7 @@ impl Daemon {
 
     /// Calls the RPC at `method` with a request in the proto3 JSON mapping; answers the
     /// response in the same mapping.
+    #[uniffi::method(default(timeout_ms = None))]
     pub async fn call_json(
         &self,
         method: String,

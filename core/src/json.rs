@@ -66,6 +66,24 @@ pub fn response_to_json(path: &str, bytes: &[u8]) -> Result<String> {
     String::from_utf8(out.into_inner()).map_err(Error::internal)
 }
 
+/// Converts protobuf response bytes of `path` into the JSON that typed surfaces deserialize into
+/// records named after the proto fields (uniffi): proto field names, every field present (also
+/// defaults), enums by number, 64-bit integers as numbers.
+pub fn response_to_record_json(path: &str, bytes: &[u8]) -> Result<String> {
+    let (_, output) = method_types(path)?;
+    let message = DynamicMessage::decode(output, bytes).map_err(Error::internal)?;
+    let options = SerializeOptions::new()
+        .use_proto_field_name(true)
+        .skip_default_fields(false)
+        .use_enum_numbers(true)
+        .stringify_64_bit_integers(false);
+    let mut out = serde_json::Serializer::new(Vec::new());
+    message
+        .serialize_with_options(&mut out, &options)
+        .map_err(Error::internal)?;
+    String::from_utf8(out.into_inner()).map_err(Error::internal)
+}
+
 /// One RPC of the API contract (all services of the .proto files, served or not).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiMethod {
