@@ -88,6 +88,16 @@ def init_request(id: str, meta_id: str, initializer: Optional[Dict[str, Any]] = 
     }
 
 
+def init(id: str, meta_id: str, initializer: Optional[ws_daemon.WorkspaceInitializer] = None, **extra: Any) -> ws_daemon.InitWorkspaceRequest:
+    """A typed InitWorkspace request of owner-1 (an empty workspace unless `initializer`)."""
+    return ws_daemon.InitWorkspaceRequest(
+        id=id,
+        metadata=ws_daemon.WorkspaceMetadata(owner="owner-1", meta_id=meta_id),
+        initializer=initializer or ws_daemon.WorkspaceInitializer(empty=ws_daemon.EmptyInitializer()),
+        **extra,
+    )
+
+
 def snapshot_tree(root: Path, skip: tuple = (".gitpod",)) -> Dict[str, Dict[str, Any]]:
     """Every entry below `root`: mode, mtime (ns), and the content hash or link target."""
     out: Dict[str, Dict[str, Any]] = {}

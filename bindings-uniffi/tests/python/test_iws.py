@@ -16,7 +16,7 @@ from typing import Iterator, List, Tuple
 import pytest
 
 import ws_daemon
-from conftest import Ticker, binary, call, config, init_request, raises, run
+from conftest import Ticker, binary, call, config, init, raises, run
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts)")
 
@@ -83,9 +83,9 @@ def test_a_container_process_calls_the_workspace_socket_hosted_by_python(scratch
     async def main() -> None:
         d = ws_daemon.Daemon(config(scratch))
         try:
-            await call(d, "InitWorkspace", init_request("ws-iws", "m-iws"))
+            await d.init_workspace(init("ws-iws", "m-iws"))
             socket = scratch / "area/ws-iws-daemon/daemon.sock"
-            await call(d, "AttachContainer", {"id": "ws-iws", "pid": str(container), "cgroupPath": ""})
+            await d.attach_container(ws_daemon.AttachContainerRequest(id="ws-iws", pid=container))
             assert socket.is_socket()
             target = scratch / "proc-target"
             target.mkdir()
@@ -117,8 +117,8 @@ def test_a_container_process_calls_the_workspace_socket_hosted_by_python(scratch
                 assert str(target) not in mounts_of(container)
             assert ticker.ticks >= 1 and ticker.max_gap < 0.2, f"the event loop stalled {ticker.max_gap:.3f} s"
 
-            assert await call(d, "DetachContainer", {"id": "ws-iws"}) == {}
-            assert await call(d, "DisposeWorkspace", {"id": "ws-iws"}) == {}
+            await d.detach_container(ws_daemon.DetachContainerRequest(id="ws-iws"))
+            await d.dispose_workspace(ws_daemon.DisposeWorkspaceRequest(id="ws-iws"))
         finally:
             await d.close()
 

@@ -12,7 +12,7 @@ from typing import Iterator
 import pytest
 
 import ws_daemon
-from conftest import Ticker, call, init_request, raises, run, snapshot_tree, start_process
+from conftest import Ticker, init, raises, run, snapshot_tree, start_process
 
 ACCESS_KEY = "wsd-py-access"
 SECRET_KEY = "wsd-py-secret-0123456789"
@@ -56,7 +56,7 @@ def test_backup_through_s3_restores_on_another_daemon(scratch: Path, s3: str) ->
         a = await ws_daemon.start(s3_config(scratch, "py-a", s3))
         b = await ws_daemon.start(s3_config(scratch, "py-b", s3))
         try:
-            await call(a, "InitWorkspace", init_request("ws-a", "meta-a"))
+            await a.init_workspace(init("ws-a", "meta-a"))
             content = scratch / "py-a/ws-a"
             (content / "src").mkdir()
             (content / "src/main.rs").write_text("fn main() {}\n")
@@ -66,15 +66,16 @@ def test_backup_through_s3_restores_on_another_daemon(scratch: Path, s3: str) ->
             original = snapshot_tree(content)
 
             async with Ticker() as ticker:
-                backup = await call(a, "BackupWorkspace", {"id": "ws-a"})
-            assert backup == {"url": "workspaces/meta-a/full.tar.zst@gitpod-user-owner-1"}
+                backup = await a.backup_workspace(ws_daemon.BackupWorkspaceRequest(id="ws-a"))
+            assert backup.url == "workspaces/meta-a/full.tar.zst@gitpod-user-owner-1"
             assert ticker.ticks >= 1 and ticker.max_gap < 0.2, f"the event loop stalled {ticker.max_gap:.3f} s"
-            assert await call(a, "DisposeWorkspace", {"id": "ws-a", "backup": True}) == {}
+            await a.dispose_workspace(ws_daemon.DisposeWorkspaceRequest(id="ws-a", backup=True))
             stored = list((scratch / "s3").rglob("full.tar.zst"))
             assert len(stored) == 1 and stored[0].stat().st_size > 12 << 20, stored
 
-            await call(b, "InitWorkspace", init_request("ws-b", "meta-a", {"backup": {}}))
-            await call(b, "WaitForInit", {"id": "ws-b"})
+            from_backup = ws_daemon.WorkspaceInitializer(backup=ws_daemon.FromBackupInitializer())
+            await b.init_workspace(init("ws-b", "meta-a", from_backup))
+            await b.wait_for_init(ws_daemon.WaitForInitRequest(id="ws-b"))
             assert snapshot_tree(scratch / "py-b/ws-b") == original
         finally:
             await a.close()
@@ -86,11 +87,11 @@ def test_backup_through_s3_restores_on_another_daemon(scratch: Path, s3: str) ->
 def test_a_wrong_secret_is_data_loss_with_a_readable_message(scratch: Path, s3: str) -> None:
     async def main() -> None:
         good = await ws_daemon.start(s3_config(scratch, "py", s3))
-        await call(good, "InitWorkspace", init_request("ws", "meta"))
+        await good.init_workspace(init("ws", "meta"))
         await good.close()
         wrong = await ws_daemon.start(s3_config(scratch, "py", s3, secret="not-the-secret"))
         try:
-            e = await raises(call(wrong, "BackupWorkspace", {"id": "ws"}), "DATA_LOSS")
+            e = await raises(wrong.backup_workspace(ws_daemon.BackupWorkspaceRequest(id="ws")), "DATA_LOSS")
             assert "SignatureDoesNotMatch" in e.message
             assert "not-the-secret" not in e.message and "127.0.0.1" not in e.message
         finally:
