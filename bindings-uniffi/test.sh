@@ -3,12 +3,16 @@
 # builds and installs the ws_daemon package into it with the dev profile (so it reuses the debug
 # build of the cargo target folder), then runs pytest. Run by scripts/test-all.sh; alone:
 #   bash bindings-uniffi/test.sh [pytest arguments]
-# The tests also run the debug ws-daemon, iws-client and uniffi-bindgen binaries
-# (cargo build --workspace first) and s3s-fs from $WSD_S3S_FS (scripts/install-s3s-fs.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ws-daemon/target}"
+# What the tests run besides the package: the bindings generator and the library it reads, the
+# in-workspace client, the S3 test server (each a no-op when up to date or installed).
+cargo build --locked --quiet -p wsd-uniffi --lib --bin uniffi-bindgen
+cargo build --locked --quiet -p wsd-tests --bin iws-client
+WSD_S3S_FS="${WSD_S3S_FS:-$(scripts/install-s3s-fs.sh)}"
+export WSD_S3S_FS
 python="$(scripts/install-python-env.sh)"
 # The build backend runs the environment's maturin by name.
 export PATH="$(dirname "$python"):$PATH"
