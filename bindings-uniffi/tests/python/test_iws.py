@@ -44,7 +44,9 @@ def container() -> Iterator[int]:
             except OSError:
                 pass
             time.sleep(0.01)
-        assert init, f"unshare started no container: {unshare.stderr.read() if unshare.poll() is not None else ''}"
+        if not init:
+            why = unshare.stderr.read().decode(errors="replace") if unshare.poll() is not None and unshare.stderr else ""
+            raise AssertionError(f"unshare started no container: {why}")
         yield init
     finally:
         # Killed first, the init is reaped by unshare (which waits for it), then unshare ends.
