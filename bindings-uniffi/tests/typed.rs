@@ -104,7 +104,23 @@ fn records_travel_through_the_dispatch_and_back() {
             .await
             .expect_err("no metadata");
         assert_eq!(code(err), "INVALID_ARGUMENT");
+        // The blocking twins answer the same.
+        let blocking = d.clone().blocking();
+        let exists = blocking
+            .is_workspace_exists(IsWorkspaceExistsRequest { id: "ws2".into() }, None)
+            .expect("exists, blocking");
+        assert!(exists.exists);
+        let err = blocking
+            .wait_for_init(WaitForInitRequest { id: "nope".into() }, None)
+            .expect_err("unknown workspace, blocking");
+        assert_eq!(code(err), "NOT_FOUND");
+
         d.close().await;
+        assert!(blocking.is_closed());
+        let err = blocking
+            .is_workspace_exists(IsWorkspaceExistsRequest { id: "ws2".into() }, None)
+            .expect_err("closed, blocking");
+        assert_eq!(code(err), "UNAVAILABLE");
         let err = d
             .is_workspace_exists(IsWorkspaceExistsRequest { id: "ws2".into() }, None)
             .await
