@@ -25,8 +25,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             writeln!(
                 methods,
                 "    /// `{path}`: see the README and the behaviour spec.\n    \
-                 #[uniffi::method(default(timeout_ms = None))]\n    \
-                 pub async fn {name}(&self, request: {input}, timeout_ms: Option<u64>) -> Result<{output}, WsdError> {{\n        \
+                 #[uniffi::method(default(timeout_ms = 0))]\n    \
+                 pub async fn {name}(&self, request: {input}, timeout_ms: u64) -> Result<{output}, WsdError> {{\n        \
                  self.typed(\"{path}\", request, timeout_ms).await\n    }}\n",
                 name = snake_case(method.name()),
                 input = record_name(&method.input()),
@@ -35,8 +35,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             writeln!(
                 blocking,
                 "    /// `{path}`, blocking the calling thread until it answers.\n    \
-                 #[uniffi::method(default(timeout_ms = None))]\n    \
-                 pub fn {name}(&self, request: {input}, timeout_ms: Option<u64>) -> Result<{output}, WsdError> {{\n        \
+                 #[uniffi::method(default(timeout_ms = 0))]\n    \
+                 pub fn {name}(&self, request: {input}, timeout_ms: u64) -> Result<{output}, WsdError> {{\n        \
                  self.daemon.typed_blocking(\"{path}\", request, timeout_ms)\n    }}\n",
                 name = snake_case(method.name()),
                 input = record_name(&method.input()),

@@ -78,13 +78,14 @@ pub struct Daemon {
     inner: Mutex<Option<Arc<EmbeddedDaemon>>>,
 }
 
-/// The caller's deadline, `timeout_ms` from now (waits such as WaitForInit then end with
-/// DEADLINE_EXCEEDED; detached work such as an init goes on), and for async calls a cancellation
+/// The caller's deadline, `timeout_ms` from now, 0 for none (waits such as WaitForInit then end
+/// with DEADLINE_EXCEEDED; detached work such as an init goes on; a plain integer rather than an
+/// optional one, which uniffi passes through a heap buffer), and for async calls a cancellation
 /// that fires when the caller stops waiting (an asyncio task cancelled drops the call's future).
-fn context(timeout_ms: Option<u64>, cancel: Option<CancellationToken>) -> CallContext {
+fn context(timeout_ms: u64, cancel: Option<CancellationToken>) -> CallContext {
     let mut ctx = match timeout_ms {
-        Some(ms) => CallContext::with_timeout(Duration::from_millis(ms)),
-        None => CallContext::default(),
+        0 => CallContext::default(),
+        ms => CallContext::with_timeout(Duration::from_millis(ms)),
     };
     ctx.cancel = cancel;
     ctx
@@ -105,12 +106,12 @@ impl Daemon {
 
     /// Calls the RPC at `method` (e.g. "/wsdaemon.WorkspaceContentService/InitWorkspace") with
     /// an encoded protobuf request; answers the encoded response.
-    #[uniffi::method(default(timeout_ms = None))]
+    #[uniffi::method(default(timeout_ms = 0))]
     pub async fn call(
         &self,
         method: String,
         request: Vec<u8>,
-        timeout_ms: Option<u64>,
+        timeout_ms: u64,
     ) -> Result<Vec<u8>, WsdError> {
         self.run(move |core, cancel| async move {
             core.call(&method, request.into(), context(timeout_ms, Some(cancel)))
@@ -121,12 +122,12 @@ impl Daemon {
 
     /// Calls the RPC at `method` with a request in the proto3 JSON mapping; answers the
     /// response in the same mapping.
-    #[uniffi::method(default(timeout_ms = None))]
+    #[uniffi::method(default(timeout_ms = 0))]
     pub async fn call_json(
         &self,
         method: String,
         request_json: String,
-        timeout_ms: Option<u64>,
+        timeout_ms: u64,
     ) -> Result<String, WsdError> {
         self.run(move |core, cancel| async move {
             core.call_json(&method, &request_json, context(timeout_ms, Some(cancel)))
@@ -171,23 +172,23 @@ pub struct BlockingDaemon {
 #[uniffi::export]
 impl BlockingDaemon {
     /// [`Daemon::call`], blocking.
-    #[uniffi::method(default(timeout_ms = None))]
+    #[uniffi::method(default(timeout_ms = 0))]
     pub fn call(
         &self,
         method: String,
         request: Vec<u8>,
-        timeout_ms: Option<u64>,
+        timeout_ms: u64,
     ) -> Result<Vec<u8>, WsdError> {
         self.daemon.call_blocking(method, request, timeout_ms)
     }
 
     /// [`Daemon::call_json`], blocking.
-    #[uniffi::method(default(timeout_ms = None))]
+    #[uniffi::method(default(timeout_ms = 0))]
     pub fn call_json(
         &self,
         method: String,
         request_json: String,
-        timeout_ms: Option<u64>,
+        timeout_ms: u64,
     ) -> Result<String, WsdError> {
         self.daemon.block(move |core| async move {
             let ctx = context(timeout_ms, None);
@@ -226,7 +227,7 @@ impl Daemon {
         &self,
         method: String,
         request: Vec<u8>,
-        timeout_ms: Option<u64>,
+        timeout_ms: u64,
     ) -> Result<Vec<u8>, WsdError> {
         self.block(move |core| async move {
             let ctx = context(timeout_ms, None);

@@ -24,7 +24,7 @@ impl Daemon {
         &self,
         path: &'static str,
         request: Req,
-        timeout_ms: Option<u64>,
+        timeout_ms: u64,
     ) -> Result<Resp, WsdError> {
         let json = serde_json::to_string(&request).map_err(internal)?;
         let bytes = wsd_core::json::request_from_json(path, &json)?;
@@ -38,7 +38,7 @@ impl Daemon {
         &self,
         path: &'static str,
         request: Req,
-        timeout_ms: Option<u64>,
+        timeout_ms: u64,
     ) -> Result<Resp, WsdError> {
         let json = serde_json::to_string(&request).map_err(internal)?;
         let bytes = wsd_core::json::request_from_json(path, &json)?;
