@@ -1,7 +1,7 @@
 //! Generates the typed half of the bindings from the contract's descriptors: a uniffi record per
 //! message that the `wsdaemon` services take or answer (and the messages inside them), named
 //! after the message and with the proto field names, and one async method per RPC of those
-//! services. Records travel as JSON through core's converters (`request_from_json`,
+//! services (on `Daemon`) plus its blocking twin (on `BlockingDaemon`). Records travel as JSON through core's converters (`request_from_json`,
 //! `response_to_record_json`), so the generated code holds no conversion logic.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pool = DescriptorPool::decode(wsd_proto::FILE_DESCRIPTOR_SET)?;
     let mut messages = BTreeMap::new();
     let mut methods = String::new();
+    let mut blocking = String::new();
     for service in pool.services().filter(|s| s.package_name() == PACKAGE) {
         for method in service.methods() {
             collect(&method.input(), &mut messages);
@@ -24,9 +25,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             writeln!(
                 methods,
                 "    /// `{path}`: see the README and the behaviour spec.\n    \
-                 #[uniffi::method(default(timeout_ms = None))]\n    \
-                 pub async fn {name}(&self, request: {input}, timeout_ms: Option<u64>) -> Result<{output}, WsdError> {{\n        \
+                 #[uniffi::method(default(timeout_ms = 0))]\n    \
+                 pub async fn {name}(&self, request: {input}, timeout_ms: u64) -> Result<{output}, WsdError> {{\n        \
                  self.typed(\"{path}\", request, timeout_ms).await\n    }}\n",
+                name = snake_case(method.name()),
+                input = record_name(&method.input()),
+                output = record_name(&method.output()),
+            )?;
+            writeln!(
+                blocking,
+                "    /// `{path}`, blocking the calling thread until it answers.\n    \
+                 #[uniffi::method(default(timeout_ms = 0))]\n    \
+                 pub fn {name}(&self, request: {input}, timeout_ms: u64) -> Result<{output}, WsdError> {{\n        \
+                 self.daemon.typed_blocking(\"{path}\", request, timeout_ms)\n    }}\n",
                 name = snake_case(method.name()),
                 input = record_name(&method.input()),
                 output = record_name(&method.output()),
@@ -39,6 +50,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         record(message, &mut out)?;
     }
     writeln!(out, "#[uniffi::export]\nimpl Daemon {{\n{methods}}}")?;
+    writeln!(
+        out,
+        "#[uniffi::export]\nimpl BlockingDaemon {{\n{blocking}}}"
+    )?;
     let dest = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("typed.rs");
     std::fs::write(dest, out)?;
     Ok(())

@@ -9,7 +9,7 @@ use crate::{Daemon, WsdError};
 // Field names are the wire's (one is `upstream_Remote_uri`).
 #[allow(non_snake_case)]
 mod generated {
-    use crate::{Daemon, WsdError};
+    use crate::{BlockingDaemon, Daemon, WsdError};
     include!(concat!(env!("OUT_DIR"), "/typed.rs"));
 }
 pub use generated::*;
@@ -24,11 +24,25 @@ impl Daemon {
         &self,
         path: &'static str,
         request: Req,
-        timeout_ms: Option<u64>,
+        timeout_ms: u64,
     ) -> Result<Resp, WsdError> {
         let json = serde_json::to_string(&request).map_err(internal)?;
         let bytes = wsd_core::json::request_from_json(path, &json)?;
         let response = self.call(path.to_string(), bytes, timeout_ms).await?;
+        let json = wsd_core::json::response_to_record_json(path, &response)?;
+        serde_json::from_str(&json).map_err(internal)
+    }
+
+    /// The same call, blocking the calling thread.
+    pub(crate) fn typed_blocking<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &'static str,
+        request: Req,
+        timeout_ms: u64,
+    ) -> Result<Resp, WsdError> {
+        let json = serde_json::to_string(&request).map_err(internal)?;
+        let bytes = wsd_core::json::request_from_json(path, &json)?;
+        let response = self.call_blocking(path.to_string(), bytes, timeout_ms)?;
         let json = wsd_core::json::response_to_record_json(path, &response)?;
         serde_json::from_str(&json).map_err(internal)
     }

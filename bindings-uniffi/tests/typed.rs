@@ -41,20 +41,20 @@ fn records_travel_through_the_dispatch_and_back() {
             empty: Some(EmptyInitializer {}),
             ..Default::default()
         };
-        d.init_workspace(init_request("ws1", empty.clone()), None)
+        d.init_workspace(init_request("ws1", empty.clone()), 0)
             .await
             .expect("init");
-        d.wait_for_init(WaitForInitRequest { id: "ws1".into() }, None)
+        d.wait_for_init(WaitForInitRequest { id: "ws1".into() }, 0)
             .await
             .expect("wait");
         std::fs::write(dir.path().join("wa/ws1/hello.txt"), "hello").expect("write");
         let backup = d
-            .backup_workspace(BackupWorkspaceRequest { id: "ws1".into() }, None)
+            .backup_workspace(BackupWorkspaceRequest { id: "ws1".into() }, 0)
             .await
             .expect("backup");
         assert!(backup.url.contains("meta-ws1"), "{backup:?}");
         let state = d
-            .workspace_state(WorkspaceStateRequest { id: "ws1".into() }, None)
+            .workspace_state(WorkspaceStateRequest { id: "ws1".into() }, 0)
             .await
             .expect("state");
         assert_eq!(state.state, 2, "AVAILABLE: {state:?}");
@@ -79,17 +79,17 @@ fn records_travel_through_the_dispatch_and_back() {
         if let Some(m) = request.metadata.as_mut() {
             m.meta_id = "meta-ws1".into();
         }
-        d.init_workspace(request, None).await.expect("restore");
+        d.init_workspace(request, 0).await.expect("restore");
         let restored = std::fs::read_to_string(dir.path().join("wa/ws2/hello.txt"));
         assert_eq!(restored.ok().as_deref(), Some("hello"));
 
         let exists = d
-            .is_workspace_exists(IsWorkspaceExistsRequest { id: "ws2".into() }, None)
+            .is_workspace_exists(IsWorkspaceExistsRequest { id: "ws2".into() }, 0)
             .await
             .expect("exists");
         assert!(exists.exists);
         let err = d
-            .wait_for_init(WaitForInitRequest { id: "nope".into() }, None)
+            .wait_for_init(WaitForInitRequest { id: "nope".into() }, 0)
             .await
             .expect_err("unknown workspace");
         assert_eq!(code(err), "NOT_FOUND");
@@ -99,14 +99,30 @@ fn records_travel_through_the_dispatch_and_back() {
                     id: "ws3".into(),
                     ..Default::default()
                 },
-                None,
+                0,
             )
             .await
             .expect_err("no metadata");
         assert_eq!(code(err), "INVALID_ARGUMENT");
+        // The blocking twins answer the same.
+        let blocking = d.clone().blocking();
+        let exists = blocking
+            .is_workspace_exists(IsWorkspaceExistsRequest { id: "ws2".into() }, 0)
+            .expect("exists, blocking");
+        assert!(exists.exists);
+        let err = blocking
+            .wait_for_init(WaitForInitRequest { id: "nope".into() }, 0)
+            .expect_err("unknown workspace, blocking");
+        assert_eq!(code(err), "NOT_FOUND");
+
         d.close().await;
+        assert!(blocking.is_closed());
+        let err = blocking
+            .is_workspace_exists(IsWorkspaceExistsRequest { id: "ws2".into() }, 0)
+            .expect_err("closed, blocking");
+        assert_eq!(code(err), "UNAVAILABLE");
         let err = d
-            .is_workspace_exists(IsWorkspaceExistsRequest { id: "ws2".into() }, None)
+            .is_workspace_exists(IsWorkspaceExistsRequest { id: "ws2".into() }, 0)
             .await
             .expect_err("closed");
         assert_eq!(code(err), "UNAVAILABLE");
