@@ -72,7 +72,7 @@ def daemon(scratch: Path) -> Iterator[ws_daemon.Daemon]:
 
 
 async def call(
-    d: ws_daemon.Daemon, method: str, request: Dict[str, Any], timeout_ms: Optional[int] = None
+    d: ws_daemon.Daemon, method: str, request: Dict[str, Any], timeout_ms: int = 0
 ) -> Dict[str, Any]:
     """A call in the proto3 JSON mapping; `method` is a full path or an RPC's name."""
     path = method if method.startswith("/") else PATHS[method]

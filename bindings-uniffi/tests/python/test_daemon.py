@@ -83,11 +83,11 @@ def test_init_backup_dispose_restore_compare(daemon: w.Daemon, scratch: Path) ->
 def test_generic_calls_with_json_and_protobuf_bytes(daemon: w.Daemon) -> None:
     async def main() -> None:
         path = "/wsdaemon.WorkspaceContentService/IsWorkspaceExists"
-        assert await daemon.call(path, b"\x0a\x02ws", None) == b""
-        assert await daemon.call_json(path, '{"id": "ws"}', None) == "{}"
+        assert await daemon.call(path, b"\x0a\x02ws") == b""
+        assert await daemon.call_json(path, '{"id": "ws"}') == "{}"
         assert await call(daemon, "InitWorkspace", init_request("ws", "m")) == {}
-        assert await daemon.call(path, b"\x0a\x02ws", None) == b"\x08\x01"
-        assert json.loads(await daemon.call_json(path, '{"id": "ws"}', None)) == {"exists": True}
+        assert await daemon.call(path, b"\x0a\x02ws") == b"\x08\x01"
+        assert json.loads(await daemon.call_json(path, '{"id": "ws"}')) == {"exists": True}
         assert await call(daemon, "WorkspaceState", {"id": "ws"}) == {"state": "AVAILABLE"}
 
     run(main())
@@ -113,8 +113,8 @@ def test_each_error_code_is_a_wsd_error(daemon: w.Daemon, scratch: Path) -> None
         )
         await raises(d.init_workspace(init("ws", "m", initializer(download=bad_digest))), "INVALID_ARGUMENT")
         await raises(call(d, "IsWorkspaceExists", {"id": 42}), "INVALID_ARGUMENT")
-        await raises(d.call_json(EXISTS, "{not json", None), "INVALID_ARGUMENT")
-        await raises(d.call(EXISTS, b"\x0a\xff", None), "INVALID_ARGUMENT")
+        await raises(d.call_json(EXISTS, "{not json"), "INVALID_ARGUMENT")
+        await raises(d.call(EXISTS, b"\x0a\xff"), "INVALID_ARGUMENT")
 
         # NOT_FOUND: unknown workspaces and snapshots.
         await raises(d.wait_for_init(w.WaitForInitRequest(id="nope")), "NOT_FOUND", "workspace_not_found")
@@ -141,8 +141,8 @@ def test_each_error_code_is_a_wsd_error(daemon: w.Daemon, scratch: Path) -> None
         assert await d.dispose_workspace(w.DisposeWorkspaceRequest(id="ws")) == w.DisposeWorkspaceResponse(), "twice is OK"
 
         # UNIMPLEMENTED: a method outside the contract.
-        await raises(d.call("/nope.Service/Nope", b"", None), "UNIMPLEMENTED", "unknown_method")
-        await raises(d.call_json("/nope.Service/Nope", "{}", None), "UNIMPLEMENTED", "unknown_method")
+        await raises(d.call("/nope.Service/Nope", b""), "UNIMPLEMENTED", "unknown_method")
+        await raises(d.call_json("/nope.Service/Nope", "{}"), "UNIMPLEMENTED", "unknown_method")
 
     run(main())
 
@@ -206,8 +206,8 @@ def test_unavailable_after_close(scratch: Path) -> None:
         assert d.is_closed()
         await d.close()  # idempotent
         await raises(d.is_workspace_exists(w.IsWorkspaceExistsRequest(id="ws")), "UNAVAILABLE", "shutting_down")
-        await raises(d.call_json(EXISTS, '{"id": "ws"}', None), "UNAVAILABLE", "shutting_down")
-        await raises(d.call(EXISTS, b"", None), "UNAVAILABLE", "shutting_down")
+        await raises(d.call_json(EXISTS, '{"id": "ws"}'), "UNAVAILABLE", "shutting_down")
+        await raises(d.call(EXISTS, b""), "UNAVAILABLE", "shutting_down")
 
     run(main())
 
@@ -307,3 +307,21 @@ def test_the_ticker_sees_a_blocked_loop() -> None:
         assert ticker.max_gap >= 0.3
 
     run(main())
+
+
+def test_blocking_twin_for_programs_without_an_event_loop(scratch: Path) -> None:
+    # No event loop at all: the blocking twin's methods return their results directly.
+    d = w.Daemon(config(scratch)).blocking()
+    assert d.init_workspace(init("ws", "m")) == w.InitWorkspaceResponse()
+    assert d.is_workspace_exists(w.IsWorkspaceExistsRequest(id="ws")).exists is True
+    assert d.backup_workspace(w.BackupWorkspaceRequest(id="ws")).url == "workspaces/m/full.tar.zst@gitpod-user-owner-1"
+    assert d.call(EXISTS, b"\x0a\x02ws") == b"\x08\x01"
+    assert json.loads(d.call_json(EXISTS, '{"id": "ws"}')) == {"exists": True}
+    with pytest.raises(w.WsdError) as info:
+        d.wait_for_init(w.WaitForInitRequest(id="nope"))
+    assert (info.value.code, info.value.reason) == ("NOT_FOUND", "workspace_not_found")
+    d.close()
+    assert d.is_closed()
+    with pytest.raises(w.WsdError) as info:
+        d.is_workspace_exists(w.IsWorkspaceExistsRequest(id="ws"))
+    assert info.value.code == "UNAVAILABLE"

@@ -24,8 +24,8 @@ async def main() -> None:
     exists: bool = (await d.is_workspace_exists(w.IsWorkspaceExistsRequest(id="ws1"))).exists
     state: int = (await d.workspace_state(w.WorkspaceStateRequest(id="ws1"))).state
     size: int = (await d.snapshot_status(w.SnapshotStatusRequest(url=url))).size_bytes
-    raw: bytes = await d.call("/wsdaemon.WorkspaceContentService/IsWorkspaceExists", b"", None)
-    text: str = await d.call_json("/wsdaemon.WorkspaceContentService/IsWorkspaceExists", "{}", 500)
+    raw: bytes = await d.call("/wsdaemon.WorkspaceContentService/IsWorkspaceExists", b"")
+    text: str = await d.call_json("/wsdaemon.WorkspaceContentService/IsWorkspaceExists", "{}", timeout_ms=500)
     names: list[str] = [m.path for m in w.methods()]
     closed: bool = d.is_closed()
     await d.close()
