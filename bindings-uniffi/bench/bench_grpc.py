@@ -2,9 +2,10 @@
 ws-daemon server, same run. Run by scripts/bench-python.sh (release builds); alone:
     WSD_BIN=<target>/release/ws-daemon python bench_grpc.py [calls]
 IsWorkspaceExists of an unknown id, and WorkspaceState of a workspace that exists; each in-process
-through the typed method and through `call` with protobuf bytes (awaited on an asyncio loop), over
-gRPC with the same bytes (grpcio's generic unary call, no generated stubs), both with the blocking
-client (grpcio's fastest) and with grpc.aio (what an asyncio program uses).
+through the typed method and through `call` with protobuf bytes, awaited on an asyncio loop and
+with the blocking twin (`Daemon.blocking()`); over gRPC with the same bytes (grpcio's generic unary
+call, no generated stubs), with the blocking client and with grpc.aio (what an asyncio program
+uses).
 """
 
 from __future__ import annotations
@@ -103,24 +104,29 @@ async def main(calls: int) -> None:
         exists_aio = aio_channel.unary_unary(EXISTS)
         state_aio = aio_channel.unary_unary(STATE)
         channel.unary_unary(INIT)(init_bytes("bench-ws"), timeout=30)
-        await d.call(INIT, init_bytes("bench-ws"), None)
+        await d.call(INIT, init_bytes("bench-ws"))
 
         exists = field(1, b"bench")
         state = field(1, b"bench-ws")
-        assert exists_rpc(exists, timeout=5) == await d.call(EXISTS, exists, None) == b""
-        assert state_rpc(state, timeout=5) == await d.call(STATE, state, None) == b"\x08\x02"  # AVAILABLE
+        assert exists_rpc(exists, timeout=5) == await d.call(EXISTS, exists) == b""
+        assert state_rpc(state, timeout=5) == await d.call(STATE, state) == b"\x08\x02"  # AVAILABLE
         assert await state_aio(state, timeout=5) == b"\x08\x02"
 
+        blocking = d.blocking()
         typed_exists = w.IsWorkspaceExistsRequest(id="bench")
         typed_state = w.WorkspaceStateRequest(id="bench-ws")
         remote_calls = min(calls, 5000)
         rows = [
             ("IsWorkspaceExists", "in-process, typed method", await measure_async(calls, lambda: d.is_workspace_exists(typed_exists))),
-            ("IsWorkspaceExists", "in-process, protobuf bytes (call)", await measure_async(calls, lambda: d.call(EXISTS, exists, None))),
+            ("IsWorkspaceExists", "in-process, protobuf bytes (call)", await measure_async(calls, lambda: d.call(EXISTS, exists))),
+            ("IsWorkspaceExists", "in-process, blocking typed method", measure_sync(calls, lambda: blocking.is_workspace_exists(typed_exists))),
+            ("IsWorkspaceExists", "in-process, blocking call (bytes)", measure_sync(calls, lambda: blocking.call(EXISTS, exists))),
             ("IsWorkspaceExists", "grpcio over TCP to ws-daemon", measure_sync(remote_calls, lambda: exists_rpc(exists, timeout=5))),
             ("IsWorkspaceExists", "grpc.aio over TCP to ws-daemon", await measure_async(remote_calls, lambda: exists_aio(exists, timeout=5))),
             ("WorkspaceState", "in-process, typed method", await measure_async(calls, lambda: d.workspace_state(typed_state))),
-            ("WorkspaceState", "in-process, protobuf bytes (call)", await measure_async(calls, lambda: d.call(STATE, state, None))),
+            ("WorkspaceState", "in-process, protobuf bytes (call)", await measure_async(calls, lambda: d.call(STATE, state))),
+            ("WorkspaceState", "in-process, blocking typed method", measure_sync(calls, lambda: blocking.workspace_state(typed_state))),
+            ("WorkspaceState", "in-process, blocking call (bytes)", measure_sync(calls, lambda: blocking.call(STATE, state))),
             ("WorkspaceState", "grpcio over TCP to ws-daemon", measure_sync(remote_calls, lambda: state_rpc(state, timeout=5))),
             ("WorkspaceState", "grpc.aio over TCP to ws-daemon", await measure_async(remote_calls, lambda: state_aio(state, timeout=5))),
         ]
@@ -147,12 +153,12 @@ async def main(calls: int) -> None:
     for rpc, how, s in floor:
         print(f"| {rpc}: {how} | {s['median']:.1f} | {s['p99']:.1f} | {s['per_second']:.0f} |")
     print()
-    for i in (0, 4):
-        typed, raw = rows[i][2], rows[i + 1][2]
-        for remote_row in rows[i + 2 : i + 4]:
-            remote = remote_row[2]
-            print(f"{rows[i][0]}: {remote_row[1].split()[0]} / in-process median: "
-                  f"typed {remote['median'] / typed['median']:.1f}x, bytes {remote['median'] / raw['median']:.1f}x")
+    for i in (0, 6):
+        grpc_sync, grpc_aio = rows[i + 4][2]["median"], rows[i + 5][2]["median"]
+        for local_row in rows[i : i + 4]:
+            local = local_row[2]["median"]
+            print(f"{rows[i][0]}, {local_row[1]}: grpcio / in-process {grpc_sync / local:.1f}x, "
+                  f"grpc.aio / in-process {grpc_aio / local:.1f}x")
 
 
 if __name__ == "__main__":
