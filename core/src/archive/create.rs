@@ -1,10 +1,10 @@
 //! Writing a tar (+zstd) stream of a folder.
 
 use std::collections::HashMap;
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -15,6 +15,7 @@ use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
 use tar::{EntryType, Header};
 use xattr::FileExt;
 
+use super::walk::{file_kind, is_vanished, walk_tree};
 use super::{format_pax_time, ArchiveError, ArchiveOptions, ArchiveStats, Compression, NOBODY_ID};
 
 const OUT_BUF: usize = 1 << 20;
@@ -125,13 +126,6 @@ pub fn write_archive<W: Write>(
     })
 }
 
-struct Frame {
-    dir: Dir,
-    names: Vec<CString>,
-    idx: usize,
-    prefix_len: usize,
-}
-
 struct Writer<'a, S: Write> {
     out: BufWriter<S>,
     opts: &'a ArchiveOptions,
@@ -146,66 +140,13 @@ struct Writer<'a, S: Write> {
     pax: Vec<u8>,
 }
 
-fn list_names(dir: &mut Dir, name: &[u8]) -> Result<Vec<CString>, ArchiveError> {
-    let mut names = Vec::new();
-    for ent in dir.iter() {
-        let ent = ent.map_err(|e| ArchiveError::nix("readdir", name, e))?;
-        let n = ent.file_name();
-        let b = n.to_bytes();
-        if b == b"." || b == b".." {
-            continue;
-        }
-        names.push(n.to_owned());
-    }
-    names.sort_unstable();
-    Ok(names)
-}
-
-fn is_vanished(e: Errno) -> bool {
-    // ENOENT: removed; ELOOP/ENOTDIR: replaced by a symlink or another type.
-    matches!(e, Errno::ENOENT | Errno::ELOOP | Errno::ENOTDIR)
-}
-
-fn file_kind(st: &FileStat) -> SFlag {
-    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
-}
-
 impl<S: Write> Writer<'_, S> {
     fn walk(&mut self, source: &Path) -> Result<(), ArchiveError> {
-        let mut root = Dir::open(
-            source,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .map_err(|e| ArchiveError::nix("open source folder", b".", e))?;
-        let names = list_names(&mut root, b".")?;
-        let mut stack = vec![Frame {
-            dir: root,
-            names,
-            idx: 0,
-            prefix_len: 0,
-        }];
-        while let Some(top) = stack.last_mut() {
-            if top.idx >= top.names.len() {
-                stack.pop();
-                continue;
-            }
-            let name = std::mem::take(&mut top.names[top.idx]);
-            top.idx += 1;
-            self.path.truncate(top.prefix_len);
-            self.path.extend_from_slice(name.to_bytes());
-            if let Some(mut dir) = self.entry(top.dir.as_fd(), &name)? {
-                let names = list_names(&mut dir, &self.path)?;
-                self.path.push(b'/');
-                stack.push(Frame {
-                    dir,
-                    names,
-                    idx: 0,
-                    prefix_len: self.path.len(),
-                });
-            }
-        }
-        Ok(())
+        walk_tree(source, |dirfd, name, path| {
+            self.path.clear();
+            self.path.extend_from_slice(path);
+            self.entry(dirfd, name)
+        })
     }
 
     fn err(&self, op: &'static str, e: impl Into<io::Error>) -> ArchiveError {

@@ -7,11 +7,14 @@ mod create;
 mod extract;
 mod idmap;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
+mod walk;
 
 pub use create::write_archive;
 pub use extract::extract_archive;
+pub(crate) use extract::{Body, EntryMeta, TreeRestore};
 pub use idmap::{IdMap, IdMapEntry};
+pub(crate) use walk::{file_kind, is_vanished, walk_tree};
 
 /// The uid/gid used for ids that cannot be mapped ("nobody").
 pub const NOBODY_ID: u32 = 65534;

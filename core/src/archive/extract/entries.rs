@@ -3,7 +3,7 @@
 
 use std::ffi::{CString, OsStr};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -16,10 +16,40 @@ use nix::sys::time::TimeSpec;
 use nix::unistd::{fchown, fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use xattr::FileExt;
 
-use super::stream::ChanReader;
 use super::{cstr, ignorable_chown_error, refused, DirMeta, Extractor, Meta};
 use crate::archive::ArchiveError;
 use crate::confine::{self, BadPath, ConfineError};
+
+/// All-zero blocks of this size become holes instead of writes (a filesystem block).
+const HOLE_BLOCK: usize = 4096;
+
+/// Writes `data` at the file's position, seeking over all-zero blocks; answers whether it ended
+/// with a hole (the file's size must then be set).
+fn write_sparse(file: &mut File, data: &[u8]) -> io::Result<bool> {
+    let mut pending = 0..0;
+    let mut hole = false;
+    for (i, block) in data.chunks(HOLE_BLOCK).enumerate() {
+        let start = i * HOLE_BLOCK;
+        if block.len() == HOLE_BLOCK && block.iter().all(|&b| b == 0) {
+            if !pending.is_empty() {
+                file.write_all(&data[pending.clone()])?;
+            }
+            file.seek(SeekFrom::Current(HOLE_BLOCK as i64))?;
+            pending = start + HOLE_BLOCK..start + HOLE_BLOCK;
+            hole = true;
+        } else {
+            if pending.is_empty() {
+                pending = start..start;
+            }
+            pending.end = start + block.len();
+            hole = false;
+        }
+    }
+    if !pending.is_empty() {
+        file.write_all(&data[pending])?;
+    }
+    Ok(hole)
+}
 
 impl Extractor<'_> {
     /// Removes an existing non-folder at `leaf` so that it can be replaced;
@@ -129,7 +159,8 @@ impl Extractor<'_> {
 
     pub(super) fn file(
         &mut self,
-        entry: &mut tar::Entry<'_, ChanReader>,
+        data: &mut dyn Read,
+        size: u64,
         pfd: &OwnedFd,
         leaf: &CString,
         meta: &Meta,
@@ -152,18 +183,23 @@ impl Extractor<'_> {
             Err(e) => return Err(ArchiveError::nix("create", raw, e)),
         };
         let mut file = File::from(fd);
-        let size = entry.size();
         let mut written: u64 = 0;
+        // Runs of zeros become holes: a sparse file stays sparse, and nothing is written for them.
+        let mut hole_at_end = false;
         loop {
-            let n = match entry.read(&mut self.buf) {
+            let n = match data.read(&mut self.buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.stream_err(e)),
             };
-            file.write_all(&self.buf[..n])
+            hole_at_end = write_sparse(&mut file, &self.buf[..n])
                 .map_err(|e| ArchiveError::io("write", raw, e))?;
             written += n as u64;
+        }
+        if hole_at_end {
+            file.set_len(written)
+                .map_err(|e| ArchiveError::io("write", raw, e))?;
         }
         if written != size {
             return Err(ArchiveError::Truncated(format!(
@@ -186,21 +222,18 @@ impl Extractor<'_> {
 
     pub(super) fn symlink(
         &mut self,
-        entry: &mut tar::Entry<'_, ChanReader>,
+        target: &[u8],
         pfd: &OwnedFd,
         leaf: &CString,
         meta: &Meta,
         raw: &[u8],
     ) -> Result<(), ArchiveError> {
-        let target = match entry.link_name_bytes() {
-            Some(t) if !t.is_empty() => t.into_owned(),
-            _ => {
-                return Err(ArchiveError::Malformed(format!(
-                    "symlink {:?} has no target",
-                    String::from_utf8_lossy(raw)
-                )))
-            }
-        };
+        if target.is_empty() {
+            return Err(ArchiveError::Malformed(format!(
+                "symlink {:?} has no target",
+                String::from_utf8_lossy(raw)
+            )));
+        }
         let target = CString::new(target)
             .map_err(|_| ArchiveError::unsafe_entry(raw, "NUL byte in symlink target"))?;
         match symlinkat(target.as_c_str(), pfd.as_fd(), leaf.as_c_str()) {
@@ -238,28 +271,19 @@ impl Extractor<'_> {
 
     pub(super) fn hard_link(
         &mut self,
-        entry: &mut tar::Entry<'_, ChanReader>,
+        target_raw: &[u8],
         pfd: &OwnedFd,
         path: &Path,
         leaf: &CString,
         raw: &[u8],
     ) -> Result<(), ArchiveError> {
-        let target_raw = match entry.link_name_bytes() {
-            Some(t) => t.into_owned(),
-            None => {
-                return Err(ArchiveError::Malformed(format!(
-                    "hard link {:?} has no target",
-                    String::from_utf8_lossy(raw)
-                )))
-            }
-        };
         if target_raw.first() == Some(&b'/') {
             return Err(ArchiveError::unsafe_entry(
                 raw,
                 "hard link target is absolute",
             ));
         }
-        let target = match confine::normalize(&target_raw) {
+        let target = match confine::normalize(target_raw) {
             Ok(p) if p.as_os_str().is_empty() => {
                 return Err(ArchiveError::unsafe_entry(
                     raw,

@@ -72,16 +72,7 @@ pub fn extract_archive<R: Read>(
             .spawn_scoped(scope, move || {
                 let eof = Rc::new(Cell::new(false));
                 let reader = ChanReader::new(full_rx, free_tx, eof.clone());
-                let mut ex = Extractor {
-                    target,
-                    root: Rc::new(root),
-                    opts,
-                    stats: ArchiveStats::default(),
-                    cache: None,
-                    dirs: Vec::new(),
-                    buf: vec![0u8; COPY_BUF],
-                    eof,
-                };
+                let mut ex = Extractor::new(target, root, opts, eof);
                 ex.run(reader)
             })
             .map_err(|e| ArchiveError::io("spawn extraction thread", b"", e))?;
@@ -119,6 +110,70 @@ pub fn extract_archive<R: Read>(
     })
 }
 
+/// Creates the entries of an archive that is not a tar stream (a chunked manifest) with the same
+/// confinement and id mapping as [`extract_archive`]. Folder modes and times are applied by
+/// [`TreeRestore::finish`]; on error the partial tree is left for the caller to remove.
+pub(crate) struct TreeRestore<'a> {
+    ex: Extractor<'a>,
+}
+
+/// The metadata of one entry as an archive records it (in-workspace owner ids).
+pub(crate) struct EntryMeta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_secs: i64,
+    pub mtime_nanos: u32,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl<'a> TreeRestore<'a> {
+    pub(crate) fn open(target: &Path, opts: &'a ArchiveOptions) -> Result<Self, ArchiveError> {
+        let target = Beneath::open(target)
+            .map_err(|e| ArchiveError::io("open target folder", b".", e.into()))?;
+        let root = target
+            .open_dir(Path::new(""))
+            .map_err(|e| ArchiveError::io("open target folder", b".", e.into()))?;
+        let eof = Rc::new(Cell::new(false));
+        Ok(TreeRestore {
+            ex: Extractor::new(target, root, opts, eof),
+        })
+    }
+
+    /// Creates the entry at archive path `raw`.
+    pub(crate) fn entry(
+        &mut self,
+        raw: &[u8],
+        meta: EntryMeta,
+        body: Body<'_>,
+    ) -> Result<(), ArchiveError> {
+        let xattrs = meta
+            .xattrs
+            .into_iter()
+            .filter_map(|(name, value)| CString::new(name).ok().map(|n| (n, value)))
+            .collect();
+        let mtime = TimeSpec::new(
+            meta.mtime_secs,
+            i64::from(meta.mtime_nanos.min(999_999_999)),
+        );
+        let meta = self.ex.mapped_meta(
+            meta.mode,
+            u64::from(meta.uid),
+            u64::from(meta.gid),
+            mtime,
+            xattrs,
+        );
+        self.ex.apply(raw, &meta, body)
+    }
+
+    /// Applies folder modes and times; answers what was restored.
+    pub(crate) fn finish(mut self) -> Result<ArchiveStats, ArchiveError> {
+        self.ex.cache = None;
+        self.ex.finish_dirs()?;
+        Ok(self.ex.stats)
+    }
+}
+
 struct DirMeta {
     /// Normalized, relative to the target (empty for the target itself).
     path: PathBuf,
@@ -149,6 +204,14 @@ struct Meta {
     gid: Option<u32>,
     mtime: TimeSpec,
     xattrs: Vec<(CString, Vec<u8>)>,
+}
+
+/// What one entry holds, whatever the archive format it came from.
+pub(crate) enum Body<'r> {
+    Dir,
+    File { size: u64, data: &'r mut dyn Read },
+    Symlink(&'r [u8]),
+    HardLink(&'r [u8]),
 }
 
 /// Normalizes an archive path (see [`confine::normalize`]); absolute paths are refused too. The
@@ -197,7 +260,20 @@ fn ignorable_chown_error(e: Errno) -> bool {
     matches!(e, Errno::EPERM | Errno::EINVAL)
 }
 
-impl Extractor<'_> {
+impl<'a> Extractor<'a> {
+    fn new(target: Beneath, root: OwnedFd, opts: &'a ArchiveOptions, eof: Rc<Cell<bool>>) -> Self {
+        Extractor {
+            target,
+            root: Rc::new(root),
+            opts,
+            stats: ArchiveStats::default(),
+            cache: None,
+            dirs: Vec::new(),
+            buf: vec![0u8; COPY_BUF],
+            eof,
+        }
+    }
+
     fn run(&mut self, reader: ChanReader) -> Result<ArchiveStats, ArchiveError> {
         let mut ar = tar::Archive::new(reader);
         {
@@ -259,15 +335,27 @@ impl Extractor<'_> {
                 }
             }
         }
+        Ok(self.mapped_meta(mode, uid, gid, mtime, xattrs))
+    }
+
+    /// Entry metadata with the archive's (in-workspace) owner ids mapped to host ids.
+    fn mapped_meta(
+        &mut self,
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        mtime: TimeSpec,
+        xattrs: Vec<(CString, Vec<u8>)>,
+    ) -> Meta {
         let uid = map_owner(&self.opts.uid_map, uid, &mut self.stats.unmapped_ids);
         let gid = map_owner(&self.opts.gid_map, gid, &mut self.stats.unmapped_ids);
-        Ok(Meta {
+        Meta {
             mode,
             uid,
             gid,
             mtime,
             xattrs,
-        })
+        }
     }
 
     fn entry(&mut self, entry: &mut tar::Entry<'_, ChanReader>) -> Result<(), ArchiveError> {
@@ -287,17 +375,39 @@ impl Extractor<'_> {
                 return Ok(());
             }
         }
-        let path = entry_path(&raw)?;
+        // Path problems are reported before header problems.
+        entry_path(&raw)?;
         let meta = self.meta(entry)?;
+        let link = entry.link_name_bytes().map(|l| l.into_owned());
+        match kind {
+            T::Directory => self.apply(&raw, &meta, Body::Dir),
+            T::Symlink => self.apply(&raw, &meta, Body::Symlink(link.as_deref().unwrap_or(b""))),
+            T::Link => match link {
+                Some(target) => self.apply(&raw, &meta, Body::HardLink(&target)),
+                None => Err(ArchiveError::Malformed(format!(
+                    "hard link {:?} has no target",
+                    String::from_utf8_lossy(&raw)
+                ))),
+            },
+            _ => {
+                let size = entry.size();
+                self.apply(&raw, &meta, Body::File { size, data: entry })
+            }
+        }
+    }
+
+    /// Creates one entry of any archive format at the archive path `raw`.
+    fn apply(&mut self, raw: &[u8], meta: &Meta, body: Body<'_>) -> Result<(), ArchiveError> {
+        let path = entry_path(raw)?;
         if path.as_os_str().is_empty() {
-            if kind != T::Directory {
+            if !matches!(body, Body::Dir) {
                 return Err(ArchiveError::unsafe_entry(
-                    &raw,
+                    raw,
                     "entry refers to the extraction root",
                 ));
             }
             let root = self.root.clone();
-            self.owner_and_xattrs(&root, &meta, &raw)?;
+            self.owner_and_xattrs(&root, meta, raw)?;
             self.dirs.push(DirMeta {
                 path,
                 mode: meta.mode & 0o3777,
@@ -306,14 +416,14 @@ impl Extractor<'_> {
             self.stats.entries += 1;
             return Ok(());
         }
-        let (parent, leaf) = confine::split_parent(&path).map_err(|e| refused(&raw, e))?;
-        let leaf = cstr(leaf, &raw)?;
-        let pfd = self.parent_fd(parent, &raw)?;
-        match kind {
-            T::Directory => self.dir(&pfd, &path, &leaf, &meta, &raw)?,
-            T::Symlink => self.symlink(entry, &pfd, &leaf, &meta, &raw)?,
-            T::Link => self.hard_link(entry, &pfd, &path, &leaf, &raw)?,
-            _ => self.file(entry, &pfd, &leaf, &meta, &raw)?,
+        let (parent, leaf) = confine::split_parent(&path).map_err(|e| refused(raw, e))?;
+        let leaf = cstr(leaf, raw)?;
+        let pfd = self.parent_fd(parent, raw)?;
+        match body {
+            Body::Dir => self.dir(&pfd, &path, &leaf, meta, raw)?,
+            Body::Symlink(target) => self.symlink(target, &pfd, &leaf, meta, raw)?,
+            Body::HardLink(target) => self.hard_link(target, &pfd, &path, &leaf, raw)?,
+            Body::File { size, data } => self.file(data, size, &pfd, &leaf, meta, raw)?,
         }
         self.stats.entries += 1;
         Ok(())

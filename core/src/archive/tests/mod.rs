@@ -6,7 +6,7 @@
 
 mod hostile_content;
 mod hostile_paths;
-mod roundtrip;
+pub(crate) mod roundtrip;
 mod stream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +23,7 @@ use tar::{EntryType, Header};
 
 use super::*;
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
@@ -38,7 +38,7 @@ fn set_mtime(p: &Path, secs: i64, nanos: i64) {
     .unwrap();
 }
 
-fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
+pub(crate) fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
         seed ^= seed << 13;
@@ -51,7 +51,7 @@ fn pseudo_random(len: usize, mut seed: u64) -> Vec<u8> {
 }
 
 #[derive(Debug, PartialEq, Eq, Clone)]
-struct Node {
+pub(crate) struct Node {
     kind: &'static str,
     mode: u32,
     uid: u32,
@@ -63,7 +63,11 @@ struct Node {
 
 /// Snapshot of a tree (relative names -> metadata), not following symlinks.
 /// `skip` names a top-level child to leave out.
-fn snapshot(root: &Path, skip: Option<&str>, with_mtime: bool) -> BTreeMap<PathBuf, Node> {
+pub(crate) fn snapshot(
+    root: &Path,
+    skip: Option<&str>,
+    with_mtime: bool,
+) -> BTreeMap<PathBuf, Node> {
     let mut out = BTreeMap::new();
     let mut todo = vec![PathBuf::new()];
     while let Some(rel) = todo.pop() {

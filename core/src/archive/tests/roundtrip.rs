@@ -2,7 +2,8 @@
 
 use super::*;
 
-fn build_tree(src: &Path) -> bool {
+/// Builds the tricky tree every archive format must carry; answers whether user xattrs work here.
+pub(crate) fn build_tree(src: &Path) -> bool {
     fs::create_dir_all(src.join("a/b/c")).unwrap();
     fs::create_dir(src.join("empty")).unwrap();
     fs::write(src.join("a/empty.txt"), b"").unwrap();
@@ -12,6 +13,11 @@ fn build_tree(src: &Path) -> bool {
     )
     .unwrap();
     fs::write(src.join("a/b/c/block512"), vec![7u8; 512]).unwrap();
+    // Sparse: an 8 MiB hole with 4 KiB of data at 6 MiB.
+    let sparse = fs::File::create(src.join("sparse")).unwrap();
+    sparse.set_len(8 << 20).unwrap();
+    std::os::unix::fs::FileExt::write_at(&sparse, &[9u8; 4096], 6 << 20).unwrap();
+    drop(sparse);
     fs::write(src.join("exec.sh"), b"#!/bin/sh\necho hi\n").unwrap();
     fs::set_permissions(src.join("exec.sh"), fs::Permissions::from_mode(0o755)).unwrap();
     fs::write(src.join("secret"), b"s3cret").unwrap();
