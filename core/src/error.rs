@@ -130,6 +130,10 @@ pub enum Error {
     )]
     UploadFailed { what: String, reason: String },
 
+    /// Stored backup data is missing or damaged: a pack, a chunk or a manifest.
+    #[error("{0}")]
+    DataLoss(String),
+
     /// The storage backend failed in a way that is not an upload.
     #[error("storage error: {0}")]
     Storage(String),
@@ -206,7 +210,7 @@ impl Error {
             Error::WrongState { .. } | Error::StorageDisabled(_) | Error::InitFailed(_) => {
                 Code::FailedPrecondition
             }
-            Error::UploadFailed { .. } => Code::DataLoss,
+            Error::UploadFailed { .. } | Error::DataLoss(_) => Code::DataLoss,
             Error::Storage(_) => Code::Unavailable,
             Error::Cancelled => Code::Cancelled,
             Error::DeadlineExceeded(_) => Code::DeadlineExceeded,
@@ -235,6 +239,7 @@ impl Error {
             Error::InitFailed(_) => "init_failed",
             Error::SnapshotNotFound(_) => "snapshot_not_found",
             Error::UploadFailed { .. } => "upload_failed",
+            Error::DataLoss(_) => "data_loss",
             Error::Storage(_) => "storage",
             Error::Cancelled => "cancelled",
             Error::DeadlineExceeded(_) => "deadline_exceeded",

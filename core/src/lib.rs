@@ -7,6 +7,7 @@
 pub mod archive;
 mod background;
 pub mod call;
+pub mod chunked;
 pub mod config;
 pub mod confine;
 mod content;

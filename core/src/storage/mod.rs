@@ -462,6 +462,91 @@ impl Storage {
         }
     }
 
+    /// An object of `owner` at `key` (relative to the owner's place in the configured layout).
+    pub fn owner_object(&self, owner: &str, key: String) -> ObjectLocation {
+        self.owner_location(owner, key)
+    }
+
+    /// Stores a small object only if no object is at `loc` yet. For content-named objects: an
+    /// object already there holds the same bytes, so that answers `Ok(false)`. Stores that cannot
+    /// put conditionally get a plain put, which for such objects changes nothing.
+    pub async fn put_new(&self, loc: &ObjectLocation, bytes: bytes::Bytes) -> Result<bool> {
+        let _slot = self.upload_slot().await?;
+        let bucket = self.bucket(&loc.bucket).await?;
+        self.ensure_bucket(&bucket).await;
+        let path = Self::object_path(loc)?;
+        let store = bucket.stores.requests.clone();
+        let create = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        let outcome = match store.put_opts(&path, bytes.clone().into(), create).await {
+            Err(object_store::Error::NotImplemented { .. }) => {
+                store.put(&path, bytes.into()).await.map(|_| true)
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            other => other.map(|_| true),
+        };
+        outcome.map_err(|e| {
+            bucket.forget_existence_on(&e);
+            let what = loc.qualified();
+            Error::UploadFailed {
+                reason: describe_logged(&e, &what),
+                what,
+            }
+        })
+    }
+
+    /// The whole object at `loc` in memory (for small objects), `None` when it does not exist.
+    pub async fn get_bytes(&self, loc: &ObjectLocation) -> Result<Option<bytes::Bytes>> {
+        let store = self.bucket(&loc.bucket).await?.stores.downloads.clone();
+        let got = match store.get(&Self::object_path(loc)?).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(storage_error("read", &loc.qualified(), &e)),
+        };
+        match got.bytes().await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) => Err(storage_error("read", &loc.qualified(), &e)),
+        }
+    }
+
+    /// Bytes `range` of the object at `loc`; `None` when the object does not exist. A range the
+    /// object does not hold in full is an error.
+    pub async fn get_range(
+        &self,
+        loc: &ObjectLocation,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<bytes::Bytes>> {
+        let store = self.bucket(&loc.bucket).await?.stores.downloads.clone();
+        let want = range.end - range.start;
+        match store.get_range(&Self::object_path(loc)?, range).await {
+            Ok(bytes) if bytes.len() as u64 == want => Ok(Some(bytes)),
+            Ok(bytes) => Err(Error::Storage(format!(
+                "cannot read {}: {} bytes came back of the {want} asked for",
+                loc.qualified(),
+                bytes.len()
+            ))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(storage_error("read", &loc.qualified(), &e)),
+        }
+    }
+
+    /// Every object in `bucket` whose key starts with `prefix` (a folder: ends with `/`).
+    pub async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let store = self.bucket(bucket).await?.stores.requests.clone();
+        let what = format!("{prefix}@{bucket}");
+        let prefix = ObjectPath::parse(prefix.trim_end_matches('/'))
+            .map_err(|_| Error::InvalidArgument(format!("invalid object prefix {prefix:?}")))?;
+        match store.list(Some(&prefix)).try_collect().await {
+            Ok(found) => Ok(found),
+            // A bucket that does not exist (yet) holds nothing.
+            Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) if s3_error_code(&e.to_string()) == Some("NoSuchBucket") => Ok(Vec::new()),
+            Err(e) => Err(storage_error("list", &what, &e)),
+        }
+    }
+
     /// Hands a blocking reader of the object at `loc` to `consume`, on a blocking thread.
     /// `Ok(None)` when the object does not exist.
     pub async fn download<T, F>(&self, loc: &ObjectLocation, consume: F) -> Result<Option<T>>

@@ -1,0 +1,361 @@
+//! The chunked mode against the local storage backend: the tricky tree round trip, parent skip
+//! and deduplication, and damaged or missing packs.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::*;
+use crate::archive::tests::roundtrip::build_tree;
+use crate::archive::tests::{is_root, pseudo_random, snapshot};
+use crate::archive::{IdMap, IdMapEntry};
+use crate::config::StorageConfig;
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    root: std::path::PathBuf,
+    storage: Arc<Storage>,
+    place: PackPlace,
+}
+
+fn env() -> Env {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().to_path_buf();
+    let config = StorageConfig {
+        local_path: root.join("store"),
+        ..StorageConfig::default()
+    };
+    let storage = Storage::from_config(&config, &|_| None)
+        .expect("storage config")
+        .expect("local storage");
+    let place = PackPlace::of_workspace_object(&storage.full_backup_location("o", "m", "tar"))
+        .expect("place");
+    Env {
+        _tmp: tmp,
+        root,
+        storage: Arc::new(storage),
+        place,
+    }
+}
+
+impl Env {
+    async fn backup(
+        &self,
+        src: &Path,
+        nanos: u128,
+        parent: Option<&Written>,
+        opts: &ArchiveOptions,
+    ) -> (ObjectLocation, Written) {
+        let loc = self.place.backup_manifest("m", nanos);
+        let parent = parent.map(|w| Arc::new(Parent::new((*w.manifest).clone())));
+        let written = write_backup(
+            self.storage.clone(),
+            self.place.clone(),
+            loc.clone(),
+            src.to_path_buf(),
+            "m".into(),
+            nanos as u64,
+            parent,
+            Arc::new(opts.clone()),
+        )
+        .await
+        .expect("backup");
+        (loc, written)
+    }
+
+    async fn restore(
+        &self,
+        loc: &ObjectLocation,
+        dst: &Path,
+        opts: &ArchiveOptions,
+    ) -> Result<crate::archive::ArchiveStats> {
+        let manifest = load_manifest(&self.storage, loc)
+            .await?
+            .expect("manifest exists");
+        fs::create_dir_all(dst).expect("target");
+        restore_manifest(
+            self.storage.clone(),
+            PackPlace::of_manifest(loc).expect("place"),
+            Arc::new(manifest),
+            loc.qualified(),
+            dst.to_path_buf(),
+            Arc::new(opts.clone()),
+        )
+        .await
+    }
+
+    fn packs(&self) -> Vec<std::path::PathBuf> {
+        let mut out = Vec::new();
+        let dir = self
+            .root
+            .join("store")
+            .join(&self.place.bucket)
+            .join("packs");
+        for fan in fs::read_dir(dir).into_iter().flatten().flatten() {
+            for pack in fs::read_dir(fan.path()).into_iter().flatten().flatten() {
+                out.push(pack.path());
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+fn assert_same_tree(src: &Path, dst: &Path) {
+    let mut before = snapshot(src, None, true);
+    before.remove(Path::new("fifo"));
+    before.remove(Path::new(""));
+    let mut after = snapshot(dst, None, true);
+    after.remove(Path::new(""));
+    assert_eq!(
+        before.keys().collect::<Vec<_>>(),
+        after.keys().collect::<Vec<_>>()
+    );
+    for (k, v) in &before {
+        assert_eq!(Some(v), after.get(k), "entry {k:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tricky_tree_round_trips() {
+    let env = env();
+    let src = env.root.join("src");
+    fs::create_dir(&src).expect("src");
+    let xattr_ok = build_tree(&src);
+    let opts = ArchiveOptions::default();
+    let (loc, written) = env.backup(&src, 1, None, &opts).await;
+    assert_eq!(written.stats.skipped, 1, "the FIFO is skipped");
+    assert!(written.stats.chunks_new > 0);
+    assert!(!env.packs().is_empty());
+    let dst = env.root.join("dst");
+    let stats = env.restore(&loc, &dst, &opts).await.expect("restore");
+    assert_eq!(stats.entries, written.stats.entries);
+    assert_eq!(stats.content_bytes, written.stats.content_bytes);
+    assert_same_tree(&src, &dst);
+    if xattr_ok {
+        assert_eq!(
+            xattr::get(dst.join("secret"), "user.test").unwrap(),
+            Some(b"value\0bin".to_vec())
+        );
+    }
+    let ino = |p: &str| fs::symlink_metadata(dst.join(p)).unwrap().ino();
+    assert_eq!(ino("hard1"), ino("a/hard2"));
+    assert_eq!(ino("hard1"), ino("private/hard3"));
+    // The hole stays a hole: far fewer blocks than bytes.
+    let sparse = fs::metadata(dst.join("sparse")).unwrap();
+    assert_eq!(sparse.len(), 8 << 20);
+    assert!(
+        sparse.blocks() * 512 <= 64 << 10,
+        "restored sparse file uses {} blocks",
+        sparse.blocks()
+    );
+    // Owners (set by build_tree when root) are part of the tree comparison above.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_files_are_not_read_and_stored_chunks_not_uploaded() {
+    let env = env();
+    let src = env.root.join("src");
+    fs::create_dir_all(src.join("d")).unwrap();
+    for i in 0..20 {
+        fs::write(
+            src.join(format!("d/f{i}")),
+            pseudo_random(100_000 + i * 1000, i as u64 + 1),
+        )
+        .unwrap();
+    }
+    fs::write(src.join("big"), pseudo_random(6 << 20, 99)).unwrap();
+    let opts = ArchiveOptions::default();
+    let (_, first) = env.backup(&src, 1, None, &opts).await;
+    assert_eq!(first.stats.files_read, 21);
+    let packs_after_first = env.packs();
+
+    // Nothing changed: nothing read, nothing uploaded, the same chunk table.
+    let (loc2, second) = env.backup(&src, 2, Some(&first), &opts).await;
+    assert_eq!(second.stats.files_read, 0);
+    assert_eq!(second.stats.files_unchanged, 21);
+    assert_eq!(second.stats.chunks_new, 0);
+    assert_eq!(second.stats.pack_bytes, 0);
+    assert_eq!(env.packs(), packs_after_first);
+    assert_eq!(second.manifest.chunks, first.manifest.chunks);
+
+    // One small file changed, the big one appended to: only they are read, and only their new
+    // chunks are stored (the big file's leading chunks are found again by content).
+    fs::write(src.join("d/f3"), b"changed").unwrap();
+    let mut big = fs::read(src.join("big")).unwrap();
+    big.extend_from_slice(&pseudo_random(300_000, 7));
+    fs::write(src.join("big"), &big).unwrap();
+    let (loc3, third) = env.backup(&src, 3, Some(&second), &opts).await;
+    assert_eq!(third.stats.files_read, 2);
+    assert_eq!(third.stats.files_unchanged, 19);
+    assert!(
+        third.stats.chunks_new >= 2 && third.stats.chunks_new < 6,
+        "new chunks: {}",
+        third.stats.chunks_new
+    );
+    assert!(
+        third.stats.pack_bytes < 5 << 20,
+        "uploaded {} bytes",
+        third.stats.pack_bytes
+    );
+
+    for (loc, n) in [(&loc2, "two"), (&loc3, "three")] {
+        let dst = env.root.join(n);
+        env.restore(loc, &dst, &opts).await.expect("restore");
+        if n == "three" {
+            assert_same_tree(&src, &dst);
+        }
+    }
+    assert_eq!(
+        fs::read(env.root.join("two/d/f3")).unwrap(),
+        pseudo_random(103_000, 4)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn id_maps_apply_both_ways() {
+    if !is_root() {
+        eprintln!("not root: id map test skipped");
+        return;
+    }
+    let env = env();
+    let src = env.root.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("owned"), b"x").unwrap();
+    fs::write(src.join("unmapped"), b"y").unwrap();
+    nix::unistd::chown(
+        &src.join("owned"),
+        Some(101_000.into()),
+        Some(101_001.into()),
+    )
+    .unwrap();
+    nix::unistd::chown(&src.join("unmapped"), Some(5.into()), Some(5.into())).unwrap();
+    let map = IdMap::new(vec![IdMapEntry {
+        container_id: 0,
+        host_id: 100_000,
+        size: 65536,
+    }])
+    .unwrap();
+    let opts = ArchiveOptions {
+        uid_map: map.clone(),
+        gid_map: map,
+        ..Default::default()
+    };
+    let (loc, written) = env.backup(&src, 1, None, &opts).await;
+    let owned = written
+        .manifest
+        .entries
+        .iter()
+        .find(|e| e.path == b"owned")
+        .unwrap();
+    assert_eq!((owned.uid, owned.gid), (1000, 1001));
+    assert_eq!(written.stats.unmapped_ids, 2);
+    let dst = env.root.join("dst");
+    env.restore(&loc, &dst, &opts).await.unwrap();
+    let md = fs::metadata(dst.join("owned")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (101_000, 101_001));
+    let md = fs::metadata(dst.join("unmapped")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (165_534, 165_534));
+}
+
+async fn damaged_restore(damage: impl Fn(&Path)) -> crate::Error {
+    let env = env();
+    let src = env.root.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("a"), pseudo_random(2 << 20, 1)).unwrap();
+    let opts = ArchiveOptions::default();
+    let (loc, _) = env.backup(&src, 1, None, &opts).await;
+    let packs = env.packs();
+    assert_eq!(packs.len(), 1);
+    damage(&packs[0]);
+    env.restore(&loc, &env.root.join("dst"), &opts)
+        .await
+        .expect_err("a damaged backup does not restore")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_pack_is_data_loss_naming_the_workspace() {
+    let e = damaged_restore(|p| fs::remove_file(p).unwrap()).await;
+    assert_eq!(e.code(), crate::Code::DataLoss, "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("workspace m") && msg.contains("missing"),
+        "{msg}"
+    );
+    assert!(!msg.contains("/tmp"), "no host path: {msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_pack_is_data_loss() {
+    let e = damaged_restore(|p| {
+        let mut bytes = fs::read(p).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        fs::write(p, bytes).unwrap();
+    })
+    .await;
+    assert_eq!(e.code(), crate::Code::DataLoss, "{e}");
+    let e = damaged_restore(|p| {
+        let bytes = fs::read(p).unwrap();
+        fs::write(p, &bytes[..bytes.len() - 100]).unwrap();
+    })
+    .await;
+    assert!(
+        matches!(e.code(), crate::Code::DataLoss | crate::Code::Unavailable),
+        "{e}"
+    );
+}
+
+#[test]
+fn hostile_manifests_are_refused() {
+    use super::format::*;
+    let good = Manifest {
+        version: MANIFEST_VERSION,
+        workspace: "m".into(),
+        packs: vec!["a".repeat(64)],
+        chunks: vec![ChunkLoc {
+            id: vec![1; 32],
+            pack: 0,
+            offset: 8,
+            stored_len: 10,
+            plain_len: 20,
+        }],
+        entries: vec![Entry {
+            path: b"f".to_vec(),
+            kind: KIND_FILE,
+            size: 20,
+            chunks: vec![0],
+            ..Default::default()
+        }],
+        content_bytes: 20,
+        ..Default::default()
+    };
+    let bytes = encode_manifest(&good).unwrap();
+    assert_eq!(decode_manifest(&bytes).unwrap(), good);
+    let bad = |f: &dyn Fn(&mut Manifest)| {
+        let mut m = good.clone();
+        f(&mut m);
+        decode_manifest(&encode_manifest(&m).unwrap()).expect_err("refused")
+    };
+    bad(&|m| m.version = 2);
+    bad(&|m| m.packs[0] = "../../etc".into());
+    bad(&|m| m.chunks[0].pack = 1);
+    bad(&|m| m.chunks[0].id = vec![1; 3]);
+    bad(&|m| m.chunks[0].offset = 0);
+    bad(&|m| m.chunks[0].plain_len = u32::MAX);
+    bad(&|m| m.entries[0].chunks = vec![7]);
+    bad(&|m| m.entries[0].size = 21);
+    bad(&|m| m.entries[0].kind = 99);
+    bad(&|m| m.content_bytes = 1);
+    bad(&|m| m.entries[0].kind = KIND_DIR);
+    assert!(decode_manifest(b"WSDMANI1garbage").is_err());
+    assert!(decode_manifest(b"not a manifest").is_err());
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    assert!(
+        decode_manifest(&flipped).is_err(),
+        "the frame checksum catches damage"
+    );
+}
