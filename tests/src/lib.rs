@@ -181,6 +181,13 @@ impl DaemonProcess {
         self.spawn().await;
     }
 
+    /// Stops the daemon (SIGTERM) and starts it again with another config file.
+    pub async fn restart_with(&mut self, extra_config: &str) {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM).await;
+        self.extra_config = extra_config.to_string();
+        self.spawn().await;
+    }
+
     /// The Prometheus text of the metrics endpoint.
     pub async fn metrics(&self) -> String {
         http::get_text(&format!("127.0.0.1:{}", self.metrics_port), "/metrics").await

@@ -90,6 +90,28 @@ impl ArchiveFormat {
     }
 }
 
+/// What backups and snapshots are written as.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArchiveMode {
+    /// One tar archive of the whole tree per backup (`full.tar.zst`), as the behaviour spec names.
+    Full,
+    /// Incremental and deduplicated: packs of chunks plus a manifest per backup.
+    Chunked,
+    /// Both, for clients that need the full archive while backups move to chunks.
+    Both,
+}
+
+impl ArchiveMode {
+    pub fn writes_full(self) -> bool {
+        matches!(self, ArchiveMode::Full | ArchiveMode::Both)
+    }
+
+    pub fn writes_chunked(self) -> bool {
+        matches!(self, ArchiveMode::Chunked | ArchiveMode::Both)
+    }
+}
+
 /// One range of `archive.uid_map` / `gid_map`: the archive layer's own type, so the configuration
 /// is validated by the same rules that use it.
 pub use crate::archive::IdMapEntry as IdMapping;
@@ -97,7 +119,12 @@ pub use crate::archive::IdMapEntry as IdMapping;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ArchiveConfig {
-    /// Format of new backups and snapshots; both formats are always readable.
+    /// What backups and snapshots are written as: `full` archives, `chunked` (incremental,
+    /// content-addressed) or `both`. Every kind is always readable.
+    pub mode: ArchiveMode,
+    /// Backup manifests kept per workspace in the chunked modes (at least 1).
+    pub keep_backups: usize,
+    /// Format of new full archives; both formats are always readable.
     pub format: ArchiveFormat,
     pub zstd_level: i32,
     /// zstd worker threads; 0 uses every available CPU.
@@ -111,6 +138,8 @@ pub struct ArchiveConfig {
 impl Default for ArchiveConfig {
     fn default() -> Self {
         ArchiveConfig {
+            mode: ArchiveMode::Full,
+            keep_backups: 3,
             format: ArchiveFormat::Zstd,
             zstd_level: 1,
             zstd_workers: 0,
@@ -309,6 +338,11 @@ impl Config {
         }
         if !(-7..=22).contains(&self.archive.zstd_level) {
             return bad("archive.zstd_level must be between -7 and 22");
+        }
+        if self.archive.keep_backups == 0 {
+            return bad(
+                "archive.keep_backups must be at least 1: the newest backup is always kept",
+            );
         }
         if self.limits.init_timeout_secs == 0 {
             return bad("limits.init_timeout_secs must be at least 1");

@@ -107,7 +107,7 @@ impl ContentService {
             match &storage {
                 Some(storage) => {
                     let _one_backup = ws.backup_lock.lock().await;
-                    self.write_full_backup(storage, &record).await?;
+                    self.write_backup(storage, &record).await?;
                 }
                 None => tracing::info!(id = %ws.id, "remote storage disabled: no final backup"),
             }

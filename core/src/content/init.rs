@@ -157,18 +157,25 @@ impl ContentService {
             record.owner.clone(),
             record.meta_id.clone(),
             tools,
-        );
+        )
+        .keeping_parent_at(self.store.area().parent_manifest(&record.id));
 
         // A full backup of this workspace wins over the requested initializer.
         let mut source = None;
         if let Some(storage) = &storage {
             if let Some(loc) =
-                initializer::find_full_backup(storage, &record.owner, &record.meta_id).await?
+                initializer::find_backup(storage, &record.owner, &record.meta_id).await?
             {
                 let started = Instant::now();
                 tracing::info!(id = %record.id, backup = %loc.qualified(), "restoring the full backup");
-                if let Some(stats) =
-                    initializer::restore_archive(storage, &loc, &content, &self.archive).await?
+                if let Some(stats) = initializer::restore_archive(
+                    storage,
+                    &loc,
+                    &content,
+                    &self.archive,
+                    ctx.keep_parent.as_deref(),
+                )
+                .await?
                 {
                     ctx.record("backup", started, stats.archive_bytes);
                     source = Some(InitSource::FromBackup);

@@ -13,6 +13,7 @@ use wsd_proto::wsdaemon::{
 use super::{wrong_state, ContentService};
 use crate::archive::write_archive;
 use crate::call::CallContext;
+use crate::chunked::{self, PackPlace};
 use crate::config::ArchiveFormat;
 use crate::error::{Error, Result};
 use crate::storage::{ObjectLocation, Storage, UploadStats};
@@ -91,8 +92,14 @@ impl ContentService {
         // Held until the upload ends, so that disposal waits for it.
         let guard = ws.content_lock.clone().read_owned().await;
         let (record, storage) = self.upload_preconditions(&ws, "TakeSnapshot")?;
-        let ext = self.config.archive.format.extension();
-        let loc = storage.snapshot_location(&record.owner, &record.meta_id, unix_nanos(), ext);
+        let nanos = unix_nanos();
+        let mode = self.config.archive.mode;
+        let ext = if mode.writes_full() {
+            self.config.archive.format.extension()
+        } else {
+            chunked::MANIFEST_EXT
+        };
+        let loc = storage.snapshot_location(&record.owner, &record.meta_id, nanos, ext);
         let url = loc.qualified();
         let running = snapshot_outcome(Phase::InProgress, 0, String::new());
         self.snapshots.put(&url, running, Keep::UntilReplaced).await;
@@ -100,10 +107,10 @@ impl ContentService {
         let me = self.clone();
         let task_url = url.clone();
         let upload = async move {
-            let result = me.upload_content(&storage, &record, &loc, "snapshot").await;
+            let result = me.write_snapshot(&storage, &record, &loc, nanos).await;
             drop(guard);
             let outcome = match &result {
-                Ok(stats) => snapshot_outcome(Phase::Done, stats.bytes, String::new()),
+                Ok(bytes) => snapshot_outcome(Phase::Done, *bytes, String::new()),
                 Err(e) => snapshot_outcome(Phase::Failed, 0, e.to_string()),
             };
             me.snapshots.put(&task_url, outcome, Keep::ForTtl).await;
@@ -119,6 +126,41 @@ impl ContentService {
                 .await?;
         }
         Ok(TakeSnapshotResponse { url })
+    }
+
+    /// Writes the snapshot at `loc` (a full archive, or a manifest in the `chunked` mode; in
+    /// `both`, the manifest goes beside the archive under the same name); answers its size.
+    async fn write_snapshot(
+        &self,
+        storage: &Arc<Storage>,
+        record: &WorkspaceRecord,
+        loc: &ObjectLocation,
+        nanos: u128,
+    ) -> Result<u64> {
+        let mode = self.config.archive.mode;
+        let mut size = 0;
+        if mode.writes_full() {
+            size = self
+                .upload_content(storage, record, loc, "snapshot")
+                .await?
+                .bytes;
+        }
+        if mode.writes_chunked() {
+            let place = self.pack_place(storage, record)?;
+            let manifest = storage.snapshot_location(
+                &record.owner,
+                &record.meta_id,
+                nanos,
+                chunked::MANIFEST_EXT,
+            );
+            let written = self
+                .write_chunked(storage, record, &place, &manifest, nanos, "snapshot")
+                .await?;
+            if !mode.writes_full() {
+                size = written.stats.pack_bytes + written.manifest_bytes;
+            }
+        }
+        Ok(size)
     }
 
     pub(crate) async fn snapshot_status(
@@ -139,8 +181,31 @@ impl ContentService {
         Ok(found.value)
     }
 
+    /// Writes the backup in the configured mode and answers the name of what restores it: the
+    /// full archive when one is written (`full`, `both`), else the chunked manifest. In `both`
+    /// the manifest is written last, so it is the newest and restores take it.
+    pub(super) async fn write_backup(
+        &self,
+        storage: &Arc<Storage>,
+        record: &WorkspaceRecord,
+    ) -> Result<String> {
+        let mode = self.config.archive.mode;
+        let full = if mode.writes_full() {
+            Some(self.write_full_backup(storage, record).await?)
+        } else {
+            None
+        };
+        let chunked = if mode.writes_chunked() {
+            Some(self.write_chunked_backup(storage, record).await?)
+        } else {
+            None
+        };
+        full.or(chunked)
+            .ok_or_else(|| Error::internal("no archive mode writes backups"))
+    }
+
     /// Writes the full backup; the previous one stays intact until the new one is complete.
-    pub(super) async fn write_full_backup(
+    async fn write_full_backup(
         &self,
         storage: &Storage,
         record: &WorkspaceRecord,
@@ -161,6 +226,129 @@ impl ContentService {
         Ok(loc.qualified())
     }
 
+    /// Writes a chunked backup (only what changed since the parent is read and uploaded), keeps
+    /// its manifest as the next backup's parent and prunes manifests beyond `keep_backups`.
+    async fn write_chunked_backup(
+        &self,
+        storage: &Arc<Storage>,
+        record: &WorkspaceRecord,
+    ) -> Result<String> {
+        let place = self.pack_place(storage, record)?;
+        let nanos = unix_nanos();
+        let loc = place.backup_manifest(&record.meta_id, nanos);
+        let written = self
+            .write_chunked(storage, record, &place, &loc, nanos, "backup")
+            .await?;
+        let parent_file = self.store.area().parent_manifest(&record.id);
+        let (keep_loc, encoded) = (loc.clone(), written.encoded.clone());
+        let saved = tokio::task::spawn_blocking(move || {
+            chunked::save_local_parent(&parent_file, &keep_loc, &encoded)
+        })
+        .await
+        .map_err(Error::internal)?;
+        if let Err(e) = saved {
+            tracing::warn!(id = %record.id, error = %e, "cannot keep the backup's manifest as the next parent");
+        }
+        match chunked::prune_backups(
+            storage,
+            &place,
+            &record.meta_id,
+            self.config.archive.keep_backups,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(id = %record.id, removed = n, "older backup manifests removed"),
+            Err(e) => {
+                tracing::warn!(id = %record.id, error = %e, "cannot remove older backup manifests")
+            }
+        }
+        Ok(loc.qualified())
+    }
+
+    /// Where the owner's packs and manifests live.
+    fn pack_place(&self, storage: &Storage, record: &WorkspaceRecord) -> Result<PackPlace> {
+        let any = storage.full_backup_location(&record.owner, &record.meta_id, "tar");
+        PackPlace::of_workspace_object(&any)
+            .ok_or_else(|| Error::internal("the storage layout names no workspaces folder"))
+    }
+
+    /// Writes the chunked form of the content folder and commits it at `loc`.
+    async fn write_chunked(
+        &self,
+        storage: &Arc<Storage>,
+        record: &WorkspaceRecord,
+        place: &PackPlace,
+        loc: &ObjectLocation,
+        nanos: u128,
+        kind: &'static str,
+    ) -> Result<chunked::Written> {
+        let parent = self.chunked_parent(storage, place, record).await;
+        let started = std::time::Instant::now();
+        let written = chunked::write_backup(
+            storage.clone(),
+            place.clone(),
+            loc.clone(),
+            self.store.area().content_dir(&record.id),
+            record.meta_id.clone(),
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+            parent,
+            self.archive.clone(),
+        )
+        .await
+        .inspect_err(|e| {
+            metrics::counter!("wsd_backup_failures_total", "kind" => kind).increment(1);
+            tracing::warn!(id = %record.id, object = %loc.qualified(), error = %e, "chunked {kind} failed");
+        })?;
+        let secs = started.elapsed().as_secs_f64();
+        let uploaded = written.stats.pack_bytes + written.manifest_bytes;
+        metrics::counter!("wsd_backup_bytes_total", "kind" => kind).increment(uploaded);
+        metrics::histogram!("wsd_backup_duration_seconds", "kind" => kind).record(secs);
+        let s = &written.stats;
+        tracing::info!(
+            id = %record.id, object = %loc.qualified(), secs,
+            files_read = s.files_read, files_unchanged = s.files_unchanged,
+            content_bytes = s.content_bytes, chunks_new = s.chunks_new, uploaded,
+            "chunked {kind} written"
+        );
+        Ok(written)
+    }
+
+    /// The manifest the next chunked backup starts from: the one kept in the working area while
+    /// it is still stored, else the newest stored backup. None (a backup that reads and uploads
+    /// everything) when neither is usable.
+    async fn chunked_parent(
+        &self,
+        storage: &Storage,
+        place: &PackPlace,
+        record: &WorkspaceRecord,
+    ) -> Option<Arc<chunked::Parent>> {
+        let file = self.store.area().parent_manifest(&record.id);
+        let local = tokio::task::spawn_blocking(move || chunked::load_local_parent(&file))
+            .await
+            .ok()
+            .flatten();
+        if let Some((loc, manifest)) = local {
+            let same_place = PackPlace::of_manifest(&loc).as_ref() == Some(place);
+            if same_place && matches!(storage.head(&loc).await, Ok(Some(_))) {
+                return Some(Arc::new(chunked::Parent::new(manifest)));
+            }
+        }
+        let latest = chunked::latest_backup(storage, place, &record.meta_id).await;
+        let loaded = match latest {
+            Ok(Some((loc, _))) => chunked::load_manifest(storage, &loc).await,
+            Ok(None) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match loaded {
+            Ok(found) => found.map(|m| Arc::new(chunked::Parent::new(m))),
+            Err(e) => {
+                tracing::warn!(id = %record.id, error = %e, "no usable parent backup: this backup stores everything");
+                None
+            }
+        }
+    }
+
     pub(crate) async fn backup_workspace(
         self: Arc<Self>,
         req: BackupWorkspaceRequest,
@@ -173,7 +361,7 @@ impl ContentService {
             let _content = ws.content_lock.clone().read_owned().await;
             let _one_backup = ws.backup_lock.lock().await;
             let (record, storage) = me.upload_preconditions(&ws, "BackupWorkspace")?;
-            me.write_full_backup(&storage, &record).await
+            me.write_backup(&storage, &record).await
         };
         let url = ctx
             .wait("BackupWorkspace", self.background.detached(backup))

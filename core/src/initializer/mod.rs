@@ -23,7 +23,7 @@ use crate::storage::{ObjectLocation, Storage};
 use crate::sync::Mutex;
 
 pub use download::DownloadFile;
-pub use restore::{find_full_backup, restore_archive};
+pub use restore::{find_backup, restore_archive};
 
 /// A validated initializer tree.
 #[derive(Debug, Clone)]
@@ -182,6 +182,8 @@ pub struct InitContext {
     pub owner: String,
     pub meta_id: String,
     pub tools: InitTools,
+    /// Where a restored chunked manifest is kept for the workspace's next backup.
+    pub keep_parent: Option<PathBuf>,
     metrics: Mutex<Vec<InitMetric>>,
 }
 
@@ -199,8 +201,15 @@ impl InitContext {
             owner,
             meta_id,
             tools,
+            keep_parent: None,
             metrics: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Keeps a restored chunked manifest at `path` (see [`InitContext::keep_parent`]).
+    pub fn keeping_parent_at(mut self, path: PathBuf) -> InitContext {
+        self.keep_parent = Some(path);
+        self
     }
 
     pub fn record(&self, kind: &str, started: Instant, size: u64) {

@@ -1,64 +1,133 @@
 //! Restoring archives from storage: the snapshot, backup and prebuild initializers, and the
 //! restore-before-initialize step of InitWorkspace.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::InitContext;
 use crate::archive::{extract_archive, ArchiveOptions, ArchiveStats};
+use crate::chunked::{self, PackPlace};
 use crate::config::ArchiveFormat;
 use crate::error::{Error, Result};
 use crate::storage::{ObjectLocation, Storage};
 
-/// Streams the archive at `loc` into `target`. `Ok(None)` when the object does not exist. A bad
-/// archive fails with a message that names the archive, never a host path.
+/// Restores the object at `loc` into `target`: a chunked manifest (`*.wsm`) or a full archive,
+/// streamed. `Ok(None)` when the object does not exist. A bad archive fails with a message that
+/// names the archive, never a host path; missing or damaged chunks fail with DATA_LOSS. A restored
+/// manifest is kept at `keep_parent`, so the workspace's next backup stores only what changed.
 pub async fn restore_archive(
-    storage: &Storage,
+    storage: &Arc<Storage>,
     loc: &ObjectLocation,
-    target: &std::path::Path,
+    target: &Path,
     opts: &Arc<ArchiveOptions>,
+    keep_parent: Option<&Path>,
 ) -> Result<Option<ArchiveStats>> {
     let started = Instant::now();
-    let target = target.to_path_buf();
-    let opts = opts.clone();
-    let outcome = storage
-        .download(loc, move |reader| extract_archive(reader, &target, &opts))
-        .await?;
-    match outcome {
-        None => Ok(None),
-        Some(Ok(stats)) => {
+    let outcome = if chunked::is_manifest_key(&loc.key) {
+        restore_manifest(storage, loc, target, opts, keep_parent).await
+    } else {
+        let target = target.to_path_buf();
+        let opts = opts.clone();
+        match storage
+            .download(loc, move |reader| extract_archive(reader, &target, &opts))
+            .await?
+        {
+            None => Ok(None),
+            Some(Ok(stats)) => Ok(Some(stats)),
+            Some(Err(e)) => Err(Error::InitFailed(format!(
+                "cannot restore {}: {e}",
+                loc.qualified()
+            ))),
+        }
+    };
+    match &outcome {
+        Ok(Some(stats)) => {
             metrics::counter!("wsd_restore_bytes_total").increment(stats.archive_bytes);
             metrics::histogram!("wsd_restore_duration_seconds")
                 .record(started.elapsed().as_secs_f64());
-            Ok(Some(stats))
         }
-        Some(Err(e)) => {
-            metrics::counter!("wsd_restore_failures_total").increment(1);
-            Err(Error::InitFailed(format!(
-                "cannot restore {}: {e}",
-                loc.qualified()
-            )))
-        }
+        Ok(None) => {}
+        Err(_) => metrics::counter!("wsd_restore_failures_total").increment(1),
     }
+    outcome
 }
 
-/// The newest full backup of owner + meta_id, in either archive format.
-pub async fn find_full_backup(
+async fn restore_manifest(
+    storage: &Arc<Storage>,
+    loc: &ObjectLocation,
+    target: &Path,
+    opts: &Arc<ArchiveOptions>,
+    keep_parent: Option<&Path>,
+) -> Result<Option<ArchiveStats>> {
+    let Some(encoded) = storage.get_bytes(loc).await? else {
+        return Ok(None);
+    };
+    let place = PackPlace::of_manifest(loc).ok_or_else(|| {
+        Error::InvalidArgument(format!(
+            "{} is not where manifests are kept",
+            loc.qualified()
+        ))
+    })?;
+    let what = loc.qualified();
+    let decoded = {
+        let (encoded, what) = (encoded.clone(), what.clone());
+        tokio::task::spawn_blocking(move || {
+            chunked::decode_manifest(&encoded)
+                .map_err(|e| Error::DataLoss(format!("the manifest {what} cannot be used: {e}")))
+        })
+        .await
+        .map_err(Error::internal)??
+    };
+    let stats = chunked::restore_manifest(
+        storage.clone(),
+        place,
+        Arc::new(decoded),
+        what,
+        target.to_path_buf(),
+        opts.clone(),
+    )
+    .await?;
+    if let Some(path) = keep_parent {
+        let (path, loc) = (path.to_path_buf(), loc.clone());
+        let kept =
+            tokio::task::spawn_blocking(move || chunked::save_local_parent(&path, &loc, &encoded))
+                .await
+                .map_err(Error::internal)?;
+        if let Err(e) = kept {
+            tracing::warn!(error = %e, "cannot keep the restored manifest as the next backup's parent");
+        }
+    }
+    Ok(Some(stats))
+}
+
+/// The newest backup of owner + meta_id: the newest of its full archive (either format) and its
+/// newest chunked manifest, whichever archive mode wrote them.
+pub async fn find_backup(
     storage: &Storage,
     owner: &str,
     meta_id: &str,
 ) -> Result<Option<ObjectLocation>> {
-    let mut newest = None;
+    let mut newest: Option<(ObjectLocation, i128)> = None;
+    let mut consider = |loc: ObjectLocation, at: i128| {
+        if newest.as_ref().is_none_or(|(_, t)| at > *t) {
+            newest = Some((loc, at));
+        }
+    };
     for format in [ArchiveFormat::Zstd, ArchiveFormat::Tar] {
         let loc = storage.full_backup_location(owner, meta_id, format.extension());
         if let Some(meta) = storage.head(&loc).await? {
-            let newer = match &newest {
-                Some((_, at)) => meta.last_modified > *at,
-                None => true,
-            };
-            if newer {
-                newest = Some((loc, meta.last_modified));
-            }
+            let at = meta
+                .last_modified
+                .timestamp_nanos_opt()
+                .map_or(i128::MAX, i128::from);
+            consider(loc, at);
+        }
+    }
+    let any = storage.full_backup_location(owner, meta_id, "tar");
+    if let Some(place) = PackPlace::of_workspace_object(&any) {
+        if let Some((loc, nanos)) = chunked::latest_backup(storage, &place, meta_id).await? {
+            consider(loc, i128::try_from(nanos).unwrap_or(i128::MAX));
         }
     }
     Ok(newest.map(|(loc, _)| loc))
@@ -72,7 +141,9 @@ async fn restore_kind(ctx: &InitContext, loc: &ObjectLocation, kind: &str) -> Re
         ))
     })?;
     let started = Instant::now();
-    let stats = restore_archive(storage, loc, &ctx.content, &ctx.tools.archive).await?;
+    let keep_parent = ctx.keep_parent.as_deref();
+    let stats =
+        restore_archive(storage, loc, &ctx.content, &ctx.tools.archive, keep_parent).await?;
     Ok(stats.map(|s| ctx.record(kind, started, s.archive_bytes)))
 }
 
@@ -101,7 +172,7 @@ pub async fn restore_backup(ctx: &InitContext) -> Result<()> {
             "no backup found: remote storage is disabled for this workspace".into(),
         ));
     };
-    let loc = find_full_backup(storage, &ctx.owner, &ctx.meta_id)
+    let loc = find_backup(storage, &ctx.owner, &ctx.meta_id)
         .await?
         .ok_or_else(|| {
             Error::InitFailed(format!("no backup found for workspace {}", ctx.meta_id))

@@ -19,6 +19,7 @@ use wsd_proto::wsdaemon::DisposeWorkspaceResponse;
 
 const STATE_SUFFIX: &str = ".workspace.json";
 const DAEMON_SUFFIX: &str = "-daemon";
+const PARENT_SUFFIX: &str = ".parent.wsm";
 
 #[derive(Debug, Clone)]
 pub struct WorkingArea {
@@ -44,6 +45,11 @@ impl WorkingArea {
 
     pub fn state_file(&self, id: &str) -> PathBuf {
         self.root.join(format!("{id}{STATE_SUFFIX}"))
+    }
+
+    /// The manifest of the workspace's last chunked backup, which the next one starts from.
+    pub fn parent_manifest(&self, id: &str) -> PathBuf {
+        self.root.join(format!("{id}{PARENT_SUFFIX}"))
     }
 }
 
@@ -387,7 +393,10 @@ impl Store {
             let Some(name) = entry.file_name().to_str().map(str::to_string) else {
                 continue;
             };
-            let owner_id = name.strip_suffix(DAEMON_SUFFIX).unwrap_or(&name);
+            let owner_id = name
+                .strip_suffix(DAEMON_SUFFIX)
+                .or_else(|| name.strip_suffix(PARENT_SUFFIX))
+                .unwrap_or(&name);
             if name.ends_with(STATE_SUFFIX)
                 || name.starts_with('.')
                 || live.contains(owner_id)
@@ -396,6 +405,12 @@ impl Store {
                 continue;
             }
             let meta = entry.metadata()?;
+            if name.ends_with(PARENT_SUFFIX) && meta.is_file() {
+                // A backup's parent left by a crash between removing its workspace's files.
+                remove_file_if_exists(&entry.path())?;
+                removed.push(name);
+                continue;
+            }
             if !meta.is_dir() {
                 continue;
             }
@@ -419,6 +434,13 @@ impl Store {
     }
 }
 
+fn remove_file_if_exists(path: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn remove_dir_if_exists(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -435,8 +457,6 @@ pub(crate) fn remove_instance_files(
 ) -> std::io::Result<()> {
     quota.remove_folder(&area.content_dir(id))?;
     remove_dir_if_exists(&area.daemon_dir(id))?;
-    match std::fs::remove_file(area.state_file(id)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
-    }
+    remove_file_if_exists(&area.parent_manifest(id))?;
+    remove_file_if_exists(&area.state_file(id))
 }

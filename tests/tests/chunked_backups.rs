@@ -1,0 +1,361 @@
+//! The chunked archive mode over gRPC with a real daemon: backups that upload only what changed,
+//! restores from manifests, snapshots and prebuilds as manifests, `both`, moving a workspace
+//! between modes, a damaged backup failing its restore with DATA_LOSS and leaving nothing, and the
+//! same round trip through the S3 test server.
+
+use std::path::{Path, PathBuf};
+
+use tonic::Code;
+use wsd_proto::contentservice::workspace_initializer::Spec;
+use wsd_proto::contentservice::{
+    EmptyInitializer, FromBackupInitializer, PrebuildInitializer, SnapshotInitializer,
+};
+use wsd_proto::wsdaemon::{
+    BackupWorkspaceRequest, DisposeWorkspaceRequest, TakeSnapshotRequest, WaitForInitRequest,
+};
+use wsd_tests::s3::{S3Server, SECRET_KEY};
+use wsd_tests::{init_ready, init_request, tree, Client, DaemonProcess};
+
+const SKIP: &[&str] = &[".gitpod"];
+const BUCKET: &str = "gitpod-user-owner-1";
+
+fn mode(mode: &str) -> String {
+    format!("[archive]\nmode = \"{mode}\"\nkeep_backups = 2\n")
+}
+
+async fn backup(c: &mut Client, id: &str) -> Result<String, tonic::Status> {
+    c.backup_workspace(BackupWorkspaceRequest { id: id.into() })
+        .await
+        .map(|r| r.into_inner().url)
+}
+
+async fn dispose(c: &mut Client, id: &str, backup: bool) {
+    c.dispose_workspace(DisposeWorkspaceRequest {
+        id: id.into(),
+        backup,
+        backup_logs: false,
+    })
+    .await
+    .expect("dispose");
+}
+
+fn from_backup() -> Spec {
+    Spec::Backup(FromBackupInitializer {
+        checkout_location: String::new(),
+        from_volume_snapshot: false,
+    })
+}
+
+fn ready_source(d: &DaemonProcess, id: &str) -> String {
+    let text = std::fs::read_to_string(d.working_area().join(id).join(".gitpod/ready"))
+        .expect("ready file");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("ready file is JSON");
+    json["source"].as_str().expect("source").to_string()
+}
+
+/// Files under `root` whose names end with `suffix`.
+fn files_ending(root: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn write_random(path: &Path, len: usize, seed: u64) {
+    let mut state = seed | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::write(path, data).expect("write");
+}
+
+fn pack_bytes(storage: &Path) -> u64 {
+    files_ending(storage, ".pack")
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+#[tokio::test]
+async fn chunked_backups_upload_what_changed_and_restore_the_tree() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProcess::start(dir.path(), &mode("chunked")).await;
+    let mut c = d.client().await;
+    init_ready(&mut c, "ws-a", "meta-a", Spec::Empty(EmptyInitializer {})).await;
+    let content = d.working_area().join("ws-a");
+    tree::populate(&content);
+    write_random(&content.join("big.bin"), 9 << 20, 7);
+
+    let url = backup(&mut c, "ws-a").await.expect("backup");
+    assert!(
+        url.starts_with("workspaces/meta-a/backups/") && url.ends_with(&format!(".wsm@{BUCKET}")),
+        "{url}"
+    );
+    assert!(
+        files_ending(&d.storage(), "full.tar.zst").is_empty(),
+        "no full archive in chunked mode"
+    );
+    let first = pack_bytes(&d.storage());
+    assert!(
+        first > 9 << 20,
+        "the first backup stores everything: {first}"
+    );
+
+    // Unchanged: nothing new is stored.
+    backup(&mut c, "ws-a").await.expect("second backup");
+    assert_eq!(pack_bytes(&d.storage()), first);
+
+    // A small change stores about that much.
+    std::fs::write(content.join("changed.txt"), b"a new file").expect("write");
+    let expected = tree::snapshot(&content, SKIP);
+    backup(&mut c, "ws-a").await.expect("third backup");
+    let grown = pack_bytes(&d.storage()) - first;
+    assert!(
+        grown > 0 && grown < 64 << 10,
+        "the third backup stored {grown} bytes"
+    );
+    // keep_backups = 2: the oldest manifest went.
+    let manifests = files_ending(
+        &d.storage().join(BUCKET).join("workspaces/meta-a/backups"),
+        ".wsm",
+    );
+    assert_eq!(manifests.len(), 2, "{manifests:?}");
+
+    dispose(&mut c, "ws-a", false).await;
+    init_ready(&mut c, "ws-b", "meta-a", from_backup()).await;
+    assert_eq!(ready_source(&d, "ws-b"), "from-backup");
+    assert_eq!(
+        tree::snapshot(&d.working_area().join("ws-b"), SKIP),
+        expected
+    );
+
+    // The restored workspace's next backup starts from the restored manifest: the content is
+    // stored already, so (almost) nothing is uploaded.
+    let before = pack_bytes(&d.storage());
+    std::fs::write(d.working_area().join("ws-b/later.txt"), b"later").expect("write");
+    let expected = tree::snapshot(&d.working_area().join("ws-b"), SKIP);
+    dispose(&mut c, "ws-b", true).await;
+    let grown = pack_bytes(&d.storage()) - before;
+    assert!(
+        grown < 64 << 10,
+        "the restored workspace's backup stored {grown} bytes"
+    );
+    init_ready(&mut c, "ws-c", "meta-a", Spec::Empty(EmptyInitializer {})).await;
+    assert_eq!(ready_source(&d, "ws-c"), "from-backup");
+    assert_eq!(
+        tree::snapshot(&d.working_area().join("ws-c"), SKIP),
+        expected
+    );
+    assert!(
+        !d.working_area().join("ws-a.parent.wsm").exists(),
+        "disposal removes the kept parent"
+    );
+}
+
+#[tokio::test]
+async fn snapshots_and_prebuilds_as_manifests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProcess::start(dir.path(), &mode("chunked")).await;
+    let mut c = d.client().await;
+    init_ready(&mut c, "ws-s", "meta-s", Spec::Empty(EmptyInitializer {})).await;
+    let content = d.working_area().join("ws-s");
+    tree::populate(&content);
+    let original = tree::snapshot(&content, SKIP);
+    let url = c
+        .take_snapshot(TakeSnapshotRequest {
+            id: "ws-s".into(),
+            return_immediately: false,
+        })
+        .await
+        .expect("snapshot")
+        .into_inner()
+        .url;
+    assert!(
+        url.starts_with("workspaces/meta-s/snapshot-") && url.ends_with(&format!(".wsm@{BUCKET}")),
+        "{url}"
+    );
+    dispose(&mut c, "ws-s", false).await;
+    let snap = SnapshotInitializer {
+        snapshot: url,
+        from_volume_snapshot: false,
+    };
+    init_ready(&mut c, "ws-t", "meta-t", Spec::Snapshot(snap.clone())).await;
+    assert_eq!(
+        tree::snapshot(&d.working_area().join("ws-t"), SKIP),
+        original
+    );
+    let prebuild = PrebuildInitializer {
+        prebuild: Some(snap),
+        git: vec![],
+    };
+    init_ready(&mut c, "ws-p", "meta-p", Spec::Prebuild(prebuild)).await;
+    assert_eq!(ready_source(&d, "ws-p"), "from-prebuild");
+    assert_eq!(
+        tree::snapshot(&d.working_area().join("ws-p"), SKIP),
+        original
+    );
+}
+
+#[tokio::test]
+async fn a_workspace_moves_between_modes_and_both_writes_both() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = DaemonProcess::start(dir.path(), &mode("full")).await;
+    let mut c = d.client().await;
+    init_ready(&mut c, "ws-m", "meta-m", Spec::Empty(EmptyInitializer {})).await;
+    let content = d.working_area().join("ws-m");
+    tree::populate(&content);
+    let url = backup(&mut c, "ws-m").await.expect("full backup");
+    assert_eq!(url, format!("workspaces/meta-m/full.tar.zst@{BUCKET}"));
+
+    // Chunked now: the manifest is newer than the full archive and is what restores.
+    d.restart_with(&mode("chunked")).await;
+    let mut c = d.client().await;
+    std::fs::write(content.join("after-full.txt"), b"1").expect("write");
+    backup(&mut c, "ws-m").await.expect("chunked backup");
+    let expected = tree::snapshot(&content, SKIP);
+    init_ready(&mut c, "ws-m2", "meta-m", from_backup()).await;
+    assert_eq!(
+        tree::snapshot(&d.working_area().join("ws-m2"), SKIP),
+        expected
+    );
+    dispose(&mut c, "ws-m2", false).await;
+
+    // Full again: the new full archive is newest.
+    d.restart_with(&mode("full")).await;
+    let mut c = d.client().await;
+    std::fs::write(content.join("after-chunked.txt"), b"2").expect("write");
+    backup(&mut c, "ws-m").await.expect("full backup again");
+    let expected = tree::snapshot(&content, SKIP);
+    init_ready(&mut c, "ws-m3", "meta-m", from_backup()).await;
+    assert_eq!(
+        tree::snapshot(&d.working_area().join("ws-m3"), SKIP),
+        expected
+    );
+    dispose(&mut c, "ws-m3", false).await;
+
+    // Both: the answer names the full archive; both exist; the restore takes the manifest.
+    d.restart_with(&mode("both")).await;
+    let mut c = d.client().await;
+    std::fs::write(content.join("in-both.txt"), b"3").expect("write");
+    let url = backup(&mut c, "ws-m").await.expect("backup in both");
+    assert_eq!(url, format!("workspaces/meta-m/full.tar.zst@{BUCKET}"));
+    let expected = tree::snapshot(&content, SKIP);
+    let manifests = files_ending(
+        &d.storage().join(BUCKET).join("workspaces/meta-m/backups"),
+        ".wsm",
+    );
+    assert_eq!(manifests.len(), 2, "keep_backups = 2: {manifests:?}");
+    // Remove the full archive: the manifest alone restores it, so it was written in full.
+    std::fs::remove_file(
+        d.storage()
+            .join(BUCKET)
+            .join("workspaces/meta-m/full.tar.zst"),
+    )
+    .expect("rm");
+    init_ready(&mut c, "ws-m4", "meta-m", from_backup()).await;
+    assert_eq!(
+        tree::snapshot(&d.working_area().join("ws-m4"), SKIP),
+        expected
+    );
+}
+
+#[tokio::test]
+async fn a_damaged_backup_fails_with_data_loss_and_leaves_no_workspace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProcess::start(dir.path(), &mode("chunked")).await;
+    let mut c = d.client().await;
+    init_ready(&mut c, "ws-d", "meta-d", Spec::Empty(EmptyInitializer {})).await;
+    write_random(&d.working_area().join("ws-d/data.bin"), 3 << 20, 3);
+    backup(&mut c, "ws-d").await.expect("backup");
+    dispose(&mut c, "ws-d", false).await;
+
+    for damage in ["corrupt", "remove"] {
+        let packs = files_ending(&d.storage(), ".pack");
+        assert_eq!(packs.len(), 1);
+        let pack = &packs[0];
+        let original = std::fs::read(pack).expect("pack");
+        if damage == "corrupt" {
+            let mut bytes = original.clone();
+            let mid = bytes.len() / 2;
+            bytes[mid] ^= 0x5a;
+            std::fs::write(pack, bytes).expect("corrupt");
+        } else {
+            std::fs::remove_file(pack).expect("remove");
+        }
+        let id = format!("ws-{damage}");
+        // The backup is restored before InitWorkspace answers; a failure may also reach WaitForInit.
+        let err = match c
+            .init_workspace(init_request(&id, "meta-d", from_backup()))
+            .await
+        {
+            Err(e) => e,
+            Ok(_) => c
+                .wait_for_init(WaitForInitRequest { id: id.clone() })
+                .await
+                .expect_err("a damaged backup does not restore"),
+        };
+        assert_eq!(err.code(), Code::DataLoss, "{damage}: {err:?}");
+        assert!(
+            err.message().contains("workspace meta-d"),
+            "{}",
+            err.message()
+        );
+        assert!(
+            !err.message().contains(&dir.path().display().to_string()),
+            "no host path"
+        );
+        assert!(!d.working_area().join(&id).exists(), "no partial workspace");
+        std::fs::write(pack, &original).expect("repair");
+    }
+    // Repaired, it restores.
+    init_ready(&mut c, "ws-ok", "meta-d", from_backup()).await;
+    assert!(d.working_area().join("ws-ok/data.bin").is_file());
+}
+
+#[tokio::test]
+async fn chunked_backups_through_s3() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s3 = S3Server::start(&dir.path().join("s3")).await;
+    let config = format!(
+        "{}{}",
+        S3Server::daemon_config(&s3.endpoint(), SECRET_KEY, ""),
+        mode("chunked")
+    );
+    let a = DaemonProcess::start(&dir.path().join("node-a"), &config).await;
+    let mut ca = a.client().await;
+    init_ready(&mut ca, "ws-a", "meta-a", Spec::Empty(EmptyInitializer {})).await;
+    let content = a.working_area().join("ws-a");
+    tree::populate(&content);
+    write_random(&content.join("big.bin"), 20 << 20, 11);
+    backup(&mut ca, "ws-a").await.expect("backup");
+    let first = pack_bytes(&s3.root);
+    assert!(first > 20 << 20, "{first}");
+    std::fs::write(content.join("small-change"), b"x").expect("write");
+    let expected = tree::snapshot(&content, SKIP);
+    backup(&mut ca, "ws-a").await.expect("incremental backup");
+    assert!(pack_bytes(&s3.root) - first < 64 << 10);
+
+    // Another node restores it.
+    let b = DaemonProcess::start(&dir.path().join("node-b"), &config).await;
+    let mut cb = b.client().await;
+    init_ready(&mut cb, "ws-b", "meta-a", from_backup()).await;
+    assert_eq!(
+        tree::snapshot(&b.working_area().join("ws-b"), SKIP),
+        expected
+    );
+}
