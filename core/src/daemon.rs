@@ -137,6 +137,7 @@ impl Daemon {
             "working area reloaded"
         );
         daemon.start_housekeeping();
+        daemon.services.content.start_garbage_collection();
         // Held by its task and its readiness check; the store holds it weakly.
         if let Some(discovery) = discovery {
             daemon.add_readiness_check(discovery.clone());

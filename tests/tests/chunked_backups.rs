@@ -359,3 +359,35 @@ async fn chunked_backups_through_s3() {
         expected
     );
 }
+
+#[tokio::test]
+async fn the_daemon_collects_packs_of_pruned_backups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = "[archive]\nmode = \"chunked\"\nkeep_backups = 1\ngc_interval_secs = 1\ngc_grace_secs = 0\n";
+    let d = DaemonProcess::start(dir.path(), config).await;
+    let mut c = d.client().await;
+    init_ready(&mut c, "ws-g", "meta-g", Spec::Empty(EmptyInitializer {})).await;
+    let content = d.working_area().join("ws-g");
+    // Only data.bin, so that replacing it leaves the first pack unreferenced (a pack goes only
+    // when none of its chunks is used; the ready file would keep it).
+    std::fs::remove_dir_all(content.join(".gitpod")).expect("remove .gitpod");
+    write_random(&content.join("data.bin"), 4 << 20, 1);
+    backup(&mut c, "ws-g").await.expect("first backup");
+    let first = files_ending(&d.storage(), ".pack");
+    write_random(&content.join("data.bin"), 4 << 20, 2);
+    backup(&mut c, "ws-g").await.expect("second backup");
+    let expected = tree::snapshot(&content, SKIP);
+    // The first backup was pruned; its pack goes at the next collection.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while files_ending(&d.storage(), ".pack").iter().any(|p| first.contains(p)) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the pruned backup's pack was not collected: {}",
+            d.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(files_ending(&d.storage(), ".pack").len(), 1);
+    init_ready(&mut c, "ws-h", "meta-g", from_backup()).await;
+    assert_eq!(tree::snapshot(&d.working_area().join("ws-h"), SKIP), expected);
+}

@@ -9,6 +9,7 @@
 
 mod backup;
 mod format;
+mod gc;
 mod objects;
 mod restore;
 #[cfg(test)]
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 
 pub use backup::{BackupStats, PackSink, Parent, PACK_TARGET};
+pub use gc::{collect_garbage, delete_workspace, GcReport};
 pub use format::{decode_manifest, encode_manifest, is_manifest, FormatError, Manifest};
 pub use objects::{is_manifest_key, PackPlace, MANIFEST_EXT};
 pub use restore::restore_manifest;

@@ -16,7 +16,7 @@ use crate::storage::ObjectLocation;
 pub const MANIFEST_EXT: &str = "wsm";
 
 /// The bucket and key prefix under which a manifest's packs live.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PackPlace {
     pub bucket: String,
     /// Empty, or ends with `/`.

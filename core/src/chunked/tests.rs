@@ -359,3 +359,140 @@ fn hostile_manifests_are_refused() {
         "the frame checksum catches damage"
     );
 }
+
+/// Sets the modification time of every pack back by `secs`, as if they were written earlier.
+fn age_packs(env: &Env, secs: i64) {
+    for pack in env.packs() {
+        let md = fs::metadata(&pack).unwrap();
+        let t = nix::sys::time::TimeSpec::new(md.mtime() - secs, 0);
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &pack,
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_deletes_only_old_unreferenced_packs() {
+    let env = env();
+    let src = env.root.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("replaced"), pseudo_random(5 << 20, 2)).unwrap();
+    let opts = ArchiveOptions::default();
+    let (loc1, first) = env.backup(&src, 1, None, &opts).await;
+    // The first backup's pack holds only "replaced"; the second stores everything anew.
+    fs::write(src.join("replaced"), pseudo_random(5 << 20, 3)).unwrap();
+    fs::write(src.join("kept"), pseudo_random(300_000, 1)).unwrap();
+    let (loc2, _) = env.backup(&src, 2, Some(&first), &opts).await;
+    let all = env.packs();
+    assert!(all.len() >= 2);
+
+    // Both manifests exist: nothing is garbage.
+    age_packs(&env, 7200);
+    let grace = std::time::Duration::from_secs(3600);
+    let report = collect_garbage(&env.storage, &env.place, grace).await.unwrap();
+    assert_eq!((report.manifests, report.packs_deleted), (2, 0));
+
+    // The first backup pruned: its packs that the second does not use go.
+    assert_eq!(prune_backups(&env.storage, &env.place, "m", 1).await.unwrap(), 1);
+    assert!(load_manifest(&env.storage, &loc1).await.unwrap().is_none());
+    let report = collect_garbage(&env.storage, &env.place, grace).await.unwrap();
+    assert_eq!(report.manifests, 1);
+    assert!(report.packs_deleted >= 1, "{report:?}");
+    assert!(env.packs().len() < all.len());
+    let dst = env.root.join("dst");
+    env.restore(&loc2, &dst, &opts).await.expect("the kept backup restores");
+    assert_same_tree(&src, &dst);
+
+    // Young unreferenced packs stay (a backup may be uploading them).
+    let young = env.place.pack(&"ab".repeat(32));
+    env.storage.put_new(&young, bytes::Bytes::from_static(b"WSDPACK1")).await.unwrap();
+    let report = collect_garbage(&env.storage, &env.place, grace).await.unwrap();
+    assert_eq!((report.packs_deleted, report.packs_in_grace), (0, 1));
+
+    // Deleting the workspace removes its manifests and, past the grace period, every pack.
+    age_packs(&env, 7200);
+    let (objects, report) = delete_workspace(&env.storage, &env.place, "m", grace).await.unwrap();
+    assert_eq!(objects, 1);
+    assert_eq!(report.manifests, 0);
+    assert!(env.packs().is_empty(), "{:?}", env.packs());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_manifest_stops_garbage_collection_before_any_deletion() {
+    let env = env();
+    let src = env.root.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), pseudo_random(100_000, 1)).unwrap();
+    let opts = ArchiveOptions::default();
+    let (loc, _) = env.backup(&src, 1, None, &opts).await;
+    age_packs(&env, 7200);
+    let file = env.root.join("store").join(&loc.bucket).join(&loc.key);
+    fs::write(&file, b"WSDMANI1 damaged").unwrap();
+    let err = collect_garbage(&env.storage, &env.place, std::time::Duration::from_secs(60))
+        .await
+        .expect_err("an unreadable manifest stops the collection");
+    assert_eq!(err.code(), crate::Code::DataLoss, "{err}");
+    assert_eq!(env.packs().len(), 1, "nothing deleted");
+}
+
+/// Backups that prune their parents run while garbage collection runs again and again with a
+/// grace period longer than a backup: every manifest left restores exactly what it recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_racing_backups_loses_nothing() {
+    let env = Arc::new(env());
+    let src = env.root.join("src");
+    fs::create_dir(&src).unwrap();
+    for i in 0..8 {
+        fs::write(src.join(format!("f{i}")), pseudo_random(400_000, i)).unwrap();
+    }
+    let opts = ArchiveOptions::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let collector = {
+        let (env, stop) = (env.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut deleted = 0;
+            let mut runs = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let grace = std::time::Duration::from_millis(1500);
+                let report = collect_garbage(&env.storage, &env.place, grace).await.expect("gc");
+                deleted += report.packs_deleted;
+                runs += 1;
+            }
+            (runs, deleted)
+        })
+    };
+    let mut parent: Option<Written> = None;
+    let mut expected = std::collections::BTreeMap::new();
+    for round in 0..12u64 {
+        // Each round changes two files; the parent is pruned after the commit (keep 2).
+        for i in [round % 8, (round * 3 + 1) % 8] {
+            fs::write(src.join(format!("f{i}")), pseudo_random(400_000, 100 + round * 8 + i)).unwrap();
+        }
+        let nanos = u128::from(round + 1);
+        let (loc, written) = env.backup(&src, nanos, parent.as_ref(), &opts).await;
+        prune_backups(&env.storage, &env.place, "m", 2).await.unwrap();
+        expected.insert(loc.key.clone(), snapshot(&src, None, true));
+        parent = Some(written);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (runs, deleted) = collector.await.unwrap();
+    assert!(runs >= 3, "the collector ran {runs} times");
+    assert!(deleted > 0, "the race deleted packs of pruned backups");
+    let left = list_backups(&env.storage, &env.place, "m").await.unwrap();
+    assert_eq!(left.len(), 2);
+    for (loc, _) in left {
+        let dst = env.root.join(format!("restore-{}", loc.key.replace('/', "_")));
+        env.restore(&loc, &dst, &opts).await.expect("every kept backup restores");
+        let mut want = expected[&loc.key].clone();
+        want.remove(Path::new(""));
+        let mut got = snapshot(&dst, None, true);
+        got.remove(Path::new(""));
+        assert_eq!(got, want, "backup {}", loc.key);
+    }
+}

@@ -124,6 +124,12 @@ pub struct ArchiveConfig {
     pub mode: ArchiveMode,
     /// Backup manifests kept per workspace in the chunked modes (at least 1).
     pub keep_backups: usize,
+    /// How often packs that no manifest references are looked for, in the places this daemon
+    /// wrote chunked backups to since the last time (seconds; 0: never).
+    pub gc_interval_secs: u64,
+    /// Unreferenced packs younger than this are kept: longer than the longest backup, whose
+    /// packs are unreferenced until its manifest is written (seconds).
+    pub gc_grace_secs: u64,
     /// Format of new full archives; both formats are always readable.
     pub format: ArchiveFormat,
     pub zstd_level: i32,
@@ -140,6 +146,8 @@ impl Default for ArchiveConfig {
         ArchiveConfig {
             mode: ArchiveMode::Full,
             keep_backups: 3,
+            gc_interval_secs: 3600,
+            gc_grace_secs: 86400,
             format: ArchiveFormat::Zstd,
             zstd_level: 1,
             zstd_workers: 0,

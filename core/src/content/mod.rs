@@ -45,6 +45,8 @@ pub(crate) struct ContentService {
     disposed: OutcomeCache<DisposeWorkspaceResponse>,
     /// Outcomes of snapshots by qualified name, answered by SnapshotStatus.
     snapshots: OutcomeCache<SnapshotStatusResponse>,
+    /// Places this daemon wrote chunked backups to since their last garbage collection.
+    gc_places: crate::sync::Mutex<std::collections::HashSet<crate::chunked::PackPlace>>,
 }
 
 /// The validated id map of `archive.<which>` (Config::validate has checked it already).
@@ -99,6 +101,7 @@ impl ContentService {
             quota: store.quota().clone(),
             disposed: OutcomeCache::new(area, "disposed", ttl),
             snapshots: OutcomeCache::new(area, "snapshots", ttl),
+            gc_places: crate::sync::Mutex::new(std::collections::HashSet::new()),
             http,
             storage,
             config,
@@ -146,6 +149,44 @@ impl ContentService {
         Ok(WorkspaceStateResponse {
             state: state as i32,
         })
+    }
+
+    /// Collects the garbage packs of the places written to since the last collection; a place
+    /// whose collection fails is tried again next time.
+    pub(crate) async fn collect_garbage(&self) {
+        let Some(storage) = self.storage.clone() else {
+            return;
+        };
+        let places: Vec<_> = self.gc_places.lock().drain().collect();
+        let grace = Duration::from_secs(self.config.archive.gc_grace_secs);
+        for place in places {
+            if let Err(e) = crate::chunked::collect_garbage(&storage, &place, grace).await {
+                tracing::warn!(bucket = %place.bucket, error = %e, "pack garbage collection failed; trying again later");
+                self.gc_places.lock().insert(place);
+            }
+        }
+    }
+
+    /// Starts the periodic garbage collection of packs (`archive.gc_interval_secs`).
+    pub(crate) fn start_garbage_collection(self: &Arc<Self>) {
+        let interval = self.config.archive.gc_interval_secs;
+        if interval == 0 || !self.config.archive.mode.writes_chunked() || self.storage.is_none() {
+            return;
+        }
+        let (me, closing) = (Arc::downgrade(self), self.background.closing());
+        self.background.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(interval)) => {}
+                    _ = closing.cancelled() => break,
+                }
+                let Some(service) = me.upgrade() else { break };
+                tokio::select! {
+                    _ = service.collect_garbage() => {}
+                    _ = closing.cancelled() => break,
+                }
+            }
+        });
     }
 
     /// Drops expired outcome records (blocking; run by housekeeping).

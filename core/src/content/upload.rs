@@ -299,7 +299,10 @@ impl ContentService {
         .inspect_err(|e| {
             metrics::counter!("wsd_backup_failures_total", "kind" => kind).increment(1);
             tracing::warn!(id = %record.id, object = %loc.qualified(), error = %e, "chunked {kind} failed");
-        })?;
+        });
+        // Even a failed backup may have left packs behind.
+        self.gc_places.lock().insert(place.clone());
+        let written = written?;
         let secs = started.elapsed().as_secs_f64();
         let uploaded = written.stats.pack_bytes + written.manifest_bytes;
         metrics::counter!("wsd_backup_bytes_total", "kind" => kind).increment(uploaded);
