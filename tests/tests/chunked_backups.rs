@@ -379,7 +379,10 @@ async fn the_daemon_collects_packs_of_pruned_backups() {
     let expected = tree::snapshot(&content, SKIP);
     // The first backup was pruned; its pack goes at the next collection.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while files_ending(&d.storage(), ".pack").iter().any(|p| first.contains(p)) {
+    while files_ending(&d.storage(), ".pack")
+        .iter()
+        .any(|p| first.contains(p))
+    {
         assert!(
             std::time::Instant::now() < deadline,
             "the pruned backup's pack was not collected: {}",
@@ -389,5 +392,89 @@ async fn the_daemon_collects_packs_of_pruned_backups() {
     }
     assert_eq!(files_ending(&d.storage(), ".pack").len(), 1);
     init_ready(&mut c, "ws-h", "meta-g", from_backup()).await;
-    assert_eq!(tree::snapshot(&d.working_area().join("ws-h"), SKIP), expected);
+    assert_eq!(
+        tree::snapshot(&d.working_area().join("ws-h"), SKIP),
+        expected
+    );
+}
+
+/// Kills the daemon (SIGKILL) at spread-out points of a chunked backup, many times: after each
+/// restart the previous backup still restores, and every manifest in storage names only packs
+/// that exist.
+#[tokio::test]
+async fn a_backup_killed_at_any_point_leaves_the_previous_one_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = DaemonProcess::start(dir.path(), &mode("chunked")).await;
+    let mut c = d.client().await;
+    init_ready(&mut c, "ws-k", "meta-k", Spec::Empty(EmptyInitializer {})).await;
+    let content = d.working_area().join("ws-k");
+    for i in 0..6 {
+        write_random(&content.join(format!("f{i}.bin")), 6 << 20, i);
+    }
+    // How long a backup of everything takes here (killed backups leave more and more changed
+    // files to the next): kill points spread over that long.
+    let started = std::time::Instant::now();
+    backup(&mut c, "ws-k").await.expect("first backup");
+    let span_ms = (started.elapsed().as_millis() as u64).max(50);
+    let mut expected = tree::snapshot(&content, SKIP);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_nanos() as u64)
+        .unwrap_or(1);
+    println!("kill points seed {seed}, spread over {span_ms} ms");
+    let mut rng = seed | 1;
+    let mut completed = 0;
+    for round in 0..8u64 {
+        // New content each round, so the backup has packs to upload when it is killed.
+        write_random(
+            &content.join(format!("f{}.bin", round % 6)),
+            6 << 20,
+            100 + round,
+        );
+        let attempt = tree::snapshot(&content, SKIP);
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let delay = std::time::Duration::from_millis(rng % span_ms);
+        let mut c = d.client().await;
+        let running = tokio::spawn(async move { backup(&mut c, "ws-k").await });
+        tokio::time::sleep(delay).await;
+        d.stop_with(nix::sys::signal::Signal::SIGKILL).await;
+        if let Ok(Ok(_)) = running.await {
+            completed += 1;
+            expected = attempt.clone();
+        }
+        d.restart().await;
+
+        // Every manifest's packs exist.
+        let storage = d.storage();
+        for manifest in files_ending(
+            &storage.join(BUCKET).join("workspaces/meta-k/backups"),
+            ".wsm",
+        ) {
+            let bytes = std::fs::read(&manifest).expect("manifest");
+            let m = wsd_core::chunked::decode_manifest(&bytes).expect("a stored manifest is whole");
+            for pack in &m.packs {
+                let file = storage
+                    .join(BUCKET)
+                    .join(format!("packs/{}/{pack}.pack", &pack[..2]));
+                assert!(
+                    file.is_file(),
+                    "round {round} (seed {seed}): manifest names missing pack"
+                );
+            }
+        }
+        // The newest backup restores what it recorded.
+        let mut c = d.client().await;
+        let id = format!("ws-r{round}");
+        init_ready(&mut c, &id, "meta-k", from_backup()).await;
+        let restored = tree::snapshot(&d.working_area().join(&id), SKIP);
+        if restored != expected {
+            // A backup may have committed just before the kill without its answer arriving.
+            assert_eq!(restored, attempt, "round {round} (seed {seed})");
+            expected = attempt;
+        }
+        dispose(&mut c, &id, false).await;
+    }
+    println!("{completed} of 8 backups finished before the kill");
 }

@@ -12,8 +12,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::format::is_pack_name;
-use super::objects::PackPlace;
 use super::load_manifest;
+use super::objects::PackPlace;
 use crate::error::{Error, Result};
 use crate::storage::{ObjectLocation, Storage};
 
@@ -150,7 +150,10 @@ pub async fn delete_workspace(
     grace: Duration,
 ) -> Result<(u64, GcReport)> {
     let objects = storage
-        .list(&place.bucket, &format!("{}workspaces/{meta_id}/", place.prefix))
+        .list(
+            &place.bucket,
+            &format!("{}workspaces/{meta_id}/", place.prefix),
+        )
         .await?;
     let mut deleted = 0;
     for object in objects {

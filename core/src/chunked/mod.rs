@@ -21,8 +21,8 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 
 pub use backup::{BackupStats, PackSink, Parent, PACK_TARGET};
-pub use gc::{collect_garbage, delete_workspace, GcReport};
 pub use format::{decode_manifest, encode_manifest, is_manifest, FormatError, Manifest};
+pub use gc::{collect_garbage, delete_workspace, GcReport};
 pub use objects::{is_manifest_key, PackPlace, MANIFEST_EXT};
 pub use restore::restore_manifest;
 

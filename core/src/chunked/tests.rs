@@ -394,29 +394,47 @@ async fn garbage_collection_deletes_only_old_unreferenced_packs() {
     // Both manifests exist: nothing is garbage.
     age_packs(&env, 7200);
     let grace = std::time::Duration::from_secs(3600);
-    let report = collect_garbage(&env.storage, &env.place, grace).await.unwrap();
+    let report = collect_garbage(&env.storage, &env.place, grace)
+        .await
+        .unwrap();
     assert_eq!((report.manifests, report.packs_deleted), (2, 0));
 
     // The first backup pruned: its packs that the second does not use go.
-    assert_eq!(prune_backups(&env.storage, &env.place, "m", 1).await.unwrap(), 1);
+    assert_eq!(
+        prune_backups(&env.storage, &env.place, "m", 1)
+            .await
+            .unwrap(),
+        1
+    );
     assert!(load_manifest(&env.storage, &loc1).await.unwrap().is_none());
-    let report = collect_garbage(&env.storage, &env.place, grace).await.unwrap();
+    let report = collect_garbage(&env.storage, &env.place, grace)
+        .await
+        .unwrap();
     assert_eq!(report.manifests, 1);
     assert!(report.packs_deleted >= 1, "{report:?}");
     assert!(env.packs().len() < all.len());
     let dst = env.root.join("dst");
-    env.restore(&loc2, &dst, &opts).await.expect("the kept backup restores");
+    env.restore(&loc2, &dst, &opts)
+        .await
+        .expect("the kept backup restores");
     assert_same_tree(&src, &dst);
 
     // Young unreferenced packs stay (a backup may be uploading them).
     let young = env.place.pack(&"ab".repeat(32));
-    env.storage.put_new(&young, bytes::Bytes::from_static(b"WSDPACK1")).await.unwrap();
-    let report = collect_garbage(&env.storage, &env.place, grace).await.unwrap();
+    env.storage
+        .put_new(&young, bytes::Bytes::from_static(b"WSDPACK1"))
+        .await
+        .unwrap();
+    let report = collect_garbage(&env.storage, &env.place, grace)
+        .await
+        .unwrap();
     assert_eq!((report.packs_deleted, report.packs_in_grace), (0, 1));
 
     // Deleting the workspace removes its manifests and, past the grace period, every pack.
     age_packs(&env, 7200);
-    let (objects, report) = delete_workspace(&env.storage, &env.place, "m", grace).await.unwrap();
+    let (objects, report) = delete_workspace(&env.storage, &env.place, "m", grace)
+        .await
+        .unwrap();
     assert_eq!(objects, 1);
     assert_eq!(report.manifests, 0);
     assert!(env.packs().is_empty(), "{:?}", env.packs());
@@ -459,7 +477,9 @@ async fn garbage_collection_racing_backups_loses_nothing() {
             let mut runs = 0;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let grace = std::time::Duration::from_millis(1500);
-                let report = collect_garbage(&env.storage, &env.place, grace).await.expect("gc");
+                let report = collect_garbage(&env.storage, &env.place, grace)
+                    .await
+                    .expect("gc");
                 deleted += report.packs_deleted;
                 runs += 1;
             }
@@ -471,11 +491,17 @@ async fn garbage_collection_racing_backups_loses_nothing() {
     for round in 0..12u64 {
         // Each round changes two files; the parent is pruned after the commit (keep 2).
         for i in [round % 8, (round * 3 + 1) % 8] {
-            fs::write(src.join(format!("f{i}")), pseudo_random(400_000, 100 + round * 8 + i)).unwrap();
+            fs::write(
+                src.join(format!("f{i}")),
+                pseudo_random(400_000, 100 + round * 8 + i),
+            )
+            .unwrap();
         }
         let nanos = u128::from(round + 1);
         let (loc, written) = env.backup(&src, nanos, parent.as_ref(), &opts).await;
-        prune_backups(&env.storage, &env.place, "m", 2).await.unwrap();
+        prune_backups(&env.storage, &env.place, "m", 2)
+            .await
+            .unwrap();
         expected.insert(loc.key.clone(), snapshot(&src, None, true));
         parent = Some(written);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -487,12 +513,50 @@ async fn garbage_collection_racing_backups_loses_nothing() {
     let left = list_backups(&env.storage, &env.place, "m").await.unwrap();
     assert_eq!(left.len(), 2);
     for (loc, _) in left {
-        let dst = env.root.join(format!("restore-{}", loc.key.replace('/', "_")));
-        env.restore(&loc, &dst, &opts).await.expect("every kept backup restores");
+        let dst = env
+            .root
+            .join(format!("restore-{}", loc.key.replace('/', "_")));
+        env.restore(&loc, &dst, &opts)
+            .await
+            .expect("every kept backup restores");
         let mut want = expected[&loc.key].clone();
         want.remove(Path::new(""));
         let mut got = snapshot(&dst, None, true);
         got.remove(Path::new(""));
         assert_eq!(got, want, "backup {}", loc.key);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posix_acls_and_long_names_survive_a_round_trip() {
+    let env = env();
+    let src = env.root.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("shared.txt"), b"x").unwrap();
+    // user::rw-, user:1234:r--, group::r--, mask::r--, other::r-- (the kernel's binary form).
+    let mut acl = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in [
+        (1u16, 6u16, u32::MAX),
+        (2, 4, 1234),
+        (4, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 4, u32::MAX),
+    ] {
+        acl.extend(tag.to_le_bytes());
+        acl.extend(perm.to_le_bytes());
+        acl.extend(id.to_le_bytes());
+    }
+    xattr::set(src.join("shared.txt"), "system.posix_acl_access", &acl)
+        .expect("this test needs a filesystem with POSIX ACLs for its temporary folder");
+    let long = "n".repeat(255);
+    fs::write(src.join(&long), b"long name").unwrap();
+    let opts = ArchiveOptions::default();
+    let (loc, _) = env.backup(&src, 1, None, &opts).await;
+    let dst = env.root.join("dst");
+    env.restore(&loc, &dst, &opts).await.unwrap();
+    assert_eq!(
+        xattr::get(dst.join("shared.txt"), "system.posix_acl_access").unwrap(),
+        Some(acl)
+    );
+    assert_eq!(fs::read(dst.join(&long)).unwrap(), b"long name");
 }
