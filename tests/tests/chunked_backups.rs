@@ -19,6 +19,37 @@ use wsd_tests::{init_ready, init_request, tree, Client, DaemonProcess};
 const SKIP: &[&str] = &[".gitpod"];
 const BUCKET: &str = "gitpod-user-owner-1";
 
+/// Where the daemon's objects are kept: its local storage folder, or the S3 test server (whose
+/// objects are files under its root too, so tests can damage them the same way).
+enum Store {
+    Local,
+    S3(S3Server),
+}
+
+impl Store {
+    async fn s3(dir: &Path) -> Store {
+        Store::S3(S3Server::start(&dir.join("s3")).await)
+    }
+
+    fn config(&self, tables: &str) -> String {
+        match self {
+            Store::Local => tables.to_string(),
+            Store::S3(s3) => format!(
+                "{}{tables}",
+                S3Server::daemon_config(&s3.endpoint(), SECRET_KEY, "")
+            ),
+        }
+    }
+
+    /// The folder holding the objects of the daemon's buckets.
+    fn root(&self, d: &DaemonProcess) -> PathBuf {
+        match self {
+            Store::Local => d.storage(),
+            Store::S3(s3) => s3.root.clone(),
+        }
+    }
+}
+
 fn mode(mode: &str) -> String {
     format!("[archive]\nmode = \"{mode}\"\nkeep_backups = 2\n")
 }
@@ -276,8 +307,18 @@ async fn a_workspace_moves_between_modes_and_both_writes_both() {
 
 #[tokio::test]
 async fn a_damaged_backup_fails_with_data_loss_and_leaves_no_workspace() {
+    damaged_backup(Store::Local).await;
+}
+
+#[tokio::test]
+async fn a_damaged_backup_on_s3_fails_with_data_loss_and_leaves_no_workspace() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let d = DaemonProcess::start(dir.path(), &mode("chunked")).await;
+    damaged_backup(Store::s3(dir.path()).await).await;
+}
+
+async fn damaged_backup(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = DaemonProcess::start(dir.path(), &store.config(&mode("chunked"))).await;
     let mut c = d.client().await;
     init_ready(&mut c, "ws-d", "meta-d", Spec::Empty(EmptyInitializer {})).await;
     write_random(&d.working_area().join("ws-d/data.bin"), 3 << 20, 3);
@@ -285,7 +326,7 @@ async fn a_damaged_backup_fails_with_data_loss_and_leaves_no_workspace() {
     dispose(&mut c, "ws-d", false).await;
 
     for damage in ["corrupt", "remove"] {
-        let packs = files_ending(&d.storage(), ".pack");
+        let packs = files_ending(&store.root(&d), ".pack");
         assert_eq!(packs.len(), 1);
         let pack = &packs[0];
         let original = std::fs::read(pack).expect("pack");
@@ -403,8 +444,18 @@ async fn the_daemon_collects_packs_of_pruned_backups() {
 /// that exist.
 #[tokio::test]
 async fn a_backup_killed_at_any_point_leaves_the_previous_one_whole() {
+    killed_backups(Store::Local).await;
+}
+
+#[tokio::test]
+async fn a_backup_on_s3_killed_at_any_point_leaves_the_previous_one_whole() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut d = DaemonProcess::start(dir.path(), &mode("chunked")).await;
+    killed_backups(Store::s3(dir.path()).await).await;
+}
+
+async fn killed_backups(store: Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = DaemonProcess::start(dir.path(), &store.config(&mode("chunked"))).await;
     let mut c = d.client().await;
     init_ready(&mut c, "ws-k", "meta-k", Spec::Empty(EmptyInitializer {})).await;
     let content = d.working_area().join("ws-k");
@@ -447,7 +498,7 @@ async fn a_backup_killed_at_any_point_leaves_the_previous_one_whole() {
         d.restart().await;
 
         // Every manifest's packs exist.
-        let storage = d.storage();
+        let storage = store.root(&d);
         for manifest in files_ending(
             &storage.join(BUCKET).join("workspaces/meta-k/backups"),
             ".wsm",
