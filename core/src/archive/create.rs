@@ -79,51 +79,90 @@ pub fn write_archive<W: Write>(
     out: W,
     opts: &ArchiveOptions,
 ) -> Result<ArchiveStats, ArchiveError> {
-    let counting = CountingWriter {
-        inner: out,
-        count: 0,
-    };
-    let sink = match opts.compression {
-        Compression::None => Sink::Plain(counting),
-        Compression::Zstd => {
-            let mut enc = zstd::stream::write::Encoder::new(counting, opts.zstd_level)
-                .map_err(|e| ArchiveError::io("zstd init", b"", e))?;
-            if opts.zstd_workers > 0 {
-                enc.multithread(opts.zstd_workers)
-                    .map_err(|e| ArchiveError::io("zstd multithread", b"", e))?;
-            }
-            Sink::Zstd(enc)
-        }
-    };
-    let mut w = Writer {
-        out: BufWriter::with_capacity(OUT_BUF, sink),
-        opts,
-        stats: ArchiveStats::default(),
-        links: HashMap::new(),
-        path: Vec::with_capacity(4096),
-        buf: vec![0u8; COPY_BUF],
-        pax: Vec::new(),
-    };
+    let mut w = Writer::new(out, opts)?;
     w.walk(source)?;
-    // End of archive: two zero blocks.
-    w.out
-        .write_all(&[0u8; 2 * BLOCK])
-        .map_err(|e| ArchiveError::io("write", b"", e))?;
-    let stats = w.stats;
-    let sink = w
-        .out
-        .into_inner()
-        .map_err(|e| ArchiveError::io("write", b"", e.into_error()))?;
-    let mut counting = sink
-        .finish()
-        .map_err(|e| ArchiveError::io("finish zstd frame", b"", e))?;
-    counting
-        .flush()
-        .map_err(|e| ArchiveError::io("flush", b"", e))?;
-    Ok(ArchiveStats {
-        archive_bytes: counting.count,
-        ..stats
-    })
+    w.finish()
+}
+
+/// The metadata of an entry that is not on disk, with in-workspace owner ids.
+pub(crate) struct Head {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime_secs: i64,
+    pub mtime_nanos: u32,
+}
+
+/// Writes a tar (+zstd) stream, in the format of [`write_archive`], of entries that are not on
+/// disk (those of a chunked manifest), in the order given.
+pub(crate) struct EntryWriter<'a, W: Write> {
+    w: Writer<'a, Sink<W>>,
+}
+
+impl<'a, W: Write> EntryWriter<'a, W> {
+    pub(crate) fn new(out: W, opts: &'a ArchiveOptions) -> Result<Self, ArchiveError> {
+        Ok(EntryWriter {
+            w: Writer::new(out, opts)?,
+        })
+    }
+
+    fn start(&mut self, path: &[u8], xattrs: &[(Vec<u8>, Vec<u8>)]) {
+        self.w.path.clear();
+        self.w.path.extend_from_slice(path);
+        self.w.pax.clear();
+        for (name, value) in xattrs {
+            self.w.push_xattr(name, value);
+        }
+    }
+
+    pub(crate) fn dir(
+        &mut self,
+        path: &[u8],
+        head: &Head,
+        xattrs: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<(), ArchiveError> {
+        self.start(path, xattrs);
+        let mut header = self.w.header_of(head, EntryType::Directory, 0);
+        self.w.path.push(b'/');
+        self.w.write_entry(&mut header, None)
+    }
+
+    pub(crate) fn file(
+        &mut self,
+        path: &[u8],
+        head: &Head,
+        xattrs: &[(Vec<u8>, Vec<u8>)],
+        size: u64,
+        data: &mut dyn Read,
+    ) -> Result<(), ArchiveError> {
+        self.start(path, xattrs);
+        let mut header = self.w.header_of(head, EntryType::Regular, size);
+        self.w.write_entry(&mut header, None)?;
+        self.w.copy_data(data, size)?;
+        self.w.stats.content_bytes += size;
+        Ok(())
+    }
+
+    pub(crate) fn link(
+        &mut self,
+        path: &[u8],
+        head: &Head,
+        target: &[u8],
+        hard: bool,
+    ) -> Result<(), ArchiveError> {
+        self.start(path, &[]);
+        let kind = if hard {
+            EntryType::Link
+        } else {
+            EntryType::Symlink
+        };
+        let mut header = self.w.header_of(head, kind, 0);
+        self.w.write_entry(&mut header, Some(target))
+    }
+
+    pub(crate) fn finish(self) -> Result<ArchiveStats, ArchiveError> {
+        self.w.finish()
+    }
 }
 
 struct Writer<'a, S: Write> {
@@ -138,6 +177,58 @@ struct Writer<'a, S: Write> {
     buf: Vec<u8>,
     /// PAX records of the current entry (reused).
     pax: Vec<u8>,
+}
+
+impl<'a, W: Write> Writer<'a, Sink<W>> {
+    fn new(out: W, opts: &'a ArchiveOptions) -> Result<Self, ArchiveError> {
+        let counting = CountingWriter {
+            inner: out,
+            count: 0,
+        };
+        let sink = match opts.compression {
+            Compression::None => Sink::Plain(counting),
+            Compression::Zstd => {
+                let mut enc = zstd::stream::write::Encoder::new(counting, opts.zstd_level)
+                    .map_err(|e| ArchiveError::io("zstd init", b"", e))?;
+                if opts.zstd_workers > 0 {
+                    enc.multithread(opts.zstd_workers)
+                        .map_err(|e| ArchiveError::io("zstd multithread", b"", e))?;
+                }
+                Sink::Zstd(enc)
+            }
+        };
+        Ok(Writer {
+            out: BufWriter::with_capacity(OUT_BUF, sink),
+            opts,
+            stats: ArchiveStats::default(),
+            links: HashMap::new(),
+            path: Vec::with_capacity(4096),
+            buf: vec![0u8; COPY_BUF],
+            pax: Vec::new(),
+        })
+    }
+
+    /// Writes the end-of-archive marker and ends the stream.
+    fn finish(mut self) -> Result<ArchiveStats, ArchiveError> {
+        self.out
+            .write_all(&[0u8; 2 * BLOCK])
+            .map_err(|e| ArchiveError::io("write", b"", e))?;
+        let stats = self.stats;
+        let sink = self
+            .out
+            .into_inner()
+            .map_err(|e| ArchiveError::io("write", b"", e.into_error()))?;
+        let mut counting = sink
+            .finish()
+            .map_err(|e| ArchiveError::io("finish zstd frame", b"", e))?;
+        counting
+            .flush()
+            .map_err(|e| ArchiveError::io("flush", b"", e))?;
+        Ok(ArchiveStats {
+            archive_bytes: counting.count,
+            ..stats
+        })
+    }
 }
 
 impl<S: Write> Writer<'_, S> {
@@ -285,7 +376,7 @@ impl<S: Write> Writer<'_, S> {
     /// Copies exactly `size` bytes of `file` plus block padding. A file that
     /// shrank while being read is padded with zeros (the header is already
     /// written); a file that grew is cut at `size`.
-    fn copy_data(&mut self, file: &mut File, size: u64) -> Result<(), ArchiveError> {
+    fn copy_data(&mut self, file: &mut dyn Read, size: u64) -> Result<(), ArchiveError> {
         let mut remaining = size;
         while remaining > 0 {
             let want =
@@ -322,29 +413,38 @@ impl<S: Write> Writer<'_, S> {
         Ok(())
     }
 
-    fn map_id(&mut self, host: u32, map: fn(&ArchiveOptions) -> &super::IdMap) -> u64 {
+    fn map_id(&mut self, host: u32, map: fn(&ArchiveOptions) -> &super::IdMap) -> u32 {
         match map(self.opts).host_to_container(host) {
-            Some(id) => u64::from(id),
+            Some(id) => id,
             None => {
                 self.stats.unmapped_ids += 1;
-                u64::from(NOBODY_ID)
+                NOBODY_ID
             }
         }
     }
 
-    /// Builds the header of the current entry (name/link set later) and adds
-    /// a PAX mtime record when the mtime has a sub-second part.
+    /// Builds the header of the current entry (name/link set later) from the file's stat, its
+    /// owners mapped to in-workspace ids.
     fn header(&mut self, st: &FileStat, kind: EntryType, size: u64) -> Header {
+        let head = Head {
+            mode: st.st_mode & 0o7777,
+            uid: self.map_id(st.st_uid, |o| &o.uid_map),
+            gid: self.map_id(st.st_gid, |o| &o.gid_map),
+            mtime_secs: st.st_mtime,
+            mtime_nanos: u32::try_from(st.st_mtime_nsec).unwrap_or(0),
+        };
+        self.header_of(&head, kind, size)
+    }
+
+    /// Builds a header and adds a PAX mtime record when the mtime has a sub-second part.
+    fn header_of(&mut self, head: &Head, kind: EntryType, size: u64) -> Header {
         let mut h = Header::new_gnu();
         h.set_entry_type(kind);
-        h.set_mode(st.st_mode & 0o7777);
-        let uid = self.map_id(st.st_uid, |o| &o.uid_map);
-        let gid = self.map_id(st.st_gid, |o| &o.gid_map);
-        h.set_uid(uid);
-        h.set_gid(gid);
+        h.set_mode(head.mode & 0o7777);
+        h.set_uid(u64::from(head.uid));
+        h.set_gid(u64::from(head.gid));
         h.set_size(size);
-        let secs = st.st_mtime;
-        let nanos = u32::try_from(st.st_mtime_nsec).unwrap_or(0);
+        let (secs, nanos) = (head.mtime_secs, head.mtime_nanos);
         h.set_mtime(u64::try_from(secs).unwrap_or(0));
         if nanos != 0 || secs < 0 {
             push_pax_record(
@@ -371,18 +471,23 @@ impl<S: Write> Writer<'_, S> {
                 continue;
             }
             match file.get_xattr(&xname) {
-                Ok(Some(value)) => {
-                    let mut key = Vec::with_capacity(13 + nb.len());
-                    key.extend_from_slice(b"SCHILY.xattr.");
-                    key.extend_from_slice(nb);
-                    push_pax_record(&mut self.pax, &key, &value);
-                }
+                Ok(Some(value)) => self.push_xattr(nb, &value),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::debug!(name = %String::from_utf8_lossy(&self.path), error = %e, "cannot read xattr");
                 }
             }
         }
+    }
+
+    fn push_xattr(&mut self, name: &[u8], value: &[u8]) {
+        if !super::xattr_archived(name) {
+            return;
+        }
+        let mut key = Vec::with_capacity(13 + name.len());
+        key.extend_from_slice(b"SCHILY.xattr.");
+        key.extend_from_slice(name);
+        push_pax_record(&mut self.pax, &key, value);
     }
 
     /// Writes [PAX header] [GNU long name] [GNU long link] header for the

@@ -11,6 +11,7 @@ pub(crate) mod tests;
 mod walk;
 
 pub use create::write_archive;
+pub(crate) use create::{EntryWriter, Head};
 pub use extract::extract_archive;
 pub(crate) use extract::{Body, EntryMeta, TreeRestore};
 pub use idmap::{IdMap, IdMapEntry};

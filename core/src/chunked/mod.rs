@@ -8,6 +8,7 @@
 //! stored forms and `objects` for where they live.
 
 mod backup;
+mod export;
 mod format;
 mod gc;
 mod objects;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use futures::{StreamExt, TryStreamExt};
 
 pub use backup::{BackupStats, PackSink, Parent, PACK_TARGET};
+pub use export::export_full_archive;
 pub use format::{decode_manifest, encode_manifest, is_manifest, FormatError, Manifest};
 pub use gc::{collect_garbage, delete_workspace, GcReport};
 pub use objects::{is_manifest_key, PackPlace, MANIFEST_EXT};

@@ -46,12 +46,12 @@ struct Read1 {
 }
 
 /// The order in which file data is needed, and the reads that bring it.
-struct Plan {
+pub(super) struct Plan {
     steps: Vec<(u32, Source)>,
     reads: Vec<Read1>,
 }
 
-fn plan(m: &Manifest) -> Plan {
+pub(super) fn plan(m: &Manifest) -> Plan {
     let order: Vec<u32> = m
         .entries
         .iter()
@@ -157,7 +157,7 @@ fn damaged(m: &Manifest, what: &str, why: impl std::fmt::Display) -> Error {
 }
 
 /// Fetches the planned reads and sends every step's chunk, in order.
-async fn produce(
+pub(super) async fn produce(
     storage: Arc<Storage>,
     place: PackPlace,
     m: Arc<Manifest>,
@@ -268,10 +268,10 @@ fn unpack(m: &Manifest, what: &str, r: &Read1, bytes: &[u8], pack: &str) -> Resu
 }
 
 /// Reads a file's chunks from the stream, in order.
-struct ChunkReader<'r> {
-    rx: &'r mut mpsc::Receiver<Bytes>,
-    left: usize,
-    current: Bytes,
+pub(super) struct ChunkReader<'r> {
+    pub(super) rx: &'r mut mpsc::Receiver<Bytes>,
+    pub(super) left: usize,
+    pub(super) current: Bytes,
 }
 
 impl Read for ChunkReader<'_> {

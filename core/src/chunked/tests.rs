@@ -560,3 +560,49 @@ async fn posix_acls_and_long_names_survive_a_round_trip() {
     );
     assert_eq!(fs::read(dst.join(&long)).unwrap(), b"long name");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_archive_is_made_from_a_manifest_on_demand() {
+    let env = env();
+    let src = env.root.join("src");
+    fs::create_dir(&src).unwrap();
+    build_tree(&src);
+    let opts = ArchiveOptions::default();
+    let (loc, written) = env.backup(&src, 1, None, &opts).await;
+
+    /// A writer the test can read after the export took its end.
+    #[derive(Clone, Default)]
+    struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let out = Shared::default();
+    let stats = export_full_archive(
+        env.storage.clone(),
+        env.place.clone(),
+        written.manifest.clone(),
+        loc.qualified(),
+        Box::new(out.clone()),
+        Arc::new(opts.clone()),
+    )
+    .await
+    .expect("export");
+    let archive = out.0.lock().unwrap().clone();
+    assert_eq!(stats.archive_bytes, archive.len() as u64);
+    assert_eq!(
+        crate::archive::detect_compression(&archive),
+        Some(crate::archive::Compression::Zstd)
+    );
+    let dst = env.root.join("dst");
+    fs::create_dir(&dst).unwrap();
+    crate::archive::extract_archive(archive.as_slice(), &dst, &opts).expect("the export extracts");
+    assert_same_tree(&src, &dst);
+    let ino = |p: &str| fs::symlink_metadata(dst.join(p)).unwrap().ino();
+    assert_eq!(ino("hard1"), ino("a/hard2"));
+}
