@@ -30,6 +30,11 @@ use crate::archive::{
     NOBODY_ID,
 };
 
+/// A file changed this close to the backup's start (or later) may change again within the same
+/// timestamp tick after it was read, unseen by size, mtime and ctime: the next backup reads it
+/// again (its ctime is not recorded). Kernel timestamps are coarse (a few milliseconds).
+const RACY_SECS: i64 = 2;
+
 /// Packs are closed once they hold this many bytes (so they end up 16-20 MiB).
 pub const PACK_TARGET: usize = 16 << 20;
 
@@ -136,7 +141,8 @@ pub fn write_chunked(
             .spawn_scoped(scope, move || pack_loop(done_rx, sink))
             .map_err(|e| ArchiveError::io("spawn thread", b"", e))?;
 
-        let mut walker = Walker::new(parent, opts, job_tx);
+        let racy_after = i128::from(created_unix_nanos) - i128::from(RACY_SECS) * 1_000_000_000;
+        let mut walker = Walker::new(parent, opts, job_tx, racy_after);
         let walked = walk_tree(source, |dirfd, name, path| walker.entry(dirfd, name, path));
         let Walker {
             entries,
@@ -198,10 +204,17 @@ struct Walker<'a> {
     /// (dev, ino) -> path of the first entry of a multiply linked file.
     links: HashMap<(u64, u64), Vec<u8>>,
     small: Vec<u8>,
+    /// Files whose ctime or mtime is at or after this (unix nanoseconds) are "racily clean".
+    racy_after: i128,
 }
 
 impl<'a> Walker<'a> {
-    fn new(parent: Option<&'a Parent>, opts: &'a ArchiveOptions, jobs: SyncSender<Job>) -> Self {
+    fn new(
+        parent: Option<&'a Parent>,
+        opts: &'a ArchiveOptions,
+        jobs: SyncSender<Job>,
+        racy_after: i128,
+    ) -> Self {
         let mut reused = HashMap::new();
         if let Some(p) = parent {
             let packs: Vec<Arc<str>> = p
@@ -237,6 +250,7 @@ impl<'a> Walker<'a> {
             sent: HashSet::new(),
             links: HashMap::new(),
             small: Vec::with_capacity(CHUNK_MIN as usize),
+            racy_after,
         }
     }
 
@@ -274,6 +288,14 @@ impl<'a> Walker<'a> {
     }
 
     fn base_entry(&mut self, path: &[u8], kind: i32, st: &FileStat) -> Entry {
+        let nanos = |secs: i64, nsec: i64| i128::from(secs) * 1_000_000_000 + i128::from(nsec);
+        let racy = nanos(st.st_ctime, st.st_ctime_nsec) >= self.racy_after
+            || nanos(st.st_mtime, st.st_mtime_nsec) >= self.racy_after;
+        let (ctime_secs, ctime_nanos) = if racy {
+            (0, 0)
+        } else {
+            (st.st_ctime, u32::try_from(st.st_ctime_nsec).unwrap_or(0))
+        };
         Entry {
             path: path.to_vec(),
             kind,
@@ -282,8 +304,8 @@ impl<'a> Walker<'a> {
             gid: map_id(&self.opts.gid_map, st.st_gid, &mut self.stats.unmapped_ids),
             mtime_secs: st.st_mtime,
             mtime_nanos: u32::try_from(st.st_mtime_nsec).unwrap_or(0),
-            ctime_secs: st.st_ctime,
-            ctime_nanos: u32::try_from(st.st_ctime_nsec).unwrap_or(0),
+            ctime_secs,
+            ctime_nanos,
             inode: st.st_ino,
             device: st.st_dev,
             ..Entry::default()

@@ -55,7 +55,10 @@ impl Env {
             loc.clone(),
             src.to_path_buf(),
             "m".into(),
-            nanos as u64,
+            // The key's time is the test's; the backup's is now (it decides what is racily clean).
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64),
             parent,
             Arc::new(opts.clone()),
         )
@@ -166,6 +169,8 @@ async fn unchanged_files_are_not_read_and_stored_chunks_not_uploaded() {
         .unwrap();
     }
     fs::write(src.join("big"), pseudo_random(6 << 20, 99)).unwrap();
+    // Older than the racy window, as files in a workspace usually are at a backup.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     let opts = ArchiveOptions::default();
     let (_, first) = env.backup(&src, 1, None, &opts).await;
     assert_eq!(first.stats.files_read, 21);
@@ -186,6 +191,7 @@ async fn unchanged_files_are_not_read_and_stored_chunks_not_uploaded() {
     let mut big = fs::read(src.join("big")).unwrap();
     big.extend_from_slice(&pseudo_random(300_000, 7));
     fs::write(src.join("big"), &big).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2100));
     let (loc3, third) = env.backup(&src, 3, Some(&second), &opts).await;
     assert_eq!(third.stats.files_read, 2);
     assert_eq!(third.stats.files_unchanged, 19);
@@ -605,4 +611,27 @@ async fn a_full_archive_is_made_from_a_manifest_on_demand() {
     assert_same_tree(&src, &dst);
     let ino = |p: &str| fs::symlink_metadata(dst.join(p)).unwrap().ino();
     assert_eq!(ino("hard1"), ino("a/hard2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_changed_just_before_a_backup_are_read_again_by_the_next() {
+    let env = env();
+    let src = env.root.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("fresh"), b"written now").unwrap();
+    let opts = ArchiveOptions::default();
+    let (_, first) = env.backup(&src, 1, None, &opts).await;
+    let entry = first
+        .manifest
+        .entries
+        .iter()
+        .find(|e| e.path == b"fresh")
+        .unwrap();
+    assert_eq!(entry.ctime_secs, 0, "a racily clean file keeps no ctime");
+    // Same size and mtime, written within the same timestamp tick: only reading finds it.
+    let (_, second) = env.backup(&src, 2, Some(&first), &opts).await;
+    assert_eq!(
+        (second.stats.files_read, second.stats.files_unchanged),
+        (1, 0)
+    );
 }

@@ -126,8 +126,14 @@ pub async fn find_backup(
     }
     let any = storage.full_backup_location(owner, meta_id, "tar");
     if let Some(place) = PackPlace::of_workspace_object(&any) {
-        if let Some((loc, nanos)) = chunked::latest_backup(storage, &place, meta_id).await? {
-            consider(loc, i128::try_from(nanos).unwrap_or(i128::MAX));
+        match chunked::latest_backup(storage, &place, meta_id).await {
+            Ok(Some((loc, nanos))) => consider(loc, i128::try_from(nanos).unwrap_or(i128::MAX)),
+            Ok(None) => {}
+            // Stores that refuse listing still restore full archives.
+            Err(e) if newest.is_some() => {
+                tracing::warn!(workspace = %meta_id, error = %e, "cannot list chunked backups; restoring the full archive");
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(newest.map(|(loc, _)| loc))
