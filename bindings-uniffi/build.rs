@@ -18,7 +18,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut methods = String::new();
     let mut blocking = String::new();
     for service in pool.services().filter(|s| s.package_name() == PACKAGE) {
-        for method in service.methods() {
+        // Streams have no typed method: in-process callers call the long poll they stream.
+        for method in service.methods().filter(|m| !m.is_server_streaming()) {
             collect(&method.input(), &mut messages);
             collect(&method.output(), &mut messages);
             let path = format!("/{}/{}", service.full_name(), method.name());

@@ -14,6 +14,7 @@ var servedMethods = []string{
 	"/wsdaemon.WorkspaceContentService/BackupWorkspace",
 	"/wsdaemon.WorkspaceContentExt/SnapshotStatus",
 	"/wsdaemon.WorkspaceContentExt/WorkspaceState",
+	"/wsdaemon.WorkspaceContentExt/Progress",
 	"/wsdaemon.WorkspaceRuntime/AttachContainer",
 	"/wsdaemon.WorkspaceRuntime/DetachContainer",
 }

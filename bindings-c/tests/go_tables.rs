@@ -14,7 +14,7 @@ fn generate() -> String {
          var servedMethods = []string{\n",
     );
     for m in wsd_core::json::api_methods().expect("the contract's methods") {
-        if m.served && !m.socket_only {
+        if m.served && !m.socket_only && !m.server_streaming {
             writeln!(out, "\t{:?},", m.path).ok();
         }
     }

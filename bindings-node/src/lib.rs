@@ -35,6 +35,8 @@ pub fn methods() -> napi::Result<Vec<ApiMethod>> {
     Ok(wsd_core::json::api_methods()
         .map_err(|e| napi::Error::from_reason(e.to_string()))?
         .into_iter()
+        // A stream is served over gRPC; in-process callers call the long poll it streams.
+        .filter(|m| !m.server_streaming)
         .map(|m| ApiMethod {
             path: m.path,
             service: m.service,

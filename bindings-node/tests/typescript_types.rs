@@ -117,7 +117,12 @@ fn generate() -> String {
     out.push_str("/** Options of one call. */\nexport interface CallOptions {\n  /** The caller's deadline in milliseconds: waits (e.g. WaitForInit) end with DEADLINE_EXCEEDED; started work goes on. */\n  timeoutMs?: number\n}\n\n");
     out.push_str("/** One async method per RPC of the contract; RPCs this daemon does not serve reject with UNIMPLEMENTED. */\nexport interface DaemonMethods {\n");
     let mut seen = BTreeSet::new();
-    for m in wsd_core::json::api_methods().expect("methods") {
+    // Streams are served over gRPC; in-process callers call the long poll they stream.
+    for m in wsd_core::json::api_methods()
+        .expect("methods")
+        .into_iter()
+        .filter(|m| !m.server_streaming)
+    {
         let js = lower_first(&m.name);
         if !seen.insert(js.clone()) {
             continue;

@@ -40,6 +40,8 @@ pub struct ApiMethod {
 pub fn methods() -> Result<Vec<ApiMethod>, WsdError> {
     Ok(wsd_core::json::api_methods()?
         .into_iter()
+        // A stream is served over gRPC; in-process callers call the long poll it streams.
+        .filter(|m| !m.server_streaming)
         .map(|m| ApiMethod {
             path: m.path,
             service: m.service,

@@ -76,6 +76,7 @@ methods! {
     "wsdaemon.WorkspaceContentService" / "BackupWorkspace" => content.backup_workspace(pb::BackupWorkspaceRequest),
     "wsdaemon.WorkspaceContentExt" / "SnapshotStatus" => content.snapshot_status(pb::SnapshotStatusRequest),
     "wsdaemon.WorkspaceContentExt" / "WorkspaceState" => content.workspace_state(pb::WorkspaceStateRequest),
+    "wsdaemon.WorkspaceContentExt" / "Progress" => content.progress(pb::ProgressRequest),
     "wsdaemon.WorkspaceRuntime" / "AttachContainer" => runtime.attach_container(pb::AttachContainerRequest),
     "wsdaemon.WorkspaceRuntime" / "DetachContainer" => runtime.detach_container(pb::DetachContainerRequest),
     "iws.InWorkspaceService" / "PrepareForUserNS" => iws.prepare_for_user_ns(iws_pb::PrepareForUserNsRequest),
@@ -97,6 +98,35 @@ methods! {
 /// The method served at `path`, if any.
 pub fn find(path: &str) -> Option<&'static Method> {
     METHODS.iter().find(|m| m.path == path)
+}
+
+/// The server-streaming methods of the contract, each with the long poll it streams. In-process
+/// surfaces call the long poll (unary, like every other call); the gRPC server streams it.
+const STREAMS: &[(&str, &str)] = &[(
+    "/wsdaemon.WorkspaceContentExt/WatchProgress",
+    "/wsdaemon.WorkspaceContentExt/Progress",
+)];
+
+/// The long poll that the streaming method at `path` streams, if it is one.
+pub fn streamed_by(path: &str) -> Option<&'static str> {
+    STREAMS
+        .iter()
+        .find(|(stream, _)| *stream == path)
+        .map(|(_, poll)| *poll)
+}
+
+impl Daemon {
+    /// The responses of the server-streaming method at `path` (see [`streamed_by`]), or `None`
+    /// when `path` is not one. Each item is an encoded response; the stream ends after the last.
+    pub fn stream(
+        &self,
+        path: &str,
+        request: Bytes,
+        ctx: CallContext,
+    ) -> Option<futures::stream::BoxStream<'static, Result<Vec<u8>>>> {
+        let poll = streamed_by(path)?;
+        Some(crate::content::progress::watch(self.clone(), poll, request, ctx))
+    }
 }
 
 impl Daemon {

@@ -97,8 +97,12 @@ pub struct ApiMethod {
     pub input: String,
     /// Full name of the response message.
     pub output: String,
-    /// Whether this daemon serves it (the dispatch table has it).
+    /// Whether this daemon serves it (the dispatch table has it, or, for a streaming method, the
+    /// long poll it streams).
     pub served: bool,
+    /// Whether it answers a stream of responses (served by the gRPC server; in-process callers
+    /// call the long poll it streams, see [`crate::dispatch::streamed_by`]).
+    pub server_streaming: bool,
     /// Whether it is served only on a workspace's own socket (it acts for a caller inside a
     /// workspace container); elsewhere it answers FAILED_PRECONDITION.
     pub socket_only: bool,
@@ -111,8 +115,11 @@ pub fn api_methods() -> Result<Vec<ApiMethod>> {
         for method in service.methods() {
             let path = format!("/{}/{}", service.full_name(), method.name());
             let found = crate::dispatch::find(&path);
+            let streamed = crate::dispatch::streamed_by(&path)
+                .is_some_and(|poll| crate::dispatch::find(poll).is_some());
             out.push(ApiMethod {
-                served: found.is_some(),
+                served: found.is_some() || (method.is_server_streaming() && streamed),
+                server_streaming: method.is_server_streaming(),
                 socket_only: found.is_some_and(|m| m.socket_only()),
                 path,
                 service: service.full_name().to_string(),

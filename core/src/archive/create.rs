@@ -399,6 +399,12 @@ impl<S: Write> Writer<'_, S> {
                 .write_all(&self.buf[..n])
                 .map_err(|e| ArchiveError::io("write", &self.path, e))?;
             remaining -= n as u64;
+            if let Some(p) = &self.opts.progress {
+                p.add_bytes(n as u64);
+            }
+        }
+        if let Some(p) = &self.opts.progress {
+            p.add_file();
         }
         self.pad(size)
     }

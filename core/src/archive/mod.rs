@@ -28,6 +28,35 @@ pub enum Compression {
     None,
 }
 
+/// Progress of an archive operation, bumped from its threads: file bytes and files done, and the
+/// totals when they are known (0: unknown).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub bytes: std::sync::atomic::AtomicU64,
+    pub files: std::sync::atomic::AtomicU64,
+    pub bytes_total: std::sync::atomic::AtomicU64,
+    pub files_total: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    pub fn add_bytes(&self, n: u64) {
+        self.bytes
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn add_file(&self) {
+        self.files
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn set_totals(&self, bytes: u64, files: u64) {
+        self.bytes_total
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        self.files_total
+            .store(files, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Options for [`write_archive`] and [`extract_archive`].
 #[derive(Clone, Debug)]
 pub struct ArchiveOptions {
@@ -41,6 +70,8 @@ pub struct ArchiveOptions {
     pub uid_map: IdMap,
     /// gid map (container <-> host); identity when empty.
     pub gid_map: IdMap,
+    /// Where the operation reports its progress, if anywhere.
+    pub progress: Option<std::sync::Arc<Counters>>,
 }
 
 impl Default for ArchiveOptions {
@@ -54,6 +85,7 @@ impl Default for ArchiveOptions {
             zstd_workers: workers,
             uid_map: IdMap::identity(),
             gid_map: IdMap::identity(),
+            progress: None,
         }
     }
 }

@@ -314,6 +314,11 @@ impl<'a> Walker<'a> {
 
     fn push(&mut self, entry: Entry, chunk_ids: Vec<ChunkId>) {
         self.stats.entries += 1;
+        if entry.kind == KIND_FILE {
+            if let Some(p) = &self.opts.progress {
+                p.add_file();
+            }
+        }
         self.entries.push(Pending { entry, chunk_ids });
     }
 
@@ -410,6 +415,9 @@ impl<'a> Walker<'a> {
                     self.links.insert((st.st_dev, st.st_ino), path.to_vec());
                 }
                 self.stats.files_unchanged += 1;
+                if let Some(p) = &self.opts.progress {
+                    p.add_bytes(entry.size);
+                }
                 self.stats.content_bytes += entry.size;
                 self.stats.chunks_reused += chunk_ids.len() as u64;
                 self.push(entry, chunk_ids);
@@ -477,6 +485,9 @@ impl<'a> Walker<'a> {
                     return Ok(None);
                 }
                 size = plain.len() as u64;
+                if let Some(p) = &self.opts.progress {
+                    p.add_bytes(size);
+                }
                 if !plain.is_empty() {
                     ids.push(self.add_chunk(&plain, path)?);
                 }
@@ -499,6 +510,9 @@ impl<'a> Walker<'a> {
                 other => ArchiveError::io("read", path, io::Error::other(other.to_string())),
             })?;
             size += chunk.length as u64;
+            if let Some(p) = &self.opts.progress {
+                p.add_bytes(chunk.length as u64);
+            }
             ids.push(self.add_chunk_owned(chunk.data, path)?);
         }
         Ok((size, ids))

@@ -122,6 +122,10 @@ pub async fn restore_manifest(
     opts: Arc<ArchiveOptions>,
 ) -> Result<ArchiveStats> {
     let plan = plan(&manifest);
+    if let Some(p) = &opts.progress {
+        let files = manifest.entries.iter().filter(|e| e.kind == KIND_FILE).count();
+        p.set_totals(manifest.content_bytes, files as u64);
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
 

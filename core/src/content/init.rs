@@ -10,6 +10,7 @@ use wsd_proto::wsdaemon::{
     InitWorkspaceRequest, InitWorkspaceResponse, WaitForInitRequest, WaitForInitResponse,
 };
 
+use super::progress::Operation;
 use super::{wrong_state, ContentService};
 use crate::call::CallContext;
 use crate::confine::Beneath;
@@ -130,6 +131,20 @@ impl ContentService {
         plan: &Plan,
         record: &WorkspaceRecord,
     ) -> Result<()> {
+        let running = self.progress.start(&record.id, "init", "initializing");
+        let result = self.initialize_reporting(ws, plan, record, running.operation()).await;
+        running.finish(&result);
+        result
+    }
+
+    async fn initialize_reporting(
+        &self,
+        ws: &Workspace,
+        plan: &Plan,
+        record: &WorkspaceRecord,
+        progress: &Operation,
+    ) -> Result<()> {
+        let archive = self.archive_reporting_to(progress);
         self.store.save(ws).await?;
         let content = self.store.area().content_dir(&record.id);
         // Validated as not negative.
@@ -145,7 +160,7 @@ impl ContentService {
 
         let storage = self.storage_for(record);
         let tools = InitTools {
-            archive: self.archive.clone(),
+            archive: archive.clone(),
             http: self.http.clone(),
             download: self.config.download.clone(),
             git: self.git.clone(),
@@ -167,12 +182,13 @@ impl ContentService {
                 initializer::find_backup(storage, &record.owner, &record.meta_id).await?
             {
                 let started = Instant::now();
-                tracing::info!(id = %record.id, backup = %loc.qualified(), "restoring the full backup");
+                tracing::info!(id = %record.id, backup = %loc.qualified(), "restoring the backup");
+                progress.set_phase("restoring the backup");
                 if let Some(stats) = initializer::restore_archive(
                     storage,
                     &loc,
                     &content,
-                    &self.archive,
+                    &archive,
                     ctx.keep_parent.as_deref(),
                 )
                 .await?
@@ -184,7 +200,10 @@ impl ContentService {
         }
         let source = match source {
             Some(s) => s,
-            None => initializer::run(plan, &ctx).await?,
+            None => {
+                progress.set_phase("running the initializer");
+                initializer::run(plan, &ctx).await?
+            }
         };
 
         let ready = serde_json::to_vec(&ReadyFile {

@@ -9,13 +9,15 @@
 
 mod dispose;
 mod init;
+pub(crate) mod progress;
 mod upload;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use wsd_proto::wsdaemon::{
-    DisposeWorkspaceResponse, IsWorkspaceExistsRequest, IsWorkspaceExistsResponse,
+    DisposeWorkspaceResponse, IsWorkspaceExistsRequest, IsWorkspaceExistsResponse, ProgressRequest,
+    ProgressResponse,
     SnapshotStatusResponse, WorkspaceContentState, WorkspaceStateRequest, WorkspaceStateResponse,
 };
 
@@ -45,6 +47,8 @@ pub(crate) struct ContentService {
     disposed: OutcomeCache<DisposeWorkspaceResponse>,
     /// Outcomes of snapshots by qualified name, answered by SnapshotStatus.
     snapshots: OutcomeCache<SnapshotStatusResponse>,
+    /// The latest init, backup or snapshot of every workspace, for Progress.
+    progress: progress::Board,
     /// Places this daemon wrote chunked backups to since their last garbage collection.
     gc_places: crate::sync::Mutex<std::collections::HashSet<crate::chunked::PackPlace>>,
 }
@@ -68,6 +72,7 @@ fn archive_options(config: &Config) -> Result<ArchiveOptions> {
         },
         uid_map: id_map(&config.archive.uid_map, "uid_map")?,
         gid_map: id_map(&config.archive.gid_map, "gid_map")?,
+        progress: None,
     })
 }
 
@@ -102,6 +107,7 @@ impl ContentService {
             disposed: OutcomeCache::new(area, "disposed", ttl),
             snapshots: OutcomeCache::new(area, "snapshots", ttl),
             gc_places: crate::sync::Mutex::new(std::collections::HashSet::new()),
+            progress: progress::Board::default(),
             http,
             storage,
             config,
@@ -151,6 +157,34 @@ impl ContentService {
         })
     }
 
+    /// The archive options of an operation that reports its progress to `op`.
+    fn archive_reporting_to(&self, op: &progress::Operation) -> Arc<ArchiveOptions> {
+        let mut options = (*self.archive).clone();
+        options.progress = Some(op.counters());
+        Arc::new(options)
+    }
+
+    /// Progress: the report of the workspace's latest long operation once it changed after
+    /// `after`, waiting up to `wait_ms` (long poll). NOT_FOUND for an unknown workspace; a known
+    /// one with no operation since the daemon started answers an empty, done report.
+    pub(crate) async fn progress(
+        self: Arc<Self>,
+        req: ProgressRequest,
+        ctx: CallContext,
+    ) -> Result<ProgressResponse> {
+        validate_instance_id(&req.id)?;
+        let wait = Duration::from_millis(u64::from(req.wait_ms));
+        let poll = async { Ok(self.progress.poll(&req.id, req.after, wait).await) };
+        match ctx.wait("Progress", poll).await? {
+            Some(report) => Ok(report),
+            None if self.store.get(&req.id).is_some() => Ok(ProgressResponse {
+                done: true,
+                ..ProgressResponse::default()
+            }),
+            None => Err(Error::WorkspaceNotFound(req.id)),
+        }
+    }
+
     /// Collects the garbage packs of the places written to since the last collection; a place
     /// whose collection fails is tried again next time.
     pub(crate) async fn collect_garbage(&self) {
@@ -193,6 +227,8 @@ impl ContentService {
     pub(crate) fn housekeeping(&self) -> std::io::Result<()> {
         self.disposed.prune()?;
         self.snapshots.prune()?;
+        self.progress
+            .forget_gone(|id| self.store.get(id).is_some());
         Ok(())
     }
 }

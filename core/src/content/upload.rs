@@ -12,6 +12,8 @@ use wsd_proto::wsdaemon::{
 
 use super::{wrong_state, ContentService};
 use crate::archive::write_archive;
+use super::progress::Operation;
+use crate::archive::ArchiveOptions;
 use crate::call::CallContext;
 use crate::chunked::{self, PackPlace};
 use crate::config::ArchiveFormat;
@@ -63,9 +65,10 @@ impl ContentService {
         record: &WorkspaceRecord,
         loc: &ObjectLocation,
         kind: &'static str,
+        archive: &Arc<ArchiveOptions>,
     ) -> Result<UploadStats> {
         let source = self.store.area().content_dir(&record.id);
-        let opts = self.archive.clone();
+        let opts = archive.clone();
         let (_, stats) = storage
             .upload(loc, move |out| {
                 write_archive(&source, out, &opts).map_err(std::io::Error::other)
@@ -137,11 +140,30 @@ impl ContentService {
         loc: &ObjectLocation,
         nanos: u128,
     ) -> Result<u64> {
+        let running = self.progress.start(&record.id, "snapshot", "starting");
+        let archive = self.archive_reporting_to(running.operation());
+        let result = self
+            .write_snapshot_with(storage, record, loc, nanos, &archive, running.operation())
+            .await;
+        running.finish(&result);
+        result
+    }
+
+    async fn write_snapshot_with(
+        &self,
+        storage: &Arc<Storage>,
+        record: &WorkspaceRecord,
+        loc: &ObjectLocation,
+        nanos: u128,
+        archive: &Arc<ArchiveOptions>,
+        progress: &Operation,
+    ) -> Result<u64> {
         let mode = self.config.archive.mode;
         let mut size = 0;
         if mode.writes_full() {
+            progress.set_phase("writing the full archive");
             size = self
-                .upload_content(storage, record, loc, "snapshot")
+                .upload_content(storage, record, loc, "snapshot", archive)
                 .await?
                 .bytes;
         }
@@ -153,8 +175,9 @@ impl ContentService {
                 nanos,
                 chunked::MANIFEST_EXT,
             );
+            progress.set_phase("writing changed files");
             let written = self
-                .write_chunked(storage, record, &place, &manifest, nanos, "snapshot")
+                .write_chunked(storage, record, &place, &manifest, nanos, "snapshot", archive)
                 .await?;
             if !mode.writes_full() {
                 size = written.stats.pack_bytes + written.manifest_bytes;
@@ -189,14 +212,36 @@ impl ContentService {
         storage: &Arc<Storage>,
         record: &WorkspaceRecord,
     ) -> Result<String> {
+        let running = self.progress.start(&record.id, "backup", "starting");
+        let result = self
+            .write_backup_reporting(storage, record, running.operation())
+            .await;
+        running.finish(&result);
+        result
+    }
+
+    async fn write_backup_reporting(
+        &self,
+        storage: &Arc<Storage>,
+        record: &WorkspaceRecord,
+        progress: &Operation,
+    ) -> Result<String> {
+        let archive = self.archive_reporting_to(progress);
         let mode = self.config.archive.mode;
         let full = if mode.writes_full() {
-            Some(self.write_full_backup(storage, record).await?)
+            progress.set_phase("writing the full archive");
+            Some(self.write_full_backup(storage, record, &archive).await?)
         } else {
             None
         };
         let chunked = if mode.writes_chunked() {
-            Some(self.write_chunked_backup(storage, record).await?)
+            // In `both`, the counters start again for the second pass over the tree.
+            if let Some(p) = &archive.progress {
+                p.bytes.store(0, std::sync::atomic::Ordering::Relaxed);
+                p.files.store(0, std::sync::atomic::Ordering::Relaxed);
+            }
+            progress.set_phase("writing changed files");
+            Some(self.write_chunked_backup(storage, record, &archive).await?)
         } else {
             None
         };
@@ -209,10 +254,12 @@ impl ContentService {
         &self,
         storage: &Storage,
         record: &WorkspaceRecord,
+        archive: &Arc<ArchiveOptions>,
     ) -> Result<String> {
         let format = self.config.archive.format;
         let loc = storage.full_backup_location(&record.owner, &record.meta_id, format.extension());
-        self.upload_content(storage, record, &loc, "backup").await?;
+        self.upload_content(storage, record, &loc, "backup", archive)
+            .await?;
         // The other format's full backup is older now; remove it so restores are unambiguous.
         for other in [ArchiveFormat::Zstd, ArchiveFormat::Tar] {
             if other != format {
@@ -232,12 +279,13 @@ impl ContentService {
         &self,
         storage: &Arc<Storage>,
         record: &WorkspaceRecord,
+        archive: &Arc<ArchiveOptions>,
     ) -> Result<String> {
         let place = self.pack_place(storage, record)?;
         let nanos = unix_nanos();
         let loc = place.backup_manifest(&record.meta_id, nanos);
         let written = self
-            .write_chunked(storage, record, &place, &loc, nanos, "backup")
+            .write_chunked(storage, record, &place, &loc, nanos, "backup", archive)
             .await?;
         let parent_file = self.store.area().parent_manifest(&record.id);
         let (keep_loc, encoded) = (loc.clone(), written.encoded.clone());
@@ -282,6 +330,7 @@ impl ContentService {
         loc: &ObjectLocation,
         nanos: u128,
         kind: &'static str,
+        archive: &Arc<ArchiveOptions>,
     ) -> Result<chunked::Written> {
         let parent = self.chunked_parent(storage, place, record).await;
         let started = std::time::Instant::now();
@@ -293,7 +342,7 @@ impl ContentService {
             record.meta_id.clone(),
             u64::try_from(nanos).unwrap_or(u64::MAX),
             parent,
-            self.archive.clone(),
+            archive.clone(),
         )
         .await
         .inspect_err(|e| {

@@ -12,8 +12,10 @@ use crate::call::{CallContext, Caller};
 use crate::daemon::Daemon;
 use bytes::{Buf, BufMut, Bytes};
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::TryStreamExt;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
-use tonic::server::{Grpc, UnaryService};
+use tonic::server::{Grpc, ServerStreamingService, UnaryService};
 use tonic::{Request, Response, Status};
 
 /// Passes message bytes through untouched; core decodes them.
@@ -113,6 +115,31 @@ impl UnaryService<Bytes> for Unary {
     }
 }
 
+/// A server-streaming method: the long poll it streams, asked by core until the end.
+struct Streaming {
+    daemon: Daemon,
+    path: String,
+}
+
+impl ServerStreamingService<Bytes> for Streaming {
+    type Response = Vec<u8>;
+    type ResponseStream = BoxStream<'static, Result<Vec<u8>, Status>>;
+    type Future = BoxFuture<'static, Result<Response<Self::ResponseStream>, Status>>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let daemon = self.daemon.clone();
+        let path = std::mem::take(&mut self.path);
+        Box::pin(async move {
+            // The stream lives as long as the client reads it; no deadline applies per report.
+            let stream = daemon
+                .stream(&path, request.into_inner(), CallContext::default())
+                .ok_or_else(|| Status::unimplemented(format!("{path} is not a stream")))?;
+            let stream: Self::ResponseStream = Box::pin(stream.map_err(to_status));
+            Ok(Response::new(stream))
+        })
+    }
+}
+
 impl tower::Service<http::Request<tonic::body::Body>> for DispatchService {
     type Response = http::Response<tonic::body::Body>;
     type Error = Infallible;
@@ -123,9 +150,21 @@ impl tower::Service<http::Request<tonic::body::Body>> for DispatchService {
     }
 
     fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let path = request.uri().path().to_string();
+        // Streams are served on the main listener only (none is an in-workspace operation).
+        if crate::dispatch::streamed_by(&path).is_some() && self.caller.is_none() {
+            let streaming = Streaming {
+                daemon: self.daemon.clone(),
+                path,
+            };
+            return Box::pin(async move {
+                let mut grpc = Grpc::new(BytesCodec);
+                Ok(grpc.server_streaming(streaming, request).await)
+            });
+        }
         let unary = Unary {
             daemon: self.daemon.clone(),
-            path: request.uri().path().to_string(),
+            path,
             caller: self.caller.clone(),
         };
         // Unknown methods are answered by core like on every surface (code, reason, metrics).

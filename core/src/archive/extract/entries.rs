@@ -196,6 +196,9 @@ impl Extractor<'_> {
             hole_at_end = write_sparse(&mut file, &self.buf[..n])
                 .map_err(|e| ArchiveError::io("write", raw, e))?;
             written += n as u64;
+            if let Some(p) = &self.opts.progress {
+                p.add_bytes(n as u64);
+            }
         }
         if hole_at_end {
             file.set_len(written)
@@ -210,6 +213,9 @@ impl Extractor<'_> {
             )));
         }
         self.stats.content_bytes += size;
+        if let Some(p) = &self.opts.progress {
+            p.add_file();
+        }
         let fd: OwnedFd = file.into();
         self.owner_and_xattrs(&fd, meta, raw)?;
         // After chown (which clears setuid); setuid/setgid are never restored.
