@@ -113,7 +113,7 @@ impl Daemon {
         request: Vec<u8>,
         timeout_ms: u64,
     ) -> Result<Vec<u8>, WsdError> {
-        match self.call_start(method, request, timeout_ms)? {
+        match self.call_start(method, &request, timeout_ms)? {
             CallStep::Done { response } => Ok(response),
             CallStep::Pending { rest } => rest.wait().await,
         }
@@ -121,16 +121,18 @@ impl Daemon {
 
     /// The first step of `call`: runs the call on the calling thread until its first wait and
     /// answers the response, or the rest of the call to await. The Python package's `call` is
-    /// made of the two.
+    /// made of the two. The request is borrowed (uniffi passes a borrowed `bytes` without a copy
+    /// into a buffer of its own); the call copies it once.
     #[uniffi::method(default(timeout_ms = 0))]
     pub fn call_start(
         &self,
         method: String,
-        request: Vec<u8>,
+        request: &[u8],
         timeout_ms: u64,
     ) -> Result<CallStep, WsdError> {
+        let request = bytes::Bytes::copy_from_slice(request);
         let started = self.start_call(move |core, cancel| async move {
-            core.call(&method, request.into(), context(timeout_ms, Some(cancel)))
+            core.call(&method, request, context(timeout_ms, Some(cancel)))
                 .await
         })?;
         Ok(match started {

@@ -191,7 +191,7 @@ fn a_call_that_waits_answers_its_rest_to_await_once() {
                     break;
                 }
                 // The init has not registered the workspace yet.
-                Err(e) if code(e) == "NOT_FOUND" => {
+                Err(WsdError::Status { code, .. }) if code == "NOT_FOUND" => {
                     std::thread::sleep(std::time::Duration::from_millis(10))
                 }
                 Err(e) => panic!("wait_for_init: {e}"),

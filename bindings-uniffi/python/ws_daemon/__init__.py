@@ -48,12 +48,16 @@ def _from_start(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
 
 
 def _generic_from_start(name: str) -> Callable[..., Coroutine[Any, Any, Any]]:
-    """`_from_start` for the generic calls, which take the method's path first."""
+    """`_from_start` for the generic calls, which take the method's path first. `call_start`
+    borrows its request, which must be `bytes`; `call` takes any bytes-like object, as before."""
     start = getattr(_generated.Daemon, name + _START)
     uniffi_method = getattr(_generated.Daemon, name)
+    borrows_bytes = name == "call"
 
     @functools.wraps(uniffi_method)
     async def method(self: Any, method: str, request: Any, timeout_ms: int = 0) -> Any:
+        if borrows_bytes and type(request) is not bytes:
+            request = bytes(memoryview(request))
         step = start(self, method, request, timeout_ms)
         if step.is_DONE():
             return step.response

@@ -338,6 +338,9 @@ def test_a_call_answered_on_its_first_poll_returns_without_suspending(daemon: w.
 
     assert first_send(daemon.is_workspace_exists(w.IsWorkspaceExistsRequest(id="nope"))) == w.IsWorkspaceExistsResponse()
     assert first_send(daemon.call(EXISTS, b"\x0a\x02ws")) == b""
+    assert first_send(daemon.call(EXISTS, bytearray(b"\x0a\x02ws"))) == b"", "any bytes-like request"
+    with pytest.raises(TypeError):
+        first_send(daemon.call(EXISTS, 5))
     assert first_send(daemon.call_json(EXISTS, '{"id": "ws"}', timeout_ms=100)) == "{}"
     coro = daemon.wait_for_init(w.WaitForInitRequest(id="nope"), timeout_ms=100)
     with pytest.raises(w.WsdError) as info:
