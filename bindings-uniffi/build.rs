@@ -1,13 +1,16 @@
 //! Generates the typed half of the bindings from the contract's descriptors: a uniffi record per
 //! message that the `wsdaemon` services take or answer (and the messages inside them), named
-//! after the message and with the proto field names, and one async method per RPC of those
-//! services (on `Daemon`) plus its blocking twin (on `BlockingDaemon`). Records travel as JSON through core's converters (`request_from_json`,
-//! `response_to_record_json`), so the generated code holds no conversion logic.
+//! after the message and with the proto field names, with conversions to and from the message's
+//! prost type (`typed::Proto`), and per RPC of those services: an async method (on `Daemon`), its
+//! blocking twin (on `BlockingDaemon`) and its first step `<name>_start` (on `Daemon`, with the
+//! `<Rpc>Step` enum and `Pending<Rpc>` object it answers), which the Python package's coroutine
+//! methods call so that a call done on its first poll returns without a turn of the event loop.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
-use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
+use heck::{ToSnakeCase, ToUpperCamelCase};
+use prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor, OneofDescriptor};
 
 /// The services with typed methods; the in-workspace ones answer only on a workspace's socket.
 const PACKAGE: &str = "wsdaemon";
@@ -17,21 +20,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut messages = BTreeMap::new();
     let mut methods = String::new();
     let mut blocking = String::new();
+    let mut steps = String::new();
     for service in pool.services().filter(|s| s.package_name() == PACKAGE) {
         // Streams have no typed method: in-process callers call the long poll they stream.
         for method in service.methods().filter(|m| !m.is_server_streaming()) {
             collect(&method.input(), &mut messages);
             collect(&method.output(), &mut messages);
             let path = format!("/{}/{}", service.full_name(), method.name());
+            let name = snake_case(method.name());
+            let rpc = method.name();
+            let input = record_name(&method.input());
+            let output = record_name(&method.output());
             writeln!(
                 methods,
                 "    /// `{path}`: see the README and the behaviour spec.\n    \
                  #[uniffi::method(default(timeout_ms = 0))]\n    \
                  pub async fn {name}(&self, request: {input}, timeout_ms: u64) -> Result<{output}, WsdError> {{\n        \
-                 self.typed(\"{path}\", request, timeout_ms).await\n    }}\n",
-                name = snake_case(method.name()),
-                input = record_name(&method.input()),
-                output = record_name(&method.output()),
+                 self.typed(\"{path}\", request, timeout_ms).await\n    }}\n\n    \
+                 /// The first step of `{name}`: runs the call on the calling thread until its first wait\n    \
+                 /// and answers the response, or the rest of the call to await (`Pending{rpc}.wait()`).\n    \
+                 /// The Python package's coroutine method is made of the two.\n    \
+                 #[uniffi::method(default(timeout_ms = 0))]\n    \
+                 pub fn {name}_start(&self, request: {input}, timeout_ms: u64) -> Result<{rpc}Step, WsdError> {{\n        \
+                 Ok(match self.typed_start(\"{path}\", request, timeout_ms)? {{\n            \
+                 Started::Done(response) => {rpc}Step::Done {{ response }},\n            \
+                 Started::Pending(rest) => {rpc}Step::Pending {{ rest: Arc::new(Pending{rpc}(rest)) }},\n        \
+                 }})\n    }}\n",
             )?;
             writeln!(
                 blocking,
@@ -39,9 +53,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                  #[uniffi::method(default(timeout_ms = 0))]\n    \
                  pub fn {name}(&self, request: {input}, timeout_ms: u64) -> Result<{output}, WsdError> {{\n        \
                  self.daemon.typed_blocking(\"{path}\", request, timeout_ms)\n    }}\n",
-                name = snake_case(method.name()),
-                input = record_name(&method.input()),
-                output = record_name(&method.output()),
+            )?;
+            writeln!(
+                steps,
+                "/// What `Daemon::{name}_start` answers: the response, or the rest of the call.\n\
+                 #[derive(uniffi::Enum)]\n\
+                 pub enum {rpc}Step {{\n    Done {{ response: {output} }},\n    Pending {{ rest: Arc<Pending{rpc}> }},\n}}\n\n\
+                 /// The rest of a `{path}` call that did not finish on its first poll; dropping it\n\
+                 /// (or cancelling its `wait()`) cancels the call's waits.\n\
+                 #[derive(uniffi::Object)]\n\
+                 pub struct Pending{rpc}(Rest<{output}>);\n\n\
+                 #[uniffi::export]\n\
+                 impl Pending{rpc} {{\n    \
+                 /// Awaits the call's response (once; a second wait answers INTERNAL).\n    \
+                 pub async fn wait(&self) -> Result<{output}, WsdError> {{\n        \
+                 self.0.wait().await\n    }}\n}}\n",
             )?;
         }
     }
@@ -49,12 +75,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         String::from("// Generated by build.rs from the contract's descriptors. Do not edit.\n\n");
     for message in messages.values() {
         record(message, &mut out)?;
+        conversions(message, &mut out)?;
     }
     writeln!(out, "#[uniffi::export]\nimpl Daemon {{\n{methods}}}")?;
     writeln!(
         out,
         "#[uniffi::export]\nimpl BlockingDaemon {{\n{blocking}}}"
     )?;
+    out.push_str(&steps);
     let dest = std::path::PathBuf::from(std::env::var("OUT_DIR")?).join("typed.rs");
     std::fs::write(dest, out)?;
     Ok(())
@@ -110,32 +138,190 @@ fn record(message: &MessageDescriptor, out: &mut String) -> Result<(), std::fmt:
     writeln!(out, "/// The message `{}`.", message.full_name())?;
     writeln!(
         out,
-        "#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, uniffi::Record)]\n#[serde(default)]\npub struct {} {{",
+        "#[derive(Debug, Clone, Default, PartialEq, uniffi::Record)]\npub struct {} {{",
         record_name(message)
     )?;
-    let mut seen = BTreeSet::new();
-    for field in message.fields() {
-        let name = field.name().to_string();
-        if !seen.insert(name.clone()) {
-            continue;
-        }
-        let (ty, optional) = field_type(&field);
-        if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic()) {
+    for field in record_fields(message) {
+        let (ty, _) = field_type(&field);
+        if let Some(oneof) = real_oneof(&field) {
             writeln!(
                 out,
                 "    /// One of `{}`: at most one is set.",
                 oneof.name()
             )?;
         }
-        if optional {
-            writeln!(
-                out,
-                "    #[serde(skip_serializing_if = \"Option::is_none\")]"
-            )?;
-        }
-        writeln!(out, "    #[uniffi(default)]\n    pub {name}: {ty},")?;
+        writeln!(
+            out,
+            "    #[uniffi(default)]\n    pub {}: {ty},",
+            field.name()
+        )?;
     }
     writeln!(out, "}}\n")
+}
+
+/// The fields of a message's record: one per proto field, by name.
+fn record_fields(message: &MessageDescriptor) -> Vec<FieldDescriptor> {
+    let mut seen = BTreeSet::new();
+    message
+        .fields()
+        .filter(|f| seen.insert(f.name().to_string()))
+        .collect()
+}
+
+/// The oneof a field is a member of, unless it is the synthetic one of a proto3 `optional`.
+fn real_oneof(field: &FieldDescriptor) -> Option<OneofDescriptor> {
+    field.containing_oneof().filter(|o| !o.is_synthetic())
+}
+
+/// The conversions between a record and the prost type of its message (`typed::Proto`): field by
+/// field, a oneof from its members (more than one set is refused) and back.
+fn conversions(message: &MessageDescriptor, out: &mut String) -> Result<(), std::fmt::Error> {
+    let record = record_name(message);
+    let proto = prost_path(message);
+    let mut to_message = String::new();
+    let mut oneofs = String::new();
+    let mut from_message = String::new();
+    let mut from_oneofs = String::new();
+    let mut oneofs_done = BTreeSet::new();
+    for field in record_fields(message) {
+        let name = field.name();
+        let prost_name = prost_ident(&name.to_snake_case());
+        if let Some(oneof) = real_oneof(&field) {
+            if !oneofs_done.insert(oneof.name().to_string()) {
+                continue;
+            }
+            let slot = prost_ident(&oneof.name().to_snake_case());
+            let variants = format!(
+                "{}::{}",
+                prost_module(message),
+                oneof.name().to_upper_camel_case()
+            );
+            let mut sets = String::new();
+            let mut arms = String::new();
+            for member in oneof.fields() {
+                let variant = member.name().to_upper_camel_case();
+                let member_name = member.name();
+                let (into, from) = match member.kind() {
+                    Kind::Message(_) => ("v.into_message()?", "Proto::from_message(v)"),
+                    _ => ("v", "v"),
+                };
+                writeln!(
+                    sets,
+                    "        if let Some(v) = r.{member_name} {{\n            \
+                     set_one_of(&mut {slot}, \"{oneof_name}\", \"{member_name}\", {variants}::{variant}({into}))?;\n        }}",
+                    oneof_name = oneof.name(),
+                )?;
+                writeln!(
+                    arms,
+                    "            Some({variants}::{variant}(v)) => r.{member_name} = Some({from}),"
+                )?;
+            }
+            writeln!(oneofs, "        let mut {slot} = None;\n{sets}")?;
+            writeln!(to_message, "            {slot}: {slot}.map(|(_, v)| v),")?;
+            writeln!(
+                from_oneofs,
+                "        match m.{slot} {{\n{arms}            None => {{}}\n        }}"
+            )?;
+            continue;
+        }
+        let (to, from) = if field.is_map() {
+            if let Kind::Message(entry) = field.kind() {
+                if matches!(entry.map_entry_value_field().kind(), Kind::Message(_)) {
+                    panic!(
+                        "{}: maps of messages need a conversion of their values",
+                        field.full_name()
+                    );
+                }
+            }
+            (format!("r.{name}"), format!("m.{prost_name}"))
+        } else if field.is_list() && matches!(field.kind(), Kind::Message(_)) {
+            (
+                format!("r.{name}.into_iter().map(Proto::into_message).collect::<Result<_, _>>()?"),
+                format!("m.{prost_name}.into_iter().map(Proto::from_message).collect()"),
+            )
+        } else if matches!(field.kind(), Kind::Message(_)) {
+            (
+                format!("r.{name}.map(Proto::into_message).transpose()?"),
+                format!("m.{prost_name}.map(Proto::from_message)"),
+            )
+        } else {
+            (format!("r.{name}"), format!("m.{prost_name}"))
+        };
+        writeln!(to_message, "            {prost_name}: {to},")?;
+        writeln!(from_message, "            {name}: {from},")?;
+    }
+    let record_binding = if record_fields(message).is_empty() {
+        "_r"
+    } else {
+        "r"
+    };
+    let message_binding = if message.fields().next().is_none() {
+        "_m"
+    } else {
+        "m"
+    };
+    let from_body = if from_oneofs.is_empty() {
+        format!("        {record} {{\n{from_message}        }}\n")
+    } else {
+        format!(
+            "        let mut r = {record} {{\n{from_message}            ..Default::default()\n        }};\n{from_oneofs}        r\n"
+        )
+    };
+    writeln!(
+        out,
+        "impl Proto for {record} {{\n    \
+         type Message = {proto};\n\n    \
+         fn into_message(self) -> Result<{proto}, String> {{\n        \
+         let {record_binding} = self;\n{oneofs}        Ok({proto} {{\n{to_message}        }})\n    }}\n\n    \
+         fn from_message({message_binding}: {proto}) -> Self {{\n{from_body}    }}\n}}\n"
+    )
+}
+
+/// The prost type of a message: `wsd_proto::<package>::<outer_snake>::<Name>`.
+fn prost_path(message: &MessageDescriptor) -> String {
+    let name = message.name().to_upper_camel_case();
+    match message.parent_message() {
+        Some(_) => format!("{}::{name}", prost_parent_module(message)),
+        None => format!(
+            "wsd_proto::{}::{name}",
+            message.package_name().replace('.', "::")
+        ),
+    }
+}
+
+/// The module prost puts a message's nested types (and oneof enums) in.
+fn prost_module(message: &MessageDescriptor) -> String {
+    let module = prost_ident(&message.name().to_snake_case());
+    match message.parent_message() {
+        Some(_) => format!("{}::{module}", prost_parent_module(message)),
+        None => format!(
+            "wsd_proto::{}::{module}",
+            message.package_name().replace('.', "::")
+        ),
+    }
+}
+
+fn prost_parent_module(message: &MessageDescriptor) -> String {
+    match message.parent_message() {
+        Some(parent) => prost_module(&parent),
+        None => format!("wsd_proto::{}", message.package_name().replace('.', "::")),
+    }
+}
+
+/// prost's identifier for a snake_case name: a raw identifier for a Rust keyword.
+fn prost_ident(name: &str) -> String {
+    const KEYWORDS: &[&str] = &[
+        "as", "async", "await", "break", "const", "continue", "dyn", "else", "enum", "extern",
+        "false", "fn", "for", "if", "impl", "in", "let", "loop", "match", "mod", "move", "mut",
+        "pub", "ref", "return", "static", "struct", "trait", "true", "type", "unsafe", "use",
+        "where", "while", "abstract", "become", "box", "do", "final", "macro", "override", "priv",
+        "typeof", "unsized", "virtual", "yield", "try", "gen",
+    ];
+    if KEYWORDS.contains(&name) {
+        format!("r#{name}")
+    } else {
+        name.to_string()
+    }
 }
 
 /// The Rust type of a field, and whether it is an `Option`.
@@ -171,11 +357,7 @@ fn scalar(field: &FieldDescriptor) -> String {
         Kind::Uint64 | Kind::Fixed64 => "u64".into(),
         Kind::Bool => "bool".into(),
         Kind::String => "String".into(),
-        // None of the typed messages has one; the JSON mapping would need a base64 adapter.
-        Kind::Bytes => panic!(
-            "{}: bytes fields need a base64 serde adapter in the generated records",
-            field.full_name()
-        ),
+        Kind::Bytes => "Vec<u8>".into(),
         // Enums travel as their numbers (the constants are in the README's tables and the protos).
         Kind::Enum(_) => "i32".into(),
         Kind::Message(m) => record_name(&m),

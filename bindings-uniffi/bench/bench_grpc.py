@@ -134,9 +134,14 @@ async def main(calls: int) -> None:
         # already closed answers at once, no work, no thread hop) and for a blocking one.
         closed = await w.start(json.dumps({"working_area": f"{root}/closed/area", "storage": {"backend": "none"}}))
         await closed.close()
+        # And uniffi's own coroutine of the typed method (what the package's method was before it
+        # returned at once for a call done on its first poll; still its `__wrapped__`).
+        uniffi_exists = w.Daemon.is_workspace_exists.__wrapped__
         floor = [
             ("uniffi floor", "an async call that does nothing (close() again)", await measure_async(calls, closed.close)),
             ("uniffi floor", "a blocking call (is_closed())", measure_sync(calls, closed.is_closed)),
+            ("uniffi async", "IsWorkspaceExists through uniffi's own coroutine (`__wrapped__`)",
+             await measure_async(calls, lambda: uniffi_exists(d, typed_exists))),
         ]
     finally:
         channel.close()

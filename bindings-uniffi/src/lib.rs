@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, DropGuard};
 use wsd_core::sync::Mutex;
 use wsd_core::{CallContext, EmbeddedDaemon};
 
@@ -115,11 +115,34 @@ impl Daemon {
         request: Vec<u8>,
         timeout_ms: u64,
     ) -> Result<Vec<u8>, WsdError> {
-        self.run(move |core, cancel| async move {
-            core.call(&method, request.into(), context(timeout_ms, Some(cancel)))
+        match self.call_start(method, &request, timeout_ms)? {
+            CallStep::Done { response } => Ok(response),
+            CallStep::Pending { rest } => rest.wait().await,
+        }
+    }
+
+    /// The first step of `call`: runs the call on the calling thread until its first wait and
+    /// answers the response, or the rest of the call to await. The Python package's `call` is
+    /// made of the two. The request is borrowed (uniffi passes a borrowed `bytes` without a copy
+    /// into a buffer of its own); the call copies it once.
+    #[uniffi::method(default(timeout_ms = 0))]
+    pub fn call_start(
+        &self,
+        method: String,
+        request: &[u8],
+        timeout_ms: u64,
+    ) -> Result<CallStep, WsdError> {
+        let request = bytes::Bytes::copy_from_slice(request);
+        let started = self.start_call(move |core, cancel| async move {
+            core.call(&method, request, context(timeout_ms, Some(cancel)))
                 .await
+        })?;
+        Ok(match started {
+            Started::Done(response) => CallStep::Done { response },
+            Started::Pending(rest) => CallStep::Pending {
+                rest: Arc::new(PendingBytes(rest)),
+            },
         })
-        .await
     }
 
     /// Calls the RPC at `method` with a request in the proto3 JSON mapping; answers the
@@ -131,11 +154,30 @@ impl Daemon {
         request_json: String,
         timeout_ms: u64,
     ) -> Result<String, WsdError> {
-        self.run(move |core, cancel| async move {
+        match self.call_json_start(method, request_json, timeout_ms)? {
+            JsonStep::Done { response } => Ok(response),
+            JsonStep::Pending { rest } => rest.wait().await,
+        }
+    }
+
+    /// The first step of `call_json` (as `call_start` is of `call`).
+    #[uniffi::method(default(timeout_ms = 0))]
+    pub fn call_json_start(
+        &self,
+        method: String,
+        request_json: String,
+        timeout_ms: u64,
+    ) -> Result<JsonStep, WsdError> {
+        let started = self.start_call(move |core, cancel| async move {
             core.call_json(&method, &request_json, context(timeout_ms, Some(cancel)))
                 .await
+        })?;
+        Ok(match started {
+            Started::Done(response) => JsonStep::Done { response },
+            Started::Pending(rest) => JsonStep::Pending {
+                rest: Arc::new(PendingJson(rest)),
+            },
         })
-        .await
     }
 
     /// Stops accepting calls, lets in-flight work finish (up to `limits.shutdown_grace_secs`)
@@ -237,12 +279,12 @@ impl Daemon {
         })
     }
 
-    /// Runs `work` on the core daemon: polled once on the calling thread (most calls end there),
-    /// the rest on the daemon's threads. A closed daemon answers UNAVAILABLE.
-    async fn run<T, F>(
+    /// Starts `work` on the core daemon: polled once on the calling thread (most calls end
+    /// there), the rest on the daemon's threads. A closed daemon answers UNAVAILABLE.
+    fn start_call<T, F>(
         &self,
         work: impl FnOnce(wsd_core::Daemon, CancellationToken) -> F,
-    ) -> Result<T, WsdError>
+    ) -> Result<Started<T>, WsdError>
     where
         T: Send + 'static,
         F: Future<Output = wsd_core::Result<T>> + Send + 'static,
@@ -251,21 +293,88 @@ impl Daemon {
             return Err(wsd_core::Error::ShuttingDown.into());
         };
         let cancel = CancellationToken::new();
-        // Dropped with this future: the caller stopped waiting, so the call's waits end.
-        let _cancel_on_drop = cancel.clone().drop_guard();
+        // Held by the rest of the call: dropped when the caller stops waiting, which ends the
+        // call's waits.
+        let cancel_on_drop = cancel.clone().drop_guard();
         let work = work(daemon.daemon().clone(), cancel);
         match daemon.run_or_spawn(work) {
-            Ok(result) => result.map_err(Into::into),
+            Ok(result) => result.map(Started::Done).map_err(Into::into),
             Err(pending) => {
                 let (tx, rx) = oneshot::channel();
                 pending.on_done(move |result| {
                     let _ = tx.send(result);
                 });
-                rx.await
-                    .unwrap_or(Err(wsd_core::Error::ShuttingDown))
-                    .map_err(Into::into)
+                Ok(Started::Pending(Rest {
+                    waiting: Mutex::new(Some((rx, cancel_on_drop))),
+                }))
             }
         }
+    }
+}
+
+/// A call after its first poll (see `Daemon::call_start`).
+pub(crate) enum Started<T> {
+    Done(T),
+    Pending(Rest<T>),
+}
+
+/// The rest of a call running on the daemon's threads, and the guard that cancels it when dropped
+/// (with the object holding it, or with the future of `wait()` when the caller stops waiting).
+pub(crate) struct Rest<T> {
+    waiting: Mutex<Option<(oneshot::Receiver<wsd_core::Result<T>>, DropGuard)>>,
+}
+
+impl<T> Rest<T> {
+    /// The call's result; a second wait answers INTERNAL.
+    pub(crate) async fn wait(&self) -> Result<T, WsdError> {
+        let waiting = self.waiting.lock().take();
+        let Some((done, _cancel_on_drop)) = waiting else {
+            return Err(wsd_core::Error::Internal(
+                "the rest of this call was awaited already".into(),
+            )
+            .into());
+        };
+        done.await
+            .unwrap_or(Err(wsd_core::Error::ShuttingDown))
+            .map_err(Into::into)
+    }
+}
+
+/// What `Daemon::call_start` answers: the response, or the rest of the call.
+#[derive(uniffi::Enum)]
+pub enum CallStep {
+    Done { response: Vec<u8> },
+    Pending { rest: Arc<PendingBytes> },
+}
+
+/// The rest of a `call` that did not finish on its first poll.
+#[derive(uniffi::Object)]
+pub struct PendingBytes(Rest<Vec<u8>>);
+
+#[uniffi::export]
+impl PendingBytes {
+    /// Awaits the call's response (once).
+    pub async fn wait(&self) -> Result<Vec<u8>, WsdError> {
+        self.0.wait().await
+    }
+}
+
+/// What `Daemon::call_json_start` answers: the response, or the rest of the call.
+#[derive(uniffi::Enum)]
+pub enum JsonStep {
+    Done { response: String },
+    Pending { rest: Arc<PendingJson> },
+}
+
+/// The rest of a `call_json` that did not finish on its first poll.
+#[derive(uniffi::Object)]
+pub struct PendingJson(Rest<String>);
+
+#[uniffi::export]
+impl PendingJson {
+    /// Awaits the call's response (once).
+    pub async fn wait(&self) -> Result<String, WsdError> {
+        self.0.wait().await
     }
 }
 

@@ -1,6 +1,7 @@
-//! The typed methods from Rust (the same code the foreign languages call): records go through
-//! core's JSON converters and back, including the composite initializer (a record that holds
-//! records of its own type through a list) and errors as `WsdError::Status`.
+//! The typed methods from Rust (the same code the foreign languages call): records go to their
+//! messages and back, including the composite initializer (a record that holds records of its own
+//! type through a list), errors as `WsdError::Status`, and the first steps (`<name>_start`) with
+//! the rest of a call that waits.
 
 use std::sync::Arc;
 
@@ -8,7 +9,7 @@ use wsd_uniffi::*;
 
 fn daemon(dir: &std::path::Path) -> Arc<Daemon> {
     let config = format!(
-        "working_area = {:?}\n[storage]\nlocal_path = {:?}\n",
+        "working_area = {:?}\n[storage]\nlocal_path = {:?}\n[limits]\nshutdown_grace_secs = 1\n",
         dir.join("wa").display().to_string(),
         dir.join("storage").display().to_string()
     );
@@ -147,4 +148,68 @@ fn every_rpc_of_the_wsdaemon_services_has_a_typed_method() {
         );
     }
     assert_eq!(served.len(), 10, "{served:?}");
+}
+
+#[test]
+fn a_call_that_waits_answers_its_rest_to_await_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = daemon(dir.path());
+    // A server that never answers (connections wait in its backlog) keeps the init SETTING_UP.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/never", silent.local_addr().expect("addr"));
+    let download = WorkspaceInitializer {
+        download: Some(FileDownloadInitializer {
+            files: vec![FileDownloadInitializerFileInfo {
+                url,
+                file_path: "f".into(),
+                digest: format!("sha256:{}", "0".repeat(64)),
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let InitWorkspaceStep::Pending { rest: init } = d
+        .init_workspace_start(init_request("ws", download), 0)
+        .expect("init starts")
+    else {
+        panic!("an init that downloads from a silent server answered on its first poll");
+    };
+    // Answered on the first poll: the response itself.
+    let exists = d
+        .is_workspace_exists_start(IsWorkspaceExistsRequest { id: "nope".into() }, 0)
+        .expect("exists");
+    assert!(
+        matches!(exists, IsWorkspaceExistsStep::Done { response } if !response.exists),
+        "answered at once"
+    );
+    futures::executor::block_on(async {
+        let mut waited = None;
+        for _ in 0..500 {
+            match d.wait_for_init_start(WaitForInitRequest { id: "ws".into() }, 200) {
+                Ok(WaitForInitStep::Pending { rest }) => {
+                    waited = Some(rest);
+                    break;
+                }
+                // The init has not registered the workspace yet.
+                Err(WsdError::Status { code, .. }) if code == "NOT_FOUND" => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("wait_for_init: {e}"),
+                Ok(WaitForInitStep::Done { .. }) => panic!("the init cannot be done"),
+            }
+        }
+        let rest = waited.expect("the workspace appears");
+        let err = rest
+            .wait()
+            .await
+            .expect_err("the wait ends at its deadline");
+        assert_eq!(code(err), "DEADLINE_EXCEEDED");
+        let err = rest.wait().await.expect_err("awaited twice");
+        assert_eq!(code(err), "INTERNAL");
+        // The init still waits for its download; closing the daemon ends it.
+        d.close().await;
+        let err = init.wait().await.expect_err("closed while in flight");
+        assert_eq!(code(err), "UNAVAILABLE");
+    });
+    drop(silent);
 }

@@ -10,6 +10,7 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -325,3 +326,31 @@ def test_blocking_twin_for_programs_without_an_event_loop(scratch: Path) -> None
     with pytest.raises(w.WsdError) as info:
         d.is_workspace_exists(w.IsWorkspaceExistsRequest(id="ws"))
     assert info.value.code == "UNAVAILABLE"
+
+
+def test_a_call_answered_on_its_first_poll_returns_without_suspending(daemon: w.Daemon) -> None:
+    # No event loop: a coroutine method whose call ends on its first poll finishes on the first
+    # send (no future, no turn of a loop); one that waits needs the loop (the tests above).
+    def first_send(coro: Any) -> Any:
+        with pytest.raises(StopIteration) as done:
+            coro.send(None)
+        return done.value.value
+
+    assert first_send(daemon.is_workspace_exists(w.IsWorkspaceExistsRequest(id="nope"))) == w.IsWorkspaceExistsResponse()
+    assert first_send(daemon.call(EXISTS, b"\x0a\x02ws")) == b""
+    assert first_send(daemon.call(EXISTS, bytearray(b"\x0a\x02ws"))) == b"", "any bytes-like request"
+    with pytest.raises(TypeError):
+        first_send(daemon.call(EXISTS, 5))
+    assert first_send(daemon.call_json(EXISTS, '{"id": "ws"}', timeout_ms=100)) == "{}"
+    coro = daemon.wait_for_init(w.WaitForInitRequest(id="nope"), timeout_ms=100)
+    with pytest.raises(w.WsdError) as info:
+        coro.send(None)
+    assert (info.value.code, info.value.reason) == ("NOT_FOUND", "workspace_not_found")
+    # Every coroutine method is the fast form, with uniffi's coroutine (and its hints) underneath.
+    for name in ["call", "call_json", "is_workspace_exists", "init_workspace", "detach_container"]:
+        method = getattr(w.Daemon, name)
+        assert inspect.iscoroutinefunction(method.__wrapped__), name
+        assert inspect.signature(method) == inspect.signature(method.__wrapped__), name
+    # The steps and rests are not part of the package's names.
+    assert "IsWorkspaceExistsStep" not in w.__all__ and "PendingBytes" not in w.__all__
+    assert "Daemon" in w.__all__ and "IsWorkspaceExistsRequest" in w.__all__
