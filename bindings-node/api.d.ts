@@ -299,6 +299,27 @@ export interface IsWorkspaceExistsResponse {
   exists?: boolean
 }
 
+/** wsdaemon.ProgressRequest */
+export interface ProgressRequest {
+  id?: string
+  after?: string | number
+  waitMs?: number
+}
+
+/** wsdaemon.ProgressResponse */
+export interface ProgressResponse {
+  seq?: string | number
+  operation?: string
+  phase?: string
+  bytesDone?: string | number
+  bytesTotal?: string | number
+  filesDone?: string | number
+  filesTotal?: string | number
+  elapsedSecs?: number
+  done?: boolean
+  error?: string
+}
+
 /** wsdaemon.SnapshotStatusRequest */
 export interface SnapshotStatusRequest {
   url?: string
@@ -374,6 +395,8 @@ export interface DaemonMethods {
   snapshotStatus(request?: SnapshotStatusRequest, options?: CallOptions): Promise<SnapshotStatusResponse>
   /** /wsdaemon.WorkspaceContentExt/WorkspaceState */
   workspaceState(request?: WorkspaceStateRequest, options?: CallOptions): Promise<WorkspaceStateResponse>
+  /** /wsdaemon.WorkspaceContentExt/Progress */
+  progress(request?: ProgressRequest, options?: CallOptions): Promise<ProgressResponse>
   /** /wsdaemon.WorkspaceRuntime/AttachContainer */
   attachContainer(request?: AttachContainerRequest, options?: CallOptions): Promise<AttachContainerResponse>
   /** /wsdaemon.WorkspaceRuntime/DetachContainer */

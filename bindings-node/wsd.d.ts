@@ -76,6 +76,14 @@ export interface DaemonOptions {
     }
   }
   archive?: {
+    /** What backups and snapshots are written as (default 'full'). */
+    mode?: 'full' | 'chunked' | 'both'
+    /** Chunked backups kept per workspace (default 3). */
+    keepBackups?: number
+    /** Seconds between collections of unreferenced packs (default 3600; 0: never). */
+    gcIntervalSecs?: number
+    /** Unreferenced packs younger than this many seconds stay (default 86400). */
+    gcGraceSecs?: number
     format?: 'zstd' | 'tar'
     zstdLevel?: number
     zstdWorkers?: number

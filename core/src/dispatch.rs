@@ -125,7 +125,12 @@ impl Daemon {
         ctx: CallContext,
     ) -> Option<futures::stream::BoxStream<'static, Result<Vec<u8>>>> {
         let poll = streamed_by(path)?;
-        Some(crate::content::progress::watch(self.clone(), poll, request, ctx))
+        Some(crate::content::progress::watch(
+            self.clone(),
+            poll,
+            request,
+            ctx,
+        ))
     }
 }
 

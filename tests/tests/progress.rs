@@ -46,7 +46,10 @@ async fn a_backup_and_a_restore_report_their_progress() {
         .expect("progress")
         .into_inner();
     assert_eq!(after_init.operation, "init");
-    assert!(after_init.done && after_init.error.is_empty(), "{after_init:?}");
+    assert!(
+        after_init.done && after_init.error.is_empty(),
+        "{after_init:?}"
+    );
 
     let content = d.working_area().join("ws-p");
     for i in 0..8 {
@@ -107,5 +110,8 @@ async fn a_backup_and_a_restore_report_their_progress() {
     assert_eq!(restore.operation, "init");
     assert!(restore.done, "{restore:?}");
     assert_eq!(restore.bytes_total, restore.bytes_done);
-    assert!(restore.bytes_total >= 64 << 20 && restore.files_total == 9, "{restore:?}");
+    assert!(
+        restore.bytes_total >= 64 << 20 && restore.files_total == 9,
+        "{restore:?}"
+    );
 }

@@ -123,7 +123,11 @@ pub async fn restore_manifest(
 ) -> Result<ArchiveStats> {
     let plan = plan(&manifest);
     if let Some(p) = &opts.progress {
-        let files = manifest.entries.iter().filter(|e| e.kind == KIND_FILE).count();
+        let files = manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == KIND_FILE)
+            .count();
         p.set_totals(manifest.content_bytes, files as u64);
     }
     let (tx, rx) = mpsc::channel::<Bytes>(64);

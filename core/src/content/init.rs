@@ -132,7 +132,9 @@ impl ContentService {
         record: &WorkspaceRecord,
     ) -> Result<()> {
         let running = self.progress.start(&record.id, "init", "initializing");
-        let result = self.initialize_reporting(ws, plan, record, running.operation()).await;
+        let result = self
+            .initialize_reporting(ws, plan, record, running.operation())
+            .await;
         running.finish(&result);
         result
     }

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use wsd_proto::wsdaemon::{
     DisposeWorkspaceResponse, IsWorkspaceExistsRequest, IsWorkspaceExistsResponse, ProgressRequest,
-    ProgressResponse,
-    SnapshotStatusResponse, WorkspaceContentState, WorkspaceStateRequest, WorkspaceStateResponse,
+    ProgressResponse, SnapshotStatusResponse, WorkspaceContentState, WorkspaceStateRequest,
+    WorkspaceStateResponse,
 };
 
 use crate::archive::{ArchiveOptions, Compression, IdMap};
@@ -227,8 +227,7 @@ impl ContentService {
     pub(crate) fn housekeeping(&self) -> std::io::Result<()> {
         self.disposed.prune()?;
         self.snapshots.prune()?;
-        self.progress
-            .forget_gone(|id| self.store.get(id).is_some());
+        self.progress.forget_gone(|id| self.store.get(id).is_some());
         Ok(())
     }
 }

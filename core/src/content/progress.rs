@@ -123,25 +123,32 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.op
-            .finish(Some(&Error::Internal("the operation was interrupted".into())));
+        self.op.finish(Some(&Error::Internal(
+            "the operation was interrupted".into(),
+        )));
     }
 }
 
 /// The latest operation of every workspace.
-#[derive(Default)]
 pub struct Board {
     ops: Mutex<HashMap<String, Arc<Operation>>>,
+    /// Bumped when an operation starts, so that polls waiting on the previous one wake.
+    started: watch::Sender<u64>,
+}
+
+impl Default for Board {
+    fn default() -> Self {
+        Board {
+            ops: Mutex::new(HashMap::new()),
+            started: watch::channel(0).0,
+        }
+    }
 }
 
 impl Board {
     /// Starts reporting operation `kind` of workspace `id` (replacing what it reported before).
     pub fn start(&self, id: &str, kind: &'static str, phase: &str) -> Running {
-        let previous_seq = self
-            .ops
-            .lock()
-            .get(id)
-            .map_or(0, |op| op.state.lock().seq);
+        let previous_seq = self.ops.lock().get(id).map_or(0, |op| op.state.lock().seq);
         let op = Arc::new(Operation {
             id: id.to_string(),
             kind,
@@ -158,6 +165,7 @@ impl Board {
             changed: watch::channel(0).0,
         });
         self.ops.lock().insert(id.to_string(), op.clone());
+        self.started.send_modify(|n| *n += 1);
         log_while_running(&op);
         Running { op }
     }
@@ -175,6 +183,7 @@ impl Board {
     pub async fn poll(&self, id: &str, after: u64, wait: Duration) -> Option<ProgressResponse> {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
         loop {
+            let mut started = self.started.subscribe();
             let op = self.ops.lock().get(id).cloned()?;
             let mut changed = op.changed.subscribe();
             let report = op.report();
@@ -185,6 +194,7 @@ impl Board {
             let wake = (tokio::time::Instant::now() + tick).min(deadline);
             tokio::select! {
                 _ = changed.changed() => {}
+                _ = started.changed() => {}
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
@@ -208,38 +218,41 @@ pub fn watch(
         reason: e.to_string(),
     });
     let state = (daemon, first, false);
-    Box::pin(futures::stream::unfold(state, move |(daemon, req, ended)| {
-        let ctx = ctx.clone();
-        async move {
-            if ended {
-                return None;
-            }
-            let mut req = match req {
-                Ok(req) => req,
-                Err(e) => return Some((Err(e), (daemon, Err(Error::Cancelled), true))),
-            };
-            loop {
-                req.wait_ms = STREAM_POLL_WAIT_MS;
-                let answer = daemon
-                    .call(poll, req.encode_to_vec().into(), ctx.clone())
-                    .await
-                    .and_then(|bytes| {
-                        ProgressResponse::decode(bytes.as_slice()).map_err(Error::internal)
-                    });
-                match answer {
-                    Err(e) => return Some((Err(e), (daemon, Ok(req), true))),
-                    // Nothing new within the wait: ask again.
-                    Ok(report) if report.seq <= req.after && !report.done => continue,
-                    Ok(report) => {
-                        let ended = report.done;
-                        req.after = report.seq;
-                        let bytes = report.encode_to_vec();
-                        return Some((Ok(bytes), (daemon, Ok(req), ended)));
+    Box::pin(futures::stream::unfold(
+        state,
+        move |(daemon, req, ended)| {
+            let ctx = ctx.clone();
+            async move {
+                if ended {
+                    return None;
+                }
+                let mut req = match req {
+                    Ok(req) => req,
+                    Err(e) => return Some((Err(e), (daemon, Err(Error::Cancelled), true))),
+                };
+                loop {
+                    req.wait_ms = STREAM_POLL_WAIT_MS;
+                    let answer = daemon
+                        .call(poll, req.encode_to_vec().into(), ctx.clone())
+                        .await
+                        .and_then(|bytes| {
+                            ProgressResponse::decode(bytes.as_slice()).map_err(Error::internal)
+                        });
+                    match answer {
+                        Err(e) => return Some((Err(e), (daemon, Ok(req), true))),
+                        // Nothing new within the wait: ask again.
+                        Ok(report) if report.seq <= req.after && !report.done => continue,
+                        Ok(report) => {
+                            let ended = report.done;
+                            req.after = report.seq;
+                            let bytes = report.encode_to_vec();
+                            return Some((Ok(bytes), (daemon, Ok(req), ended)));
+                        }
                     }
                 }
             }
-        }
-    }))
+        },
+    ))
 }
 
 /// Logs a line every [`LOG_EVERY`] while the operation runs.
@@ -278,16 +291,25 @@ mod tests {
         assert!(board.poll("w", 0, Duration::ZERO).await.is_none());
         let running = board.start("w", "backup", "reading");
         let first = board.poll("w", 0, Duration::ZERO).await.unwrap();
-        assert_eq!((first.operation.as_str(), first.phase.as_str()), ("backup", "reading"));
+        assert_eq!(
+            (first.operation.as_str(), first.phase.as_str()),
+            ("backup", "reading")
+        );
         assert!(first.seq > 0 && !first.done);
         // Nothing changed: the poll waits its full time and answers the same seq.
-        let same = board.poll("w", first.seq, Duration::from_secs(2)).await.unwrap();
+        let same = board
+            .poll("w", first.seq, Duration::from_secs(2))
+            .await
+            .unwrap();
         assert_eq!(same.seq, first.seq);
         // Counters moved: the next tick reports them.
         let counters = running.operation().counters();
         counters.add_bytes(4096);
         counters.add_file();
-        let moved = board.poll("w", first.seq, Duration::from_secs(5)).await.unwrap();
+        let moved = board
+            .poll("w", first.seq, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert!(moved.seq > first.seq);
         assert_eq!((moved.bytes_done, moved.files_done), (4096, 1));
         // The end wakes a waiting poll at once.
@@ -302,6 +324,26 @@ mod tests {
         let (end, ()) = tokio::join!(waiter, finish);
         let end = end.unwrap();
         assert!(end.done && end.error.is_empty() && end.phase == "done");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_waiting_on_a_finished_operation_wakes_for_the_next() {
+        let board = Arc::new(Board::default());
+        board.start("w", "init", "x").finish(&Ok::<(), Error>(()));
+        let done = board.poll("w", 0, Duration::ZERO).await.unwrap();
+        let waiter = {
+            let board = board.clone();
+            tokio::spawn(async move { board.poll("w", done.seq, Duration::from_secs(50)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let _backup = board.start("w", "backup", "reading");
+        let next = tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken at once")
+            .unwrap()
+            .unwrap();
+        assert_eq!((next.operation.as_str(), next.done), ("backup", false));
+        assert!(next.seq > done.seq);
     }
 
     #[tokio::test]

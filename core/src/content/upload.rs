@@ -10,9 +10,9 @@ use wsd_proto::wsdaemon::{
     TakeSnapshotRequest, TakeSnapshotResponse,
 };
 
+use super::progress::Operation;
 use super::{wrong_state, ContentService};
 use crate::archive::write_archive;
-use super::progress::Operation;
 use crate::archive::ArchiveOptions;
 use crate::call::CallContext;
 use crate::chunked::{self, PackPlace};
@@ -177,7 +177,7 @@ impl ContentService {
             );
             progress.set_phase("writing changed files");
             let written = self
-                .write_chunked(storage, record, &place, &manifest, nanos, "snapshot", archive)
+                .write_chunked(storage, record, &place, &manifest, "snapshot", archive)
                 .await?;
             if !mode.writes_full() {
                 size = written.stats.pack_bytes + written.manifest_bytes;
@@ -285,7 +285,7 @@ impl ContentService {
         let nanos = unix_nanos();
         let loc = place.backup_manifest(&record.meta_id, nanos);
         let written = self
-            .write_chunked(storage, record, &place, &loc, nanos, "backup", archive)
+            .write_chunked(storage, record, &place, &loc, "backup", archive)
             .await?;
         let parent_file = self.store.area().parent_manifest(&record.id);
         let (keep_loc, encoded) = (loc.clone(), written.encoded.clone());
@@ -328,10 +328,11 @@ impl ContentService {
         record: &WorkspaceRecord,
         place: &PackPlace,
         loc: &ObjectLocation,
-        nanos: u128,
         kind: &'static str,
         archive: &Arc<ArchiveOptions>,
     ) -> Result<chunked::Written> {
+        // Files changed after this are read again by the next backup (see chunked::backup).
+        let nanos = unix_nanos();
         let parent = self.chunked_parent(storage, place, record).await;
         let started = std::time::Instant::now();
         let written = chunked::write_backup(
