@@ -50,12 +50,27 @@ pub async fn load_manifest(storage: &Storage, loc: &ObjectLocation) -> Result<Op
     .map_err(Error::internal)?
 }
 
-/// The newest backup manifest of workspace `meta_id` and its time.
+/// The newest backup manifest of workspace `meta_id` and its time, found through the workspace's
+/// `latest` pointer (a lookup, not a listing: stores answer it alike whether or not the bucket
+/// exists, and it needs no list permission). Only when the pointer names a manifest that is gone
+/// are the manifests listed.
 pub async fn latest_backup(
     storage: &Storage,
     place: &PackPlace,
     meta_id: &str,
 ) -> Result<Option<(ObjectLocation, u128)>> {
+    let pointer = place.latest_pointer(meta_id);
+    let Some(named) = storage.get_bytes(&pointer).await? else {
+        return Ok(None);
+    };
+    let named = std::str::from_utf8(&named).unwrap_or("").trim();
+    if let Ok(nanos) = named.parse::<u128>() {
+        let loc = place.backup_manifest(meta_id, nanos);
+        if storage.head(&loc).await?.is_some() {
+            return Ok(Some((loc, nanos)));
+        }
+    }
+    tracing::warn!(workspace = %meta_id, "the latest-backup pointer names no stored manifest; listing them");
     Ok(list_backups(storage, place, meta_id).await?.pop())
 }
 
@@ -112,7 +127,7 @@ pub struct Written {
 }
 
 /// Writes a chunked backup of `source` (packs into `place`) and commits it by storing its
-/// manifest at `loc`. On any failure no manifest is stored: earlier backups stay as they were,
+/// manifest at `loc` (for a backup, then its workspace's `latest` pointer). On any failure no manifest is stored: earlier backups stay as they were,
 /// and packs already uploaded are left for garbage collection.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_backup(
@@ -125,6 +140,7 @@ pub async fn write_backup(
     parent: Option<Arc<Parent>>,
     opts: Arc<ArchiveOptions>,
 ) -> Result<Written> {
+    let (place_of_pointer, meta_of_pointer) = (place.clone(), meta_id.clone());
     let (tx, rx) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(1);
     let uploads = {
         let storage = storage.clone();
@@ -165,6 +181,13 @@ pub async fn write_backup(
     .map_err(Error::internal)?;
     let encoded = bytes::Bytes::from(encoded);
     storage.put_new(&loc, encoded.clone()).await?;
+    // A backup (not a snapshot) is complete when the pointer names it.
+    if let Some(nanos) = PackPlace::backup_time(&loc.key) {
+        let pointer = place_of_pointer.latest_pointer(&meta_of_pointer);
+        storage
+            .put_bytes(&pointer, nanos.to_string().into_bytes())
+            .await?;
+    }
     Ok(Written {
         manifest: Arc::new(manifest),
         stats,

@@ -4,6 +4,7 @@
 //! ```text
 //! <owner's place>/packs/<2 hex>/<64 hex>.pack                   shared by the owner's workspaces
 //! <owner's place>/workspaces/<meta id>/backups/<unix nanos>.wsm   one manifest per backup
+//! <owner's place>/workspaces/<meta id>/backups/latest             the newest complete one
 //! <owner's place>/workspaces/<meta id>/snapshot-<unix nanos>.wsm  a snapshot
 //! ```
 //!
@@ -88,6 +89,14 @@ impl PackPlace {
                 "{}{unix_nanos:020}.{MANIFEST_EXT}",
                 self.backups_folder(meta_id)
             ),
+        }
+    }
+
+    /// The object naming the newest complete backup of a workspace (its time, as text).
+    pub fn latest_pointer(&self, meta_id: &str) -> ObjectLocation {
+        ObjectLocation {
+            bucket: self.bucket.clone(),
+            key: format!("{}latest", self.backups_folder(meta_id)),
         }
     }
 

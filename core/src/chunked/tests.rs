@@ -441,7 +441,7 @@ async fn garbage_collection_deletes_only_old_unreferenced_packs() {
     let (objects, report) = delete_workspace(&env.storage, &env.place, "m", grace)
         .await
         .unwrap();
-    assert_eq!(objects, 1);
+    assert_eq!(objects, 2, "the manifest and the latest pointer");
     assert_eq!(report.manifests, 0);
     assert!(env.packs().is_empty(), "{:?}", env.packs());
 }
@@ -633,5 +633,43 @@ async fn files_changed_just_before_a_backup_are_read_again_by_the_next() {
     assert_eq!(
         (second.stats.files_read, second.stats.files_unchanged),
         (1, 0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latest_pointer_finds_the_newest_backup_without_listing() {
+    let env = env();
+    let src = env.root.join("src");
+    fs::create_dir(&src).unwrap();
+    fs::write(src.join("f"), b"one").unwrap();
+    let opts = ArchiveOptions::default();
+    assert!(latest_backup(&env.storage, &env.place, "m")
+        .await
+        .unwrap()
+        .is_none());
+    let (first, _) = env.backup(&src, 5, None, &opts).await;
+    assert_eq!(
+        latest_backup(&env.storage, &env.place, "m")
+            .await
+            .unwrap()
+            .map(|l| l.0),
+        Some(first.clone())
+    );
+    let (second, _) = env.backup(&src, 9, None, &opts).await;
+    assert_eq!(
+        latest_backup(&env.storage, &env.place, "m")
+            .await
+            .unwrap()
+            .map(|l| l.0),
+        Some(second.clone())
+    );
+    // The pointer's manifest removed behind the daemon's back: the listing finds the other.
+    env.storage.delete(&second).await.unwrap();
+    assert_eq!(
+        latest_backup(&env.storage, &env.place, "m")
+            .await
+            .unwrap()
+            .map(|l| l.0),
+        Some(first)
     );
 }
