@@ -4,14 +4,16 @@
 //! against restic doing the same incremental backup of the same tree to a local repository.
 //!
 //! Usage (as root, which mounts a tmpfs so the VM's disk does not dominate):
-//!   scripts/bench-chunked.sh [--size-mib N] [--rounds N] [--mutate PERCENT]
+//!   scripts/bench-chunked.sh [--size-mib N] [--rounds N] [--mutate PERCENT] [--perf]
 //! Prints medians over the rounds: times, ratios, bytes stored by the incremental backup against
 //! the bytes the mutation changed (raw and after `zstd -1`), restic's own figures, and the
-//! daemons' peak RSS.
+//! daemons' peak RSS. With `--perf`, the chunked daemon's full backup, restore and incremental
+//! backup of the last round are recorded with `perf record -g` into the current folder
+//! (`perf-chunked-{backup,restore,incremental}.data`); those rounds' times include perf's overhead.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use wsd_proto::contentservice::workspace_initializer::Spec;
@@ -203,6 +205,35 @@ fn last_chunked_log(d: &DaemonProcess) -> String {
         .unwrap_or_default()
 }
 
+/// `perf record -g` of `pid` into `perf-chunked-{phase}.data` when asked (`--perf`).
+fn perf_start(on: bool, pid: i32, phase: &str) -> Option<Child> {
+    if !on {
+        return None;
+    }
+    let child = Command::new("perf")
+        .args([
+            "record",
+            "-q",
+            "-g",
+            "-o",
+            &format!("perf-chunked-{phase}.data"),
+        ])
+        .args(["-p", &pid.to_string()])
+        .spawn()
+        .expect("run perf (apt-get install linux-perf)");
+    // perf needs a moment to attach; a phase that starts earlier is recorded in part.
+    std::thread::sleep(Duration::from_millis(500));
+    Some(child)
+}
+
+fn perf_stop(perf: Option<Child>) {
+    if let Some(mut child) = perf {
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let _ = child.wait();
+    }
+}
+
 #[derive(Default)]
 struct Figures {
     full_backup: Vec<Duration>,
@@ -229,6 +260,7 @@ async fn main() {
     let size_mib = arg("--size-mib", 1024);
     let rounds = arg("--rounds", 3).max(1) as usize;
     let percent = arg("--mutate", 1).max(1);
+    let perf = std::env::args().any(|a| a == "--perf");
     let scratch = Scratch::new("wsd-bench-chunked", "16g");
     let root = scratch.path().to_path_buf();
     println!("bench folder: {} ({})", root.display(), scratch.describe());
@@ -271,7 +303,9 @@ async fn main() {
             } else {
                 rss_before = rss_mib(chunked.pid());
                 reset_peak(chunked.pid());
+                let recording = perf_start(perf && round + 1 == rounds, chunked.pid(), "backup");
                 f.chunked_backup.push(backup(&mut cc, &cid).await);
+                perf_stop(recording);
                 chunked_peak = peak_mib(chunked.pid());
                 f.peak[1] = f.peak[1].max(chunked_peak);
             }
@@ -295,7 +329,9 @@ async fn main() {
             };
             let id = format!("restore-{round}");
             reset_peak(d.pid());
+            let recording = perf_start(perf && !first && round + 1 == rounds, d.pid(), "restore");
             out.push(restore(c, &id, meta).await);
+            perf_stop(recording);
             let peak = peak_mib(d.pid());
             println!(
                 "round {round}: {} restore peak RSS {peak:.0} MiB",
@@ -338,7 +374,9 @@ async fn main() {
         let mutated = mutate(&content, percent);
         let (changed, changed_zstd) = mutated_bytes(&content);
         reset_peak(chunked.pid());
+        let recording = perf_start(perf && round + 1 == rounds, chunked.pid(), "incremental");
         f.incremental.push(backup(&mut cc, &cid).await);
+        perf_stop(recording);
         f.peak[4] = f.peak[4].max(peak_mib(chunked.pid()));
         let added: Vec<(PathBuf, u64)> = files(&chunked.storage())
             .into_iter()
