@@ -46,6 +46,35 @@ fn rss_mib(pid: i32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// Fields of `/proc/{pid}/stat` after the command name: `[utime, stime, cutime, cstime]` as CPU
+/// time (the kernel reports them in USER_HZ, 100 a second on Linux).
+fn proc_cpu(pid: i32) -> [Duration; 4] {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<u64> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| {
+            rest.split_whitespace()
+                .map(|v| v.parse().unwrap_or(0))
+                .collect()
+        })
+        .unwrap_or_default();
+    // After ")": state is field 3, utime 14, stime 15, cutime 16, cstime 17.
+    let at = |field: usize| Duration::from_millis(fields.get(field - 3).copied().unwrap_or(0) * 10);
+    [at(14), at(15), at(16), at(17)]
+}
+
+/// CPU time (user + system, all threads) a process used so far.
+fn cpu_of(pid: i32) -> Duration {
+    let [user, system, _, _] = proc_cpu(pid);
+    user + system
+}
+
+/// CPU time of this process's children that were waited for.
+fn children_cpu() -> Duration {
+    let [_, _, user, system] = proc_cpu(std::process::id() as i32);
+    user + system
+}
+
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
@@ -76,12 +105,13 @@ fn files(root: &Path) -> Vec<(PathBuf, u64)> {
     out
 }
 
-async fn backup(c: &mut Client, id: &str) -> Duration {
-    let started = Instant::now();
+/// BackupWorkspace; answers its time and the CPU time the daemon `pid` used meanwhile.
+async fn backup(c: &mut Client, pid: i32, id: &str) -> (Duration, Duration) {
+    let (started, cpu) = (Instant::now(), cpu_of(pid));
     c.backup_workspace(BackupWorkspaceRequest { id: id.into() })
         .await
         .unwrap_or_else(|e| panic!("backup {id}: {e}"));
-    started.elapsed()
+    (started.elapsed(), cpu_of(pid).saturating_sub(cpu))
 }
 
 async fn dispose(c: &mut Client, id: &str) {
@@ -94,20 +124,21 @@ async fn dispose(c: &mut Client, id: &str) {
     .unwrap_or_else(|e| panic!("dispose {id}: {e}"));
 }
 
-/// InitWorkspace from the meta id's backup and WaitForInit; answers how long both took.
-async fn restore(c: &mut Client, id: &str, meta_id: &str) -> Duration {
+/// InitWorkspace from the meta id's backup and WaitForInit; answers how long both took and the CPU
+/// time the daemon `pid` used meanwhile.
+async fn restore(c: &mut Client, pid: i32, id: &str, meta_id: &str) -> (Duration, Duration) {
     let spec = Spec::Backup(FromBackupInitializer {
         checkout_location: String::new(),
         from_volume_snapshot: false,
     });
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_of(pid));
     c.init_workspace(init_request(id, meta_id, spec))
         .await
         .unwrap_or_else(|e| panic!("restore {id}: {e}"));
     c.wait_for_init(WaitForInitRequest { id: id.into() })
         .await
         .unwrap_or_else(|e| panic!("wait for {id}: {e}"));
-    started.elapsed()
+    (started.elapsed(), cpu_of(pid).saturating_sub(cpu))
 }
 
 /// A new empty workspace holding a copy of `source` (`cp -a`, so modes and mtimes are kept).
@@ -164,9 +195,14 @@ fn mutated_bytes(dir: &Path) -> (u64, u64) {
     )
 }
 
-/// One restic run in `dir` (with `--json`): its time and, for a backup, its summary.
-fn restic(dir: &Path, repo: &Path, cache: &Path, args: &[&str]) -> (Duration, serde_json::Value) {
-    let started = Instant::now();
+/// One restic run in `dir` (with `--json`): its time, its CPU time and, for a backup, its summary.
+fn restic(
+    dir: &Path,
+    repo: &Path,
+    cache: &Path,
+    args: &[&str],
+) -> (Duration, Duration, serde_json::Value) {
+    let (started, cpu) = (Instant::now(), children_cpu());
     let out = Command::new("restic")
         .arg("--repo")
         .arg(repo)
@@ -178,7 +214,7 @@ fn restic(dir: &Path, repo: &Path, cache: &Path, args: &[&str]) -> (Duration, se
         .current_dir(dir)
         .output()
         .expect("run restic (apt-get install restic)");
-    let took = started.elapsed();
+    let (took, cpu) = (started.elapsed(), children_cpu().saturating_sub(cpu));
     assert!(
         out.status.success(),
         "restic {args:?}: {}",
@@ -189,7 +225,7 @@ fn restic(dir: &Path, repo: &Path, cache: &Path, args: &[&str]) -> (Duration, se
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .find(|v| v["message_type"] == "summary")
         .unwrap_or(serde_json::Value::Null);
-    (took, summary)
+    (took, cpu, summary)
 }
 
 /// The last "chunked backup written" line of a daemon's log, trimmed to its counters.
@@ -252,6 +288,9 @@ struct Figures {
     full_archive: u64,
     chunked_stored: u64,
     restic_first_added: u64,
+    /// CPU time of each phase: full backup, chunked backup, full restore, chunked restore,
+    /// incremental, restic's first and second backups.
+    cpu: [Vec<Duration>; 7],
     peak: [f64; 5],
 }
 
@@ -298,13 +337,17 @@ async fn main() {
         for first in [round % 2 == 0, round % 2 == 1] {
             if first {
                 reset_peak(full.pid());
-                f.full_backup.push(backup(&mut cf, &fid).await);
+                let (took, cpu) = backup(&mut cf, full.pid(), &fid).await;
+                f.full_backup.push(took);
+                f.cpu[0].push(cpu);
                 f.peak[0] = f.peak[0].max(peak_mib(full.pid()));
             } else {
                 rss_before = rss_mib(chunked.pid());
                 reset_peak(chunked.pid());
                 let recording = perf_start(perf && round + 1 == rounds, chunked.pid(), "backup");
-                f.chunked_backup.push(backup(&mut cc, &cid).await);
+                let (took, cpu) = backup(&mut cc, chunked.pid(), &cid).await;
+                f.chunked_backup.push(took);
+                f.cpu[1].push(cpu);
                 perf_stop(recording);
                 chunked_peak = peak_mib(chunked.pid());
                 f.peak[1] = f.peak[1].max(chunked_peak);
@@ -313,10 +356,12 @@ async fn main() {
         f.full_archive = files(&full.storage()).iter().map(|(_, n)| n).sum();
         f.chunked_stored = files(&chunked.storage()).iter().map(|(_, n)| n).sum();
         println!(
-            "round {round}: full {:.2} s, chunked {:.2} s (peak RSS {chunked_peak:.0} MiB from \
-             {rss_before:.0} MiB; {})",
+            "round {round}: full {:.2} s ({:.2} s CPU), chunked {:.2} s ({:.2} s CPU, peak RSS \
+             {chunked_peak:.0} MiB from {rss_before:.0} MiB; {})",
             secs(f.full_backup[round]),
+            secs(f.cpu[0][round]),
             secs(f.chunked_backup[round]),
+            secs(f.cpu[1][round]),
             last_chunked_log(&chunked)
         );
 
@@ -330,7 +375,9 @@ async fn main() {
             let id = format!("restore-{round}");
             reset_peak(d.pid());
             let recording = perf_start(perf && !first && round + 1 == rounds, d.pid(), "restore");
-            out.push(restore(c, &id, meta).await);
+            let (took, cpu) = restore(c, d.pid(), &id, meta).await;
+            out.push(took);
+            f.cpu[if first { 2 } else { 3 }].push(cpu);
             perf_stop(recording);
             let peak = peak_mib(d.pid());
             println!(
@@ -364,8 +411,9 @@ async fn main() {
         );
         sh(&format!("cp -a . {}", tree.display()), &content, &[]);
         restic(&tree, &repo, &cache, &["init"]);
-        let (took, first) = restic(&tree, &repo, &cache, &["backup", "."]);
+        let (took, cpu, first) = restic(&tree, &repo, &cache, &["backup", "."]);
         f.restic_first.push(took);
+        f.cpu[5].push(cpu);
         f.restic_first_added = first["data_added"].as_u64().unwrap_or(0);
         let before: HashSet<PathBuf> = files(&chunked.storage())
             .into_iter()
@@ -375,7 +423,9 @@ async fn main() {
         let (changed, changed_zstd) = mutated_bytes(&content);
         reset_peak(chunked.pid());
         let recording = perf_start(perf && round + 1 == rounds, chunked.pid(), "incremental");
-        f.incremental.push(backup(&mut cc, &cid).await);
+        let (took, cpu) = backup(&mut cc, chunked.pid(), &cid).await;
+        f.incremental.push(took);
+        f.cpu[4].push(cpu);
         perf_stop(recording);
         f.peak[4] = f.peak[4].max(peak_mib(chunked.pid()));
         let added: Vec<(PathBuf, u64)> = files(&chunked.storage())
@@ -402,8 +452,9 @@ async fn main() {
         // restic: its second backup of the same mutation.
         let restic_mutated = mutate(&tree, percent);
         assert_eq!(restic_mutated, mutated, "the same mutation on both trees");
-        let (took, second) = restic(&tree, &repo, &cache, &["backup", "."]);
+        let (took, cpu, second) = restic(&tree, &repo, &cache, &["backup", "."]);
         f.restic_second.push(took);
+        f.cpu[6].push(cpu);
         f.restic_added
             .push(second["data_added"].as_u64().unwrap_or(0));
         println!(
@@ -438,35 +489,47 @@ async fn main() {
         median(f.restic_second),
     );
     let speed = |d: Duration| mib(bytes) / secs(d);
-    println!("\n| operation | full mode | chunked mode | ratio (chunked / full time) |");
-    println!("|---|---|---|---|");
-    for (name, a, b) in [("backup", fb, cb), ("restore", fr, cr)] {
+    let cpu: Vec<Duration> = f.cpu.iter().map(|v| median(v.clone())).collect();
+    println!(
+        "\n| operation | full mode | chunked mode | ratio (chunked / full time) | CPU full / chunked (ratio) |"
+    );
+    println!("|---|---|---|---|---|");
+    for (name, a, b, used_a, used_b) in [
+        ("backup", fb, cb, cpu[0], cpu[1]),
+        ("restore", fr, cr, cpu[2], cpu[3]),
+    ] {
         println!(
-            "| {name} | {:.2} s ({:.0} MiB/s) | {:.2} s ({:.0} MiB/s) | {:.2} |",
+            "| {name} | {:.2} s ({:.0} MiB/s) | {:.2} s ({:.0} MiB/s) | {:.2} | {:.2} s / {:.2} s ({:.2}) |",
             secs(a),
             speed(a),
             secs(b),
             speed(b),
-            secs(b) / secs(a)
+            secs(b) / secs(a),
+            secs(used_a),
+            secs(used_b),
+            secs(used_b) / secs(used_a)
         );
     }
-    println!("\n| incremental backup after --mutate {percent} | time | ratio to our chunked full backup | ratio to restic's incremental |");
-    println!("|---|---|---|---|");
+    println!("\n| incremental backup after --mutate {percent} | time | ratio to our chunked full backup | ratio to restic's incremental | CPU |");
+    println!("|---|---|---|---|---|");
     println!(
-        "| ws-daemon chunked | {:.3} s | {:.3} | {:.2} |",
+        "| ws-daemon chunked | {:.3} s | {:.3} | {:.2} | {:.2} s |",
         secs(inc),
         secs(inc) / secs(cb),
-        secs(inc) / secs(r2)
+        secs(inc) / secs(r2),
+        secs(cpu[4])
     );
     println!(
-        "| restic (local repository) | {:.3} s | {:.3} | 1.00 |",
+        "| restic (local repository) | {:.3} s | {:.3} | 1.00 | {:.2} s |",
         secs(r2),
-        secs(r2) / secs(cb)
+        secs(r2) / secs(cb),
+        secs(cpu[6])
     );
     println!(
-        "| restic's first (full) backup, for scale | {:.2} s | {:.2} | |",
+        "| restic's first (full) backup, for scale | {:.2} s | {:.2} | | {:.2} s |",
         secs(r1),
-        secs(r1) / secs(cb)
+        secs(r1) / secs(cb),
+        secs(cpu[5])
     );
     let (up, man, ch, chz, ra) = (
         median_u64(f.uploaded),
