@@ -8,7 +8,7 @@
 //! Prints medians over the rounds: times, ratios, bytes stored by the incremental backup against
 //! the bytes the mutation changed (raw and after `zstd -1`), restic's own figures, and the
 //! daemons' peak RSS. With `--perf`, the chunked daemon's full backup, restore and incremental
-//! backup of the last round are recorded with `perf record -g` into the current folder
+//! backup of the last round are recorded with `perf record --call-graph dwarf` into the current folder
 //! (`perf-chunked-{backup,restore,incremental}.data`); those rounds' times include perf's overhead.
 
 use std::collections::HashSet;
@@ -241,19 +241,15 @@ fn last_chunked_log(d: &DaemonProcess) -> String {
         .unwrap_or_default()
 }
 
-/// `perf record -g` of `pid` into `perf-chunked-{phase}.data` when asked (`--perf`).
+/// `perf record` (DWARF call graphs) of `pid` into `perf-chunked-{phase}.data` when asked (`--perf`).
 fn perf_start(on: bool, pid: i32, phase: &str) -> Option<Child> {
     if !on {
         return None;
     }
     let child = Command::new("perf")
-        .args([
-            "record",
-            "-q",
-            "-g",
-            "-o",
-            &format!("perf-chunked-{phase}.data"),
-        ])
+        // DWARF call graphs: release builds keep no frame pointers.
+        .args(["record", "-q", "-F", "499", "--call-graph", "dwarf,32768"])
+        .args(["-o", &format!("perf-chunked-{phase}.data")])
         .args(["-p", &pid.to_string()])
         .spawn()
         .expect("run perf (apt-get install linux-perf)");
