@@ -204,6 +204,8 @@ struct Walker<'a> {
     /// (dev, ino) -> path of the first entry of a multiply linked file.
     links: HashMap<(u64, u64), Vec<u8>>,
     small: Vec<u8>,
+    /// The chunking window of large files (reused).
+    window: Vec<u8>,
     /// Files whose ctime or mtime is at or after this (unix nanoseconds) are "racily clean".
     racy_after: i128,
 }
@@ -250,6 +252,7 @@ impl<'a> Walker<'a> {
             sent: HashSet::new(),
             links: HashMap::new(),
             small: Vec::with_capacity(CHUNK_MIN as usize),
+            window: Vec::new(),
             racy_after,
         }
     }
@@ -503,18 +506,39 @@ impl<'a> Walker<'a> {
             size = 0;
             ids.clear();
         }
-        let chunker = fastcdc::v2020::StreamCDC::new(file, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
-        for chunk in chunker {
-            let chunk = chunk.map_err(|e| match e {
-                fastcdc::v2020::Error::IoError(e) => ArchiveError::io("read", path, e),
-                other => ArchiveError::io("read", path, io::Error::other(other.to_string())),
-            })?;
-            size += chunk.length as u64;
-            if let Some(p) = &self.opts.progress {
-                p.add_bytes(chunk.length as u64);
+        // One window of the largest chunk, reused for every file (a chunker per file would
+        // allocate and zero 4 MiB each time). A cut is searched only in a full window or at the
+        // end of the file, so cut points depend on the content alone.
+        let mut window = std::mem::take(&mut self.window);
+        window.resize(CHUNK_MAX as usize, 0);
+        let mut filled = 0;
+        let mut eof = false;
+        let result = (|| loop {
+            while filled < window.len() && !eof {
+                match file.read(&mut window[filled..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(ArchiveError::io("read", path, e)),
+                }
             }
-            ids.push(self.add_chunk_owned(chunk.data, path)?);
-        }
+            if filled == 0 {
+                return Ok(());
+            }
+            let cdc =
+                fastcdc::v2020::FastCDC::new(&window[..filled], CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
+            let (_, cut) = cdc.cut(0, filled);
+            let cut = cut.clamp(1, filled);
+            size += cut as u64;
+            if let Some(p) = &self.opts.progress {
+                p.add_bytes(cut as u64);
+            }
+            ids.push(self.add_chunk(&window[..cut], path)?);
+            window.copy_within(cut..filled, 0);
+            filled -= cut;
+        })();
+        self.window = window;
+        result?;
         Ok((size, ids))
     }
 
@@ -524,14 +548,6 @@ impl<'a> Walker<'a> {
             return Ok(id);
         }
         self.send(id, plain.to_vec(), path)
-    }
-
-    fn add_chunk_owned(&mut self, plain: Vec<u8>, path: &[u8]) -> Result<ChunkId, ArchiveError> {
-        let id = chunk_id(&plain);
-        if self.is_stored(&id) {
-            return Ok(id);
-        }
-        self.send(id, plain, path)
     }
 
     fn is_stored(&mut self, id: &ChunkId) -> bool {
