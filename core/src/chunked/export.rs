@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::format::{Manifest, KIND_DIR, KIND_FILE, KIND_HARD_LINK, KIND_SYMLINK};
 use super::objects::PackPlace;
-use super::restore::{plan, produce, ChunkReader};
+use super::restore::{plan, produce, ChunkReader, CHUNKS_AHEAD};
 use crate::archive::{ArchiveError, ArchiveOptions, ArchiveStats, EntryWriter, Head};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
@@ -27,7 +27,7 @@ pub async fn export_full_archive(
     opts: Arc<ArchiveOptions>,
 ) -> Result<ArchiveStats> {
     let plan = plan(&manifest);
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_AHEAD);
     let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let producer = produce(
         storage,

@@ -27,7 +27,9 @@ const MAX_READ: u64 = 8 << 20;
 /// Ranged reads in flight.
 const READS_AHEAD: usize = 6;
 /// Memory for chunks kept to be used again.
-const KEEP_BUDGET: u64 = 256 << 20;
+const KEEP_BUDGET: u64 = 64 << 20;
+/// Decompressed chunks waiting for the writer (about 1 MiB each, at most 4 MiB).
+pub(super) const CHUNKS_AHEAD: usize = 16;
 
 #[derive(Clone, Copy)]
 enum Source {
@@ -130,7 +132,7 @@ pub async fn restore_manifest(
             .count();
         p.set_totals(manifest.content_bytes, files as u64);
     }
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_AHEAD);
     let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
     let producer = produce(
