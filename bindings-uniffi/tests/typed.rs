@@ -147,7 +147,7 @@ fn every_rpc_of_the_wsdaemon_services_has_a_typed_method() {
             "no typed method for {path}"
         );
     }
-    assert_eq!(served.len(), 10, "{served:?}");
+    assert_eq!(served.len(), 11, "{served:?}");
 }
 
 #[test]
