@@ -44,6 +44,15 @@ pub struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Talks to a running daemon: init, backup, snapshot, dispose, state, watch (see
+    /// `ws-daemon ctl --help`). The exit code is the answer's gRPC status code.
+    Ctl(crate::ctl::CtlArgs),
 }
 
 impl Cli {

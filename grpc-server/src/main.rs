@@ -1,6 +1,7 @@
 //! `ws-daemon`: the workspace daemon's gRPC server.
 
 mod cli;
+mod ctl;
 mod endpoints;
 mod server;
 
@@ -103,7 +104,10 @@ async fn run(config: Config) -> Result<(), String> {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = cli::Cli::parse();
+    let mut cli = cli::Cli::parse();
+    if let Some(cli::Command::Ctl(args)) = cli.command.take() {
+        return ctl::main(args, cli.config());
+    }
     let config = match cli.config() {
         Ok(c) => c,
         Err(e) => {
