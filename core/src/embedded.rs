@@ -4,12 +4,14 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use crate::call::CallContext;
+use crate::call_stream::CallStream;
 use crate::config::Config;
 use crate::daemon::Daemon;
 use crate::error::{Error, Result};
@@ -170,6 +172,45 @@ impl EmbeddedDaemon {
                 ..CallContext::default()
             };
             let result = daemon.call(&method, Bytes::from(request), ctx).await;
+            done.call(result);
+        });
+        Ok(())
+    }
+
+    /// Opens the server-streaming method at `method` with an encoded request (see
+    /// [`Daemon::open_stream`]); read it with [`EmbeddedDaemon::stream_next_blocking`] or
+    /// [`EmbeddedDaemon::stream_next_with_callback`].
+    pub fn open_stream(&self, method: &str, request: Vec<u8>) -> Result<Arc<CallStream>> {
+        self.check_open()?;
+        self.daemon
+            .open_stream(method, Bytes::from(request), CallContext::default())
+            .map(Arc::new)
+    }
+
+    /// The next response of `stream` (`None` at its end), blocking like [`Self::block_on`].
+    pub fn stream_next_blocking(&self, stream: &Arc<CallStream>) -> Result<Option<Vec<u8>>> {
+        let stream = stream.clone();
+        self.block_on(async move { stream.next().await })
+    }
+
+    /// The next response of `stream` (`None` at its end); `done` runs exactly once on a daemon
+    /// thread with it, also when the wait is cancelled through `cancel` (CANCELLED; the stream
+    /// goes on from the same point at the next call) or the daemon closes (UNAVAILABLE). A daemon
+    /// already closed refuses with `Err` and never runs `done`.
+    pub fn stream_next_with_callback(
+        &self,
+        stream: &Arc<CallStream>,
+        cancel: CancellationToken,
+        done: impl FnOnce(Result<Option<Vec<u8>>>) + Send + 'static,
+    ) -> Result<()> {
+        self.check_open()?;
+        let stream = stream.clone();
+        let mut done = OnceCallback::new(done);
+        self.handle.spawn(async move {
+            let result = tokio::select! {
+                result = stream.next() => result,
+                _ = cancel.cancelled() => Err(Error::Cancelled),
+            };
             done.call(result);
         });
         Ok(())

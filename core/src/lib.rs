@@ -7,6 +7,7 @@
 pub mod archive;
 mod background;
 pub mod call;
+pub mod call_stream;
 pub mod chunked;
 pub mod config;
 pub mod confine;
@@ -34,6 +35,7 @@ pub mod url_text;
 pub mod workspace;
 
 pub use call::{CallContext, Caller};
+pub use call_stream::CallStream;
 pub use config::Config;
 pub use daemon::Daemon;
 pub use embedded::EmbeddedDaemon;
