@@ -42,6 +42,8 @@ typedef enum wsd_status {
   WSD_PANIC = 101,
   // A string argument was not valid UTF-8.
   WSD_INVALID_UTF8 = 102,
+  // Not a failure: the stream has no more responses (`wsd_stream_next`).
+  WSD_STREAM_END = 103,
 } wsd_status;
 
 // An in-process workspace daemon with its own threads. Create with [`wsd_daemon_new`], release
@@ -51,6 +53,9 @@ typedef struct wsd_daemon wsd_daemon;
 // A pending asynchronous call, for [`wsd_pending_cancel`]. Free it with [`wsd_pending_free`]
 // (at any time: freeing does not cancel the call nor stop its callback).
 typedef struct wsd_pending wsd_pending;
+
+// An open server-streaming call. Free it with [`wsd_stream_free`].
+typedef struct wsd_stream wsd_stream;
 
 // Receives the result of [`wsd_call_async`], exactly once, on a daemon thread. `response` (encoded
 // protobuf, `response_len` bytes; NULL when empty), `message` (the error text) and `reason` (the
@@ -190,6 +195,53 @@ const char *wsd_last_error_message(void);
 // "snapshot_not_found"). Valid until the next libwsd call on this thread; never freed by the
 // caller.
 const char *wsd_last_error_reason(void);
+
+// Opens the server-streaming method at `method` (e.g.
+// "/wsdaemon.WorkspaceContentExt/WatchProgress") with an encoded protobuf request. A unary method
+// is refused with WSD_INVALID_ARGUMENT. The request is checked when the first response is read.
+//
+// # Safety
+// `daemon` is NULL or a live handle from `wsd_daemon_new`; `method` is NULL or a NUL-terminated
+// string; `request` is NULL or `request_len` readable bytes; `stream` is NULL or writable.
+enum wsd_status wsd_stream_open(const struct wsd_daemon *daemon,
+                                const char *method,
+                                const uint8_t *request,
+                                size_t request_len,
+                                struct wsd_stream **stream);
+
+// Blocks until the next response of `stream`: WSD_OK with it in `*response` (free it with
+// `wsd_bytes_free`; NULL when empty), WSD_STREAM_END when the stream has ended, or the error that
+// ended it.
+//
+// # Safety
+// `daemon` is NULL or the live handle the stream was opened on; `stream` is NULL or a handle
+// from `wsd_stream_open` that has not been freed; `response` and `response_len` are NULL or
+// writable.
+enum wsd_status wsd_stream_next(const struct wsd_daemon *daemon,
+                                const struct wsd_stream *stream,
+                                uint8_t **response,
+                                size_t *response_len);
+
+// Starts reading the next response of `stream` and returns at once; the callback runs exactly
+// once with WSD_OK and the response, WSD_STREAM_END at the end of the stream, WSD_CANCELLED
+// after [`crate::wsd_pending_cancel`] (the stream goes on from the same point), or the error that
+// ended the stream. Read one response at a time. `pending` works as for `wsd_call_async`.
+//
+// # Safety
+// As `wsd_stream_next` for `daemon` and `stream` (the stream must stay unfreed until the callback
+// ran); `callback` and `user_data` as for `wsd_call_async`; `pending` is NULL or writable.
+enum wsd_status wsd_stream_next_async(const struct wsd_daemon *daemon,
+                                      const struct wsd_stream *stream,
+                                      wsd_callback callback,
+                                      void *user_data,
+                                      struct wsd_pending **pending);
+
+// Frees a stream handle, ending the call. NULL is a no-op.
+//
+// # Safety
+// `stream` is NULL or a handle from `wsd_stream_open` that has not been freed and has no
+// `wsd_stream_next_async` whose callback has not run yet; it is not used afterwards.
+void wsd_stream_free(struct wsd_stream *stream);
 
 // IsWorkspaceExists: `*exists` receives whether the daemon knows workspace `id`.
 //

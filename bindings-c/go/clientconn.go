@@ -8,7 +8,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -18,8 +17,8 @@ import (
 //	c := wsdaemon.NewWorkspaceContentServiceClient(d.ClientConn())
 //
 // Call options are ignored except grpc.Trailer, which receives what a ws-daemon server sends: the
-// reason of a failure under ReasonMetadataKey. Streams are not supported (the daemon has no
-// streaming methods).
+// reason of a failure under ReasonMetadataKey. Server-streaming methods (WatchProgress) stream
+// in-process too (stream.go); the daemon has no client-streaming ones.
 func (d *Daemon) ClientConn() grpc.ClientConnInterface {
 	return clientConn{d: d}
 }
@@ -57,8 +56,4 @@ func (c clientConn) invoke(ctx context.Context, method string, args, reply any) 
 		return &Error{Code: codes.Internal, Message: "request and reply must not be nil messages", Reason: reasonInternal}
 	}
 	return c.d.invokeMessage(ctx, method, req, rep)
-}
-
-func (c clientConn) NewStream(_ context.Context, _ *grpc.StreamDesc, method string, _ ...grpc.CallOption) (grpc.ClientStream, error) {
-	return nil, status.Errorf(codes.Unimplemented, "wsd: streaming calls are not supported in-process (%s)", method)
 }

@@ -73,6 +73,7 @@ const (
 	statusNullArgument = C.WSD_NULL_ARGUMENT
 	statusPanic        = C.WSD_PANIC
 	statusInvalidUTF8  = C.WSD_INVALID_UTF8
+	statusStreamEnd    = C.WSD_STREAM_END
 	statusMaxGRPC      = C.WSD_UNAUTHENTICATED
 )
 

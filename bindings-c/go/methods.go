@@ -2,6 +2,9 @@ package wsd
 
 import (
 	"context"
+	"errors"
+	"io"
+	"iter"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -75,6 +78,48 @@ func (d *Daemon) SnapshotStatus(ctx context.Context, req *wsdaemon.SnapshotStatu
 // WorkspaceState tells the content state of a workspace.
 func (d *Daemon) WorkspaceState(ctx context.Context, req *wsdaemon.WorkspaceStateRequest) (*wsdaemon.WorkspaceStateResponse, error) {
 	return call[wsdaemon.WorkspaceStateResponse](ctx, d, wsdaemon.WorkspaceContentExt_WorkspaceState_FullMethodName, req)
+}
+
+// Progress reports the running (or last) init, backup or snapshot of a workspace; with After and
+// WaitMs it is a long poll that answers when something changed after the report numbered After.
+func (d *Daemon) Progress(ctx context.Context, req *wsdaemon.ProgressRequest) (*wsdaemon.ProgressResponse, error) {
+	return call[wsdaemon.ProgressResponse](ctx, d, wsdaemon.WorkspaceContentExt_Progress_FullMethodName, req)
+}
+
+// WatchProgress yields what Progress reports, each change once, until the operation is done (the
+// stream of the gRPC method WatchProgress). The sequence ends after the last report, or after
+// yielding the error that ended it (also the end of ctx); breaking out of the loop ends the watch.
+//
+//	for report, err := range d.WatchProgress(ctx, &wsdaemon.ProgressRequest{Id: "ws1"}) {
+//		if err != nil { ... }
+//		fmt.Println(report.Phase, report.BytesDone)
+//	}
+func (d *Daemon) WatchProgress(ctx context.Context, req *wsdaemon.ProgressRequest) iter.Seq2[*wsdaemon.ProgressResponse, error] {
+	return func(yield func(*wsdaemon.ProgressResponse, error) bool) {
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		stream := &clientStream{ctx: ctx, d: d, method: wsdaemon.WorkspaceContentExt_WatchProgress_FullMethodName}
+		defer stream.free()
+		if err := stream.SendMsg(req); err != nil {
+			yield(nil, err)
+			return
+		}
+		for {
+			report := new(wsdaemon.ProgressResponse)
+			err := stream.RecvMsg(report)
+			if errors.Is(err, io.EOF) {
+				return
+			}
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			if !yield(report, nil) {
+				return
+			}
+		}
+	}
 }
 
 // AttachContainer ties a workspace to its container's init process (a PID in the daemon's PID

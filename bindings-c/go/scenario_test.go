@@ -260,12 +260,23 @@ func TestScenarioGRPC(t *testing.T) {
 	}
 }
 
-// TestClientConnStreamsUnimplemented: the in-process connection has no streams.
-func TestClientConnStreamsUnimplemented(t *testing.T) {
+// TestClientConnRefusesBadArguments: an unknown stream, non-protobuf arguments, nil replies and
+// NUL bytes answer status errors, never a panic.
+func TestClientConnRefusesBadArguments(t *testing.T) {
 	d, _ := testDaemon(t)
-	_, err := d.ClientConn().NewStream(context.Background(), &grpc.StreamDesc{}, "/x.Y/Z")
+	s, err := d.ClientConn().NewStream(context.Background(), &grpc.StreamDesc{ServerStreams: true}, "/x.Y/Z")
+	if err != nil {
+		t.Fatalf("NewStream: %v", err)
+	}
+	if err := s.SendMsg(&wsdaemon.ProgressRequest{Id: "x"}); err != nil {
+		t.Fatalf("SendMsg: %v", err)
+	}
+	if err := s.RecvMsg(new(wsdaemon.ProgressResponse)); status.Code(err) != codes.Unimplemented {
+		t.Fatalf("RecvMsg of an unknown stream: %v, want Unimplemented", err)
+	}
+	_, err = d.ClientConn().NewStream(context.Background(), &grpc.StreamDesc{ClientStreams: true}, "/x.Y/Z")
 	if status.Code(err) != codes.Unimplemented {
-		t.Fatalf("NewStream: %v, want Unimplemented", err)
+		t.Fatalf("NewStream of a client stream: %v, want Unimplemented", err)
 	}
 	// Non-protobuf arguments are refused with a status error, not a panic.
 	err = d.ClientConn().Invoke(context.Background(), wsdaemon.WorkspaceContentService_IsWorkspaceExists_FullMethodName, "not a message", new(wsdaemon.IsWorkspaceExistsResponse))

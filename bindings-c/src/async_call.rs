@@ -31,8 +31,15 @@ pub struct wsd_pending {
     token: CancellationToken,
 }
 
+impl wsd_pending {
+    /// A handle for the caller, freed with [`wsd_pending_free`].
+    pub(crate) fn new_raw(token: CancellationToken) -> *mut wsd_pending {
+        Box::into_raw(Box::new(wsd_pending { token }))
+    }
+}
+
 /// The caller's pointer, carried to the daemon thread that runs the callback.
-struct UserData(*mut c_void);
+pub(crate) struct UserData(pub(crate) *mut c_void);
 // SAFETY: libwsd never dereferences user_data; the caller promises it may be used from the
 // daemon's callback thread (documented on wsd_call_async).
 unsafe impl Send for UserData {}

@@ -19,6 +19,7 @@ mod call;
 mod daemon;
 mod memory;
 mod status;
+mod stream;
 mod typed;
 
 pub use async_call::{
@@ -28,6 +29,9 @@ pub use call::{wsd_call, wsd_call_json};
 pub use daemon::{wsd_daemon, wsd_daemon_close, wsd_daemon_free, wsd_daemon_new, wsd_version};
 pub use memory::{wsd_bytes_free, wsd_string_free};
 pub use status::{wsd_last_error_message, wsd_last_error_reason, wsd_status, wsd_status_str};
+pub use stream::{
+    wsd_stream, wsd_stream_free, wsd_stream_next, wsd_stream_next_async, wsd_stream_open,
+};
 pub use typed::{
     wsd_backup_workspace, wsd_dispose_workspace, wsd_is_workspace_exists, wsd_take_snapshot,
     wsd_wait_for_init,

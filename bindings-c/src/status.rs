@@ -34,6 +34,8 @@ pub enum wsd_status {
     WSD_PANIC = 101,
     /// A string argument was not valid UTF-8.
     WSD_INVALID_UTF8 = 102,
+    /// Not a failure: the stream has no more responses (`wsd_stream_next`).
+    WSD_STREAM_END = 103,
 }
 
 impl From<Code> for wsd_status {
@@ -63,10 +65,11 @@ impl From<Code> for wsd_status {
 
 impl wsd_status {
     /// The statuses of the library itself, above the gRPC range.
-    const LIBRARY: [wsd_status; 3] = [
+    const LIBRARY: [wsd_status; 4] = [
         wsd_status::WSD_NULL_ARGUMENT,
         wsd_status::WSD_PANIC,
         wsd_status::WSD_INVALID_UTF8,
+        wsd_status::WSD_STREAM_END,
     ];
 
     /// The name as the header spells it without the prefix, e.g. "NOT_FOUND". For the gRPC codes
@@ -205,7 +208,7 @@ mod tests {
         assert_eq!(status_str(100), "NULL_ARGUMENT");
         assert_eq!(status_str(101), "PANIC");
         assert_eq!(status_str(102), "INVALID_UTF8");
-        for n in [-1, 17, 99, 103, i32::MAX] {
+        for n in [-1, 17, 99, 104, i32::MAX] {
             assert_eq!(status_str(n), "UNKNOWN_STATUS", "{n}");
         }
     }

@@ -41,6 +41,12 @@ static void on_done(void *user_data, wsd_status status, const uint8_t *response,
   pthread_mutex_unlock(&o->lock);
 }
 
+static int contains(const uint8_t *buf, size_t len, const char *needle, size_t n) {
+  for (size_t i = 0; i + n <= len; i++)
+    if (memcmp(buf + i, needle, n) == 0) return 1;
+  return 0;
+}
+
 static void outcome_init(outcome *o) {
   memset(o, 0, sizeof(*o));
   pthread_mutex_init(&o->lock, NULL);
@@ -151,6 +157,40 @@ int main(int argc, char **argv) {
   CHECK(done.status == WSD_OK && done.response_len == 2 && done.reason[0] == 0);
   CHECK_STATUS(wsd_pending_cancel(pending), WSD_OK); /* after completion: no effect */
   wsd_pending_free(pending);
+
+  /* Streams: WatchProgress of ws2 answers the report of its init (done), then ends. The request
+   * is a ProgressRequest whose id (field 1) is spelled as in IsWorkspaceExistsRequest. */
+  const char *watch = "/wsdaemon.WorkspaceContentExt/WatchProgress";
+  wsd_stream *stream = NULL;
+  CHECK_STATUS(wsd_stream_open(d, method("IsWorkspaceExists"), exists_req.data, exists_req.len, &stream),
+               WSD_INVALID_ARGUMENT); /* a unary method is called, not streamed */
+  CHECK(stream == NULL);
+  CHECK_STATUS(wsd_stream_open(d, watch, exists_req.data, exists_req.len, &stream), WSD_OK);
+  CHECK_STATUS(wsd_stream_next(d, stream, &response, &response_len), WSD_OK);
+  CHECK(contains(response, response_len, "\x12\x04init", 6)); /* operation = "init" */
+  wsd_bytes_free(response, response_len);
+  CHECK_STATUS(wsd_stream_next(d, stream, &response, &response_len), WSD_STREAM_END);
+  CHECK_STATUS(wsd_stream_next(d, stream, &response, &response_len), WSD_STREAM_END);
+  wsd_stream_free(stream);
+  outcome streamed;
+  outcome_init(&streamed);
+  CHECK_STATUS(wsd_stream_open(d, watch, exists_req.data, exists_req.len, &stream), WSD_OK);
+  CHECK_STATUS(wsd_stream_next_async(d, stream, on_done, &streamed, NULL), WSD_OK);
+  outcome_wait(&streamed, 1);
+  CHECK(streamed.status == WSD_OK && contains(streamed.response, streamed.response_len, "\x12\x04init", 6));
+  CHECK_STATUS(wsd_stream_next_async(d, stream, on_done, &streamed, NULL), WSD_OK);
+  outcome_wait(&streamed, 2);
+  CHECK(streamed.status == WSD_STREAM_END && strcmp(streamed.reason, "stream_end") == 0);
+  wsd_stream_free(stream);
+  outcome_destroy(&streamed);
+  /* An unknown workspace: the first read answers NOT_FOUND and ends the stream. */
+  pb unknown = {0};
+  pb_string(&unknown, 1, "nope");
+  CHECK_STATUS(wsd_stream_open(d, watch, unknown.data, unknown.len, &stream), WSD_OK);
+  CHECK_STATUS(wsd_stream_next(d, stream, &response, &response_len), WSD_NOT_FOUND);
+  CHECK_STATUS(wsd_stream_next(d, stream, &response, &response_len), WSD_STREAM_END);
+  wsd_stream_free(stream);
+  wsd_stream_free(NULL);
 
   /* Async: a wait that is cancelled. The init hangs on a server that never answers. */
   int silent = socket(AF_INET, SOCK_STREAM, 0);

@@ -70,7 +70,191 @@ func (x SnapshotStatusResponse_Phase) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SnapshotStatusResponse_Phase.Descriptor instead.
 func (SnapshotStatusResponse_Phase) EnumDescriptor() ([]byte, []int) {
-	return file_wsdaemon_ext_proto_rawDescGZIP(), []int{1, 0}
+	return file_wsdaemon_ext_proto_rawDescGZIP(), []int{3, 0}
+}
+
+type ProgressRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// after is the seq of the last answer seen (0 at first).
+	After uint64 `protobuf:"varint,2,opt,name=after,proto3" json:"after,omitempty"`
+	// wait_ms bounds the wait for a change (0 answers at once; at most 60000).
+	WaitMs        uint32 `protobuf:"varint,3,opt,name=wait_ms,json=waitMs,proto3" json:"wait_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgressRequest) Reset() {
+	*x = ProgressRequest{}
+	mi := &file_wsdaemon_ext_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgressRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgressRequest) ProtoMessage() {}
+
+func (x *ProgressRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsdaemon_ext_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgressRequest.ProtoReflect.Descriptor instead.
+func (*ProgressRequest) Descriptor() ([]byte, []int) {
+	return file_wsdaemon_ext_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ProgressRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ProgressRequest) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *ProgressRequest) GetWaitMs() uint32 {
+	if x != nil {
+		return x.WaitMs
+	}
+	return 0
+}
+
+type ProgressResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq increases with every change of what is reported.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// operation is "init", "backup" or "snapshot"; empty when none ran since the daemon started.
+	Operation string `protobuf:"bytes,2,opt,name=operation,proto3" json:"operation,omitempty"`
+	// phase says what the operation is doing, e.g. "restoring", "uploading".
+	Phase     string `protobuf:"bytes,3,opt,name=phase,proto3" json:"phase,omitempty"`
+	BytesDone uint64 `protobuf:"varint,4,opt,name=bytes_done,json=bytesDone,proto3" json:"bytes_done,omitempty"`
+	// bytes_total is 0 when not known.
+	BytesTotal uint64 `protobuf:"varint,5,opt,name=bytes_total,json=bytesTotal,proto3" json:"bytes_total,omitempty"`
+	FilesDone  uint64 `protobuf:"varint,6,opt,name=files_done,json=filesDone,proto3" json:"files_done,omitempty"`
+	// files_total is 0 when not known.
+	FilesTotal  uint64  `protobuf:"varint,7,opt,name=files_total,json=filesTotal,proto3" json:"files_total,omitempty"`
+	ElapsedSecs float64 `protobuf:"fixed64,8,opt,name=elapsed_secs,json=elapsedSecs,proto3" json:"elapsed_secs,omitempty"`
+	// done is set when the operation ended; error is empty if it succeeded.
+	Done          bool   `protobuf:"varint,9,opt,name=done,proto3" json:"done,omitempty"`
+	Error         string `protobuf:"bytes,10,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProgressResponse) Reset() {
+	*x = ProgressResponse{}
+	mi := &file_wsdaemon_ext_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProgressResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProgressResponse) ProtoMessage() {}
+
+func (x *ProgressResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsdaemon_ext_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProgressResponse.ProtoReflect.Descriptor instead.
+func (*ProgressResponse) Descriptor() ([]byte, []int) {
+	return file_wsdaemon_ext_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ProgressResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ProgressResponse) GetOperation() string {
+	if x != nil {
+		return x.Operation
+	}
+	return ""
+}
+
+func (x *ProgressResponse) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *ProgressResponse) GetBytesDone() uint64 {
+	if x != nil {
+		return x.BytesDone
+	}
+	return 0
+}
+
+func (x *ProgressResponse) GetBytesTotal() uint64 {
+	if x != nil {
+		return x.BytesTotal
+	}
+	return 0
+}
+
+func (x *ProgressResponse) GetFilesDone() uint64 {
+	if x != nil {
+		return x.FilesDone
+	}
+	return 0
+}
+
+func (x *ProgressResponse) GetFilesTotal() uint64 {
+	if x != nil {
+		return x.FilesTotal
+	}
+	return 0
+}
+
+func (x *ProgressResponse) GetElapsedSecs() float64 {
+	if x != nil {
+		return x.ElapsedSecs
+	}
+	return 0
+}
+
+func (x *ProgressResponse) GetDone() bool {
+	if x != nil {
+		return x.Done
+	}
+	return false
+}
+
+func (x *ProgressResponse) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
 }
 
 type SnapshotStatusRequest struct {
@@ -83,7 +267,7 @@ type SnapshotStatusRequest struct {
 
 func (x *SnapshotStatusRequest) Reset() {
 	*x = SnapshotStatusRequest{}
-	mi := &file_wsdaemon_ext_proto_msgTypes[0]
+	mi := &file_wsdaemon_ext_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -95,7 +279,7 @@ func (x *SnapshotStatusRequest) String() string {
 func (*SnapshotStatusRequest) ProtoMessage() {}
 
 func (x *SnapshotStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wsdaemon_ext_proto_msgTypes[0]
+	mi := &file_wsdaemon_ext_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -108,7 +292,7 @@ func (x *SnapshotStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotStatusRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotStatusRequest) Descriptor() ([]byte, []int) {
-	return file_wsdaemon_ext_proto_rawDescGZIP(), []int{0}
+	return file_wsdaemon_ext_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SnapshotStatusRequest) GetUrl() string {
@@ -131,7 +315,7 @@ type SnapshotStatusResponse struct {
 
 func (x *SnapshotStatusResponse) Reset() {
 	*x = SnapshotStatusResponse{}
-	mi := &file_wsdaemon_ext_proto_msgTypes[1]
+	mi := &file_wsdaemon_ext_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -143,7 +327,7 @@ func (x *SnapshotStatusResponse) String() string {
 func (*SnapshotStatusResponse) ProtoMessage() {}
 
 func (x *SnapshotStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wsdaemon_ext_proto_msgTypes[1]
+	mi := &file_wsdaemon_ext_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -156,7 +340,7 @@ func (x *SnapshotStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotStatusResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotStatusResponse) Descriptor() ([]byte, []int) {
-	return file_wsdaemon_ext_proto_rawDescGZIP(), []int{1}
+	return file_wsdaemon_ext_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SnapshotStatusResponse) GetPhase() SnapshotStatusResponse_Phase {
@@ -189,7 +373,7 @@ type WorkspaceStateRequest struct {
 
 func (x *WorkspaceStateRequest) Reset() {
 	*x = WorkspaceStateRequest{}
-	mi := &file_wsdaemon_ext_proto_msgTypes[2]
+	mi := &file_wsdaemon_ext_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -201,7 +385,7 @@ func (x *WorkspaceStateRequest) String() string {
 func (*WorkspaceStateRequest) ProtoMessage() {}
 
 func (x *WorkspaceStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wsdaemon_ext_proto_msgTypes[2]
+	mi := &file_wsdaemon_ext_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -214,7 +398,7 @@ func (x *WorkspaceStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkspaceStateRequest.ProtoReflect.Descriptor instead.
 func (*WorkspaceStateRequest) Descriptor() ([]byte, []int) {
-	return file_wsdaemon_ext_proto_rawDescGZIP(), []int{2}
+	return file_wsdaemon_ext_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *WorkspaceStateRequest) GetId() string {
@@ -233,7 +417,7 @@ type WorkspaceStateResponse struct {
 
 func (x *WorkspaceStateResponse) Reset() {
 	*x = WorkspaceStateResponse{}
-	mi := &file_wsdaemon_ext_proto_msgTypes[3]
+	mi := &file_wsdaemon_ext_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +429,7 @@ func (x *WorkspaceStateResponse) String() string {
 func (*WorkspaceStateResponse) ProtoMessage() {}
 
 func (x *WorkspaceStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wsdaemon_ext_proto_msgTypes[3]
+	mi := &file_wsdaemon_ext_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +442,7 @@ func (x *WorkspaceStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkspaceStateResponse.ProtoReflect.Descriptor instead.
 func (*WorkspaceStateResponse) Descriptor() ([]byte, []int) {
-	return file_wsdaemon_ext_proto_rawDescGZIP(), []int{3}
+	return file_wsdaemon_ext_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *WorkspaceStateResponse) GetState() WorkspaceContentState {
@@ -272,7 +456,27 @@ var File_wsdaemon_ext_proto protoreflect.FileDescriptor
 
 const file_wsdaemon_ext_proto_rawDesc = "" +
 	"\n" +
-	"\x12wsdaemon/ext.proto\x12\bwsdaemon\x1a\x15wsdaemon/daemon.proto\")\n" +
+	"\x12wsdaemon/ext.proto\x12\bwsdaemon\x1a\x15wsdaemon/daemon.proto\"P\n" +
+	"\x0fProgressRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
+	"\x05after\x18\x02 \x01(\x04R\x05after\x12\x17\n" +
+	"\await_ms\x18\x03 \x01(\rR\x06waitMs\"\xa5\x02\n" +
+	"\x10ProgressResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1c\n" +
+	"\toperation\x18\x02 \x01(\tR\toperation\x12\x14\n" +
+	"\x05phase\x18\x03 \x01(\tR\x05phase\x12\x1d\n" +
+	"\n" +
+	"bytes_done\x18\x04 \x01(\x04R\tbytesDone\x12\x1f\n" +
+	"\vbytes_total\x18\x05 \x01(\x04R\n" +
+	"bytesTotal\x12\x1d\n" +
+	"\n" +
+	"files_done\x18\x06 \x01(\x04R\tfilesDone\x12\x1f\n" +
+	"\vfiles_total\x18\a \x01(\x04R\n" +
+	"filesTotal\x12!\n" +
+	"\felapsed_secs\x18\b \x01(\x01R\velapsedSecs\x12\x12\n" +
+	"\x04done\x18\t \x01(\bR\x04done\x12\x14\n" +
+	"\x05error\x18\n" +
+	" \x01(\tR\x05error\")\n" +
 	"\x15SnapshotStatusRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\"\xc8\x01\n" +
 	"\x16SnapshotStatusResponse\x12<\n" +
@@ -289,10 +493,12 @@ const file_wsdaemon_ext_proto_rawDesc = "" +
 	"\x15WorkspaceStateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"O\n" +
 	"\x16WorkspaceStateResponse\x125\n" +
-	"\x05state\x18\x01 \x01(\x0e2\x1f.wsdaemon.WorkspaceContentStateR\x05state2\xc3\x01\n" +
+	"\x05state\x18\x01 \x01(\x0e2\x1f.wsdaemon.WorkspaceContentStateR\x05state2\xd4\x02\n" +
 	"\x13WorkspaceContentExt\x12U\n" +
 	"\x0eSnapshotStatus\x12\x1f.wsdaemon.SnapshotStatusRequest\x1a .wsdaemon.SnapshotStatusResponse\"\x00\x12U\n" +
-	"\x0eWorkspaceState\x12\x1f.wsdaemon.WorkspaceStateRequest\x1a .wsdaemon.WorkspaceStateResponse\"\x00b\x06proto3"
+	"\x0eWorkspaceState\x12\x1f.wsdaemon.WorkspaceStateRequest\x1a .wsdaemon.WorkspaceStateResponse\"\x00\x12C\n" +
+	"\bProgress\x12\x19.wsdaemon.ProgressRequest\x1a\x1a.wsdaemon.ProgressResponse\"\x00\x12J\n" +
+	"\rWatchProgress\x12\x19.wsdaemon.ProgressRequest\x1a\x1a.wsdaemon.ProgressResponse\"\x000\x01b\x06proto3"
 
 var (
 	file_wsdaemon_ext_proto_rawDescOnce sync.Once
@@ -307,24 +513,30 @@ func file_wsdaemon_ext_proto_rawDescGZIP() []byte {
 }
 
 var file_wsdaemon_ext_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wsdaemon_ext_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_wsdaemon_ext_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_wsdaemon_ext_proto_goTypes = []any{
 	(SnapshotStatusResponse_Phase)(0), // 0: wsdaemon.SnapshotStatusResponse.Phase
-	(*SnapshotStatusRequest)(nil),     // 1: wsdaemon.SnapshotStatusRequest
-	(*SnapshotStatusResponse)(nil),    // 2: wsdaemon.SnapshotStatusResponse
-	(*WorkspaceStateRequest)(nil),     // 3: wsdaemon.WorkspaceStateRequest
-	(*WorkspaceStateResponse)(nil),    // 4: wsdaemon.WorkspaceStateResponse
-	(WorkspaceContentState)(0),        // 5: wsdaemon.WorkspaceContentState
+	(*ProgressRequest)(nil),           // 1: wsdaemon.ProgressRequest
+	(*ProgressResponse)(nil),          // 2: wsdaemon.ProgressResponse
+	(*SnapshotStatusRequest)(nil),     // 3: wsdaemon.SnapshotStatusRequest
+	(*SnapshotStatusResponse)(nil),    // 4: wsdaemon.SnapshotStatusResponse
+	(*WorkspaceStateRequest)(nil),     // 5: wsdaemon.WorkspaceStateRequest
+	(*WorkspaceStateResponse)(nil),    // 6: wsdaemon.WorkspaceStateResponse
+	(WorkspaceContentState)(0),        // 7: wsdaemon.WorkspaceContentState
 }
 var file_wsdaemon_ext_proto_depIdxs = []int32{
 	0, // 0: wsdaemon.SnapshotStatusResponse.phase:type_name -> wsdaemon.SnapshotStatusResponse.Phase
-	5, // 1: wsdaemon.WorkspaceStateResponse.state:type_name -> wsdaemon.WorkspaceContentState
-	1, // 2: wsdaemon.WorkspaceContentExt.SnapshotStatus:input_type -> wsdaemon.SnapshotStatusRequest
-	3, // 3: wsdaemon.WorkspaceContentExt.WorkspaceState:input_type -> wsdaemon.WorkspaceStateRequest
-	2, // 4: wsdaemon.WorkspaceContentExt.SnapshotStatus:output_type -> wsdaemon.SnapshotStatusResponse
-	4, // 5: wsdaemon.WorkspaceContentExt.WorkspaceState:output_type -> wsdaemon.WorkspaceStateResponse
-	4, // [4:6] is the sub-list for method output_type
-	2, // [2:4] is the sub-list for method input_type
+	7, // 1: wsdaemon.WorkspaceStateResponse.state:type_name -> wsdaemon.WorkspaceContentState
+	3, // 2: wsdaemon.WorkspaceContentExt.SnapshotStatus:input_type -> wsdaemon.SnapshotStatusRequest
+	5, // 3: wsdaemon.WorkspaceContentExt.WorkspaceState:input_type -> wsdaemon.WorkspaceStateRequest
+	1, // 4: wsdaemon.WorkspaceContentExt.Progress:input_type -> wsdaemon.ProgressRequest
+	1, // 5: wsdaemon.WorkspaceContentExt.WatchProgress:input_type -> wsdaemon.ProgressRequest
+	4, // 6: wsdaemon.WorkspaceContentExt.SnapshotStatus:output_type -> wsdaemon.SnapshotStatusResponse
+	6, // 7: wsdaemon.WorkspaceContentExt.WorkspaceState:output_type -> wsdaemon.WorkspaceStateResponse
+	2, // 8: wsdaemon.WorkspaceContentExt.Progress:output_type -> wsdaemon.ProgressResponse
+	2, // 9: wsdaemon.WorkspaceContentExt.WatchProgress:output_type -> wsdaemon.ProgressResponse
+	6, // [6:10] is the sub-list for method output_type
+	2, // [2:6] is the sub-list for method input_type
 	2, // [2:2] is the sub-list for extension type_name
 	2, // [2:2] is the sub-list for extension extendee
 	0, // [0:2] is the sub-list for field type_name
@@ -342,7 +554,7 @@ func file_wsdaemon_ext_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wsdaemon_ext_proto_rawDesc), len(file_wsdaemon_ext_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,8 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	WorkspaceContentExt_SnapshotStatus_FullMethodName = "/wsdaemon.WorkspaceContentExt/SnapshotStatus"
 	WorkspaceContentExt_WorkspaceState_FullMethodName = "/wsdaemon.WorkspaceContentExt/WorkspaceState"
+	WorkspaceContentExt_Progress_FullMethodName       = "/wsdaemon.WorkspaceContentExt/Progress"
+	WorkspaceContentExt_WatchProgress_FullMethodName  = "/wsdaemon.WorkspaceContentExt/WatchProgress"
 )
 
 // WorkspaceContentExtClient is the client API for WorkspaceContentExt service.
@@ -31,6 +33,12 @@ type WorkspaceContentExtClient interface {
 	SnapshotStatus(ctx context.Context, in *SnapshotStatusRequest, opts ...grpc.CallOption) (*SnapshotStatusResponse, error)
 	// WorkspaceState tells the content state of a workspace instance.
 	WorkspaceState(ctx context.Context, in *WorkspaceStateRequest, opts ...grpc.CallOption) (*WorkspaceStateResponse, error)
+	// Progress reports the running (or last) init, backup or snapshot of a workspace instance. It
+	// answers at once when something changed since `after`, else waits up to `wait_ms` for a
+	// change (a long poll): a caller loops, passing the `seq` it got as `after`, until `done`.
+	Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error)
+	// WatchProgress streams what Progress reports, each change once, until the operation is done.
+	WatchProgress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ProgressResponse], error)
 }
 
 type workspaceContentExtClient struct {
@@ -61,6 +69,35 @@ func (c *workspaceContentExtClient) WorkspaceState(ctx context.Context, in *Work
 	return out, nil
 }
 
+func (c *workspaceContentExtClient) Progress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (*ProgressResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ProgressResponse)
+	err := c.cc.Invoke(ctx, WorkspaceContentExt_Progress_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *workspaceContentExtClient) WatchProgress(ctx context.Context, in *ProgressRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ProgressResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &WorkspaceContentExt_ServiceDesc.Streams[0], WorkspaceContentExt_WatchProgress_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ProgressRequest, ProgressResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WorkspaceContentExt_WatchProgressClient = grpc.ServerStreamingClient[ProgressResponse]
+
 // WorkspaceContentExtServer is the server API for WorkspaceContentExt service.
 // All implementations must embed UnimplementedWorkspaceContentExtServer
 // for forward compatibility.
@@ -69,6 +106,12 @@ type WorkspaceContentExtServer interface {
 	SnapshotStatus(context.Context, *SnapshotStatusRequest) (*SnapshotStatusResponse, error)
 	// WorkspaceState tells the content state of a workspace instance.
 	WorkspaceState(context.Context, *WorkspaceStateRequest) (*WorkspaceStateResponse, error)
+	// Progress reports the running (or last) init, backup or snapshot of a workspace instance. It
+	// answers at once when something changed since `after`, else waits up to `wait_ms` for a
+	// change (a long poll): a caller loops, passing the `seq` it got as `after`, until `done`.
+	Progress(context.Context, *ProgressRequest) (*ProgressResponse, error)
+	// WatchProgress streams what Progress reports, each change once, until the operation is done.
+	WatchProgress(*ProgressRequest, grpc.ServerStreamingServer[ProgressResponse]) error
 	mustEmbedUnimplementedWorkspaceContentExtServer()
 }
 
@@ -84,6 +127,12 @@ func (UnimplementedWorkspaceContentExtServer) SnapshotStatus(context.Context, *S
 }
 func (UnimplementedWorkspaceContentExtServer) WorkspaceState(context.Context, *WorkspaceStateRequest) (*WorkspaceStateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WorkspaceState not implemented")
+}
+func (UnimplementedWorkspaceContentExtServer) Progress(context.Context, *ProgressRequest) (*ProgressResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Progress not implemented")
+}
+func (UnimplementedWorkspaceContentExtServer) WatchProgress(*ProgressRequest, grpc.ServerStreamingServer[ProgressResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchProgress not implemented")
 }
 func (UnimplementedWorkspaceContentExtServer) mustEmbedUnimplementedWorkspaceContentExtServer() {}
 func (UnimplementedWorkspaceContentExtServer) testEmbeddedByValue()                             {}
@@ -142,6 +191,35 @@ func _WorkspaceContentExt_WorkspaceState_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _WorkspaceContentExt_Progress_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ProgressRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(WorkspaceContentExtServer).Progress(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: WorkspaceContentExt_Progress_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(WorkspaceContentExtServer).Progress(ctx, req.(*ProgressRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _WorkspaceContentExt_WatchProgress_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ProgressRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(WorkspaceContentExtServer).WatchProgress(m, &grpc.GenericServerStream[ProgressRequest, ProgressResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type WorkspaceContentExt_WatchProgressServer = grpc.ServerStreamingServer[ProgressResponse]
+
 // WorkspaceContentExt_ServiceDesc is the grpc.ServiceDesc for WorkspaceContentExt service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -157,7 +235,17 @@ var WorkspaceContentExt_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "WorkspaceState",
 			Handler:    _WorkspaceContentExt_WorkspaceState_Handler,
 		},
+		{
+			MethodName: "Progress",
+			Handler:    _WorkspaceContentExt_Progress_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchProgress",
+			Handler:       _WorkspaceContentExt_WatchProgress_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "wsdaemon/ext.proto",
 }

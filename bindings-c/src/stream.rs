@@ -1,0 +1,178 @@
+//! Server-streaming calls (WatchProgress): a stream handle whose responses are read one at a
+//! time, blocking or with a callback, until `WSD_STREAM_END`.
+
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use wsd_core::CallStream;
+
+use crate::async_call::{wsd_callback, wsd_pending, UserData};
+use crate::boundary::{bytes_arg, out_arg, ref_arg, str_arg};
+use crate::daemon::wsd_daemon;
+use crate::memory::bytes_out;
+use crate::status::{error_strings, fail, fail_with, wsd_status};
+
+const STREAM_END: &str = "the stream has ended";
+
+/// What a callback gets with WSD_STREAM_END, as for a failure: a message and a reason.
+fn stream_end_strings() -> (std::ffi::CString, std::ffi::CString) {
+    (
+        std::ffi::CString::new(STREAM_END).unwrap_or_default(),
+        std::ffi::CString::new("stream_end").unwrap_or_default(),
+    )
+}
+
+/// An open server-streaming call. Free it with [`wsd_stream_free`].
+pub struct wsd_stream {
+    inner: Arc<CallStream>,
+}
+
+/// Opens the server-streaming method at `method` (e.g.
+/// "/wsdaemon.WorkspaceContentExt/WatchProgress") with an encoded protobuf request. A unary method
+/// is refused with WSD_INVALID_ARGUMENT. The request is checked when the first response is read.
+///
+/// # Safety
+/// `daemon` is NULL or a live handle from `wsd_daemon_new`; `method` is NULL or a NUL-terminated
+/// string; `request` is NULL or `request_len` readable bytes; `stream` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn wsd_stream_open(
+    daemon: *const wsd_daemon,
+    method: *const c_char,
+    request: *const u8,
+    request_len: usize,
+    stream: *mut *mut wsd_stream,
+) -> wsd_status {
+    ffi_boundary! {
+        // SAFETY: the daemon argument is NULL or a live handle (# Safety section).
+        let d = arg!(unsafe { ref_arg(daemon, "daemon") });
+        // SAFETY: the string argument is NULL or NUL-terminated (# Safety section).
+        let method = arg!(unsafe { str_arg(method, "method") });
+        // SAFETY: the buffer is NULL with length 0 or that many readable bytes (# Safety section).
+        let request = arg!(unsafe { bytes_arg(request, request_len, "request") });
+        let out = arg!(out_arg(stream, "stream"));
+        match d.inner.open_stream(method, request.to_vec()) {
+            Ok(inner) => {
+                // SAFETY: `out` is non-NULL and writable by contract; written only on success.
+                unsafe { *out = Box::into_raw(Box::new(wsd_stream { inner })) };
+                wsd_status::WSD_OK
+            }
+            Err(e) => fail(e),
+        }
+    }
+}
+
+/// Blocks until the next response of `stream`: WSD_OK with it in `*response` (free it with
+/// `wsd_bytes_free`; NULL when empty), WSD_STREAM_END when the stream has ended, or the error that
+/// ended it.
+///
+/// # Safety
+/// `daemon` is NULL or the live handle the stream was opened on; `stream` is NULL or a handle
+/// from `wsd_stream_open` that has not been freed; `response` and `response_len` are NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn wsd_stream_next(
+    daemon: *const wsd_daemon,
+    stream: *const wsd_stream,
+    response: *mut *mut u8,
+    response_len: *mut usize,
+) -> wsd_status {
+    ffi_boundary! {
+        // SAFETY: NULL or live handles by contract.
+        let d = arg!(unsafe { ref_arg(daemon, "daemon") });
+        // SAFETY: NULL or a live stream handle by contract.
+        let s = arg!(unsafe { ref_arg(stream, "stream") });
+        let (response, response_len) = (
+            arg!(out_arg(response, "response")),
+            arg!(out_arg(response_len, "response_len")),
+        );
+        match d.inner.stream_next_blocking(&s.inner) {
+            Ok(Some(bytes)) => {
+                let (ptr, len) = bytes_out(bytes);
+                // SAFETY: both are non-NULL and writable by contract.
+                unsafe {
+                    *response = ptr;
+                    *response_len = len;
+                }
+                wsd_status::WSD_OK
+            }
+            Ok(None) => fail_with(wsd_status::WSD_STREAM_END, STREAM_END),
+            Err(e) => fail(e),
+        }
+    }
+}
+
+/// Starts reading the next response of `stream` and returns at once; the callback runs exactly
+/// once with WSD_OK and the response, WSD_STREAM_END at the end of the stream, WSD_CANCELLED
+/// after [`crate::wsd_pending_cancel`] (the stream goes on from the same point), or the error that
+/// ended the stream. Read one response at a time. `pending` works as for `wsd_call_async`.
+///
+/// # Safety
+/// As `wsd_stream_next` for `daemon` and `stream`; `callback` and `user_data` as for
+/// `wsd_call_async`; `pending` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn wsd_stream_next_async(
+    daemon: *const wsd_daemon,
+    stream: *const wsd_stream,
+    callback: wsd_callback,
+    user_data: *mut c_void,
+    pending: *mut *mut wsd_pending,
+) -> wsd_status {
+    ffi_boundary! {
+        // SAFETY: NULL or live handles by contract.
+        let d = arg!(unsafe { ref_arg(daemon, "daemon") });
+        // SAFETY: NULL or a live stream handle by contract.
+        let s = arg!(unsafe { ref_arg(stream, "stream") });
+        let Some(callback) = callback else {
+            return fail_with(wsd_status::WSD_NULL_ARGUMENT, "callback must not be NULL");
+        };
+        let token = CancellationToken::new();
+        if !pending.is_null() {
+            // SAFETY: non-NULL and writable by contract.
+            unsafe { *pending = wsd_pending::new_raw(token.clone()) };
+        }
+        let user_data = UserData(user_data);
+        let started = d.inner.stream_next_with_callback(&s.inner, token, move |result| {
+            let user_data = user_data;
+            let (status, bytes, error) = match result {
+                Ok(Some(bytes)) => (wsd_status::WSD_OK, bytes, None),
+                Ok(None) => (wsd_status::WSD_STREAM_END, Vec::new(), Some(stream_end_strings())),
+                Err(e) => (wsd_status::from(e.code()), Vec::new(), Some(error_strings(&e))),
+            };
+            let (message_ptr, reason_ptr) = error
+                .as_ref()
+                .map_or((std::ptr::null(), std::ptr::null()), |(m, r)| (m.as_ptr(), r.as_ptr()));
+            let response_ptr = if bytes.is_empty() { std::ptr::null() } else { bytes.as_ptr() };
+            // SAFETY: the callback is a valid function pointer by contract; the buffers outlive
+            // the call.
+            unsafe { callback(user_data.0, status, response_ptr, bytes.len(), message_ptr, reason_ptr) };
+        });
+        if let Err(e) = started {
+            if !pending.is_null() {
+                // SAFETY: written just above by new_raw and not yet seen by the caller.
+                unsafe {
+                    crate::wsd_pending_free(*pending);
+                    *pending = std::ptr::null_mut();
+                }
+            }
+            return fail(e);
+        }
+        wsd_status::WSD_OK
+    }
+}
+
+/// Frees a stream handle, ending the call. NULL is a no-op.
+///
+/// # Safety
+/// `stream` is NULL or a handle from `wsd_stream_open` that has not been freed; it is not used
+/// afterwards. A `wsd_stream_next_async` still pending is allowed: its callback still runs.
+#[no_mangle]
+pub unsafe extern "C" fn wsd_stream_free(stream: *mut wsd_stream) {
+    if stream.is_null() {
+        return;
+    }
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: created by Box::into_raw in wsd_stream_open and freed once by contract.
+        drop(unsafe { Box::from_raw(stream) });
+    }));
+}
