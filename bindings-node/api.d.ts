@@ -397,6 +397,8 @@ export interface DaemonMethods {
   workspaceState(request?: WorkspaceStateRequest, options?: CallOptions): Promise<WorkspaceStateResponse>
   /** /wsdaemon.WorkspaceContentExt/Progress */
   progress(request?: ProgressRequest, options?: CallOptions): Promise<ProgressResponse>
+  /** /wsdaemon.WorkspaceContentExt/WatchProgress */
+  watchProgress(request?: ProgressRequest, options?: CallOptions): AsyncIterableIterator<ProgressResponse>
   /** /wsdaemon.WorkspaceRuntime/AttachContainer */
   attachContainer(request?: AttachContainerRequest, options?: CallOptions): Promise<AttachContainerResponse>
   /** /wsdaemon.WorkspaceRuntime/DetachContainer */

@@ -28,10 +28,30 @@ export declare class NativeDaemon {
    */
   callJson(method: string, requestJson: string, timeoutMs?: number | undefined | null): CallOutcome | Promise<CallOutcome>
   /**
+   * Opens the server-streaming RPC at `method` with a request in the proto3 JSON mapping.
+   * Answers the stream, or the outcome of the failure (a unary method, bad JSON, a closed
+   * daemon) like every call.
+   */
+  openStream(method: string, requestJson: string, timeoutMs?: number | undefined | null): NativeStream | CallOutcome
+  /**
    * Stops accepting calls, lets in-flight work finish (up to the shutdown grace time) and stops
    * the daemon's threads, without blocking the event loop. Idempotent.
    */
   close(): Promise<CallOutcome>
+}
+
+/**
+ * An open server-streaming call. Use the async iterator that the facade's `openStream` (or the
+ * stream's own method, e.g. `watchProgress`) returns.
+ */
+export declare class NativeStream {
+  /**
+   * The next response in proto3 JSON, or an outcome without `json` once the stream has ended;
+   * an error ends the stream. At once when a response is ready, else a Promise.
+   */
+  next(): CallOutcome | Promise<CallOutcome>
+  /** Ends the stream; a `next` still waiting answers when its response comes. */
+  close(): void
 }
 
 /** An RPC of the API contract. */
@@ -61,11 +81,17 @@ export interface CallOutcome {
   reason: string
   /** Encoded protobuf response (`call`). */
   response?: Buffer
-  /** proto3 JSON response (`callJson`). */
+  /**
+   * proto3 JSON response (`callJson`, and a stream's `next`, where its absence means the
+   * stream has ended).
+   */
   json?: string
 }
 
-/** Every RPC of the contract (all three services), in the order of the .proto files. */
+/**
+ * Every RPC of the contract (all three services) that answers once, in the order of the .proto
+ * files.
+ */
 export declare function methods(): Array<ApiMethod>
 
 /** A gRPC status code. */
@@ -78,6 +104,9 @@ export interface StatusCode {
 
 /** Every gRPC status code, in wire-number order: the facade's `Status` table. */
 export declare function statusCodes(): Array<StatusCode>
+
+/** Every server-streaming RPC of the contract (WatchProgress), read with `openStream`. */
+export declare function streams(): Array<ApiMethod>
 
 /** The version of the daemon library. */
 export declare function version(): string

@@ -836,6 +836,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeDaemon = nativeBinding.NativeDaemon
+module.exports.NativeStream = nativeBinding.NativeStream
 module.exports.methods = nativeBinding.methods
 module.exports.statusCodes = nativeBinding.statusCodes
+module.exports.streams = nativeBinding.streams
 module.exports.version = nativeBinding.version

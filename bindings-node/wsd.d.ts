@@ -191,12 +191,17 @@ export declare class Daemon {
   call(method: string, request: Uint8Array, options?: CallOptions): Promise<Buffer>
   /** Calls the RPC at `method` with a plain object in the proto3 JSON mapping. */
   callObject<T = unknown>(method: string, request?: object, options?: CallOptions): Promise<T>
+  /** Opens the server-streaming RPC at `method` with a plain request object: an async iterator of the response objects until the stream ends. */
+  openStream<T = unknown>(method: string, request?: object, options?: CallOptions): AsyncIterableIterator<T>
   /** Lets in-flight work finish and stops the daemon; later calls reject with UNAVAILABLE. */
   close(): Promise<void>
 }
 
-/** Every RPC of the contract. */
+/** Every RPC of the contract that answers once. */
 export declare const methods: ApiMethod[]
+
+/** Every server-streaming RPC of the contract (each a method of `Daemon` returning an async iterator). */
+export declare const streams: ApiMethod[]
 
 /** The version of the daemon library. */
 export declare function version(): string

@@ -54,6 +54,27 @@ class Daemon {
     return JSON.parse(outcome.json)
   }
 
+  /**
+   * Opens the server-streaming RPC at `method` (e.g. "/wsdaemon.WorkspaceContentExt/WatchProgress")
+   * with a plain request object: an async iterator of the response objects, which ends with the
+   * stream; an error rejects the pending `next()` and ends it. Leaving a `for await` loop early
+   * ends the stream.
+   */
+  async *openStream(method, request = {}, options = {}) {
+    const timeout = timeoutOf(options)
+    const opened = this.#native.openStream(String(method), JSON.stringify(request ?? {}), timeout)
+    const stream = opened instanceof native.NativeStream ? opened : check(opened)
+    try {
+      for (;;) {
+        const outcome = check(await stream.next())
+        if (outcome.json === undefined || outcome.json === null) return
+        yield JSON.parse(outcome.json)
+      }
+    } finally {
+      stream.close()
+    }
+  }
+
   /** Lets in-flight work finish and stops the daemon; later calls reject with UNAVAILABLE. */
   async close() {
     check(await this.#native.close())
@@ -88,4 +109,18 @@ for (const m of methods) {
   })
 }
 
-module.exports = { Daemon, WsdError, Status, methods, version: native.version }
+// Each server-streaming RPC (watchProgress) is an async iterator of its responses.
+const streams = native.streams()
+for (const m of streams) {
+  const name = lowerFirst(m.name)
+  if (Object.prototype.hasOwnProperty.call(Daemon.prototype, name)) continue
+  Object.defineProperty(Daemon.prototype, name, {
+    value: function (request, options) {
+      return this.openStream(m.path, request, options)
+    },
+    writable: true,
+    configurable: true,
+  })
+}
+
+module.exports = { Daemon, WsdError, Status, methods, streams, version: native.version }

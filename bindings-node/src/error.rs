@@ -21,7 +21,8 @@ pub struct CallOutcome {
     pub reason: String,
     /// Encoded protobuf response (`call`).
     pub response: Option<Buffer>,
-    /// proto3 JSON response (`callJson`).
+    /// proto3 JSON response (`callJson`, and a stream's `next`, where its absence means the
+    /// stream has ended).
     pub json: Option<String>,
 }
 
@@ -38,6 +39,18 @@ impl CallOutcome {
             Ok(json) => CallOutcome::ok(None, Some(json)),
             Err(e) => CallOutcome::err(e),
         }
+    }
+
+    /// A response of a stream, or the end of the stream (`json` absent).
+    pub fn stream_item(result: wsd_core::Result<Option<String>>) -> CallOutcome {
+        match result {
+            Ok(json) => CallOutcome::ok(None, json),
+            Err(e) => CallOutcome::err(e),
+        }
+    }
+
+    pub fn end() -> CallOutcome {
+        CallOutcome::ok(None, None)
     }
 
     pub fn done(result: wsd_core::Result<()>) -> CallOutcome {

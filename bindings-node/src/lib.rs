@@ -29,14 +29,24 @@ pub struct ApiMethod {
     pub served: bool,
 }
 
-/// Every RPC of the contract (all three services), in the order of the .proto files.
+/// Every RPC of the contract (all three services) that answers once, in the order of the .proto
+/// files.
 #[napi]
 pub fn methods() -> napi::Result<Vec<ApiMethod>> {
+    api_methods(false)
+}
+
+/// Every server-streaming RPC of the contract (WatchProgress), read with `openStream`.
+#[napi]
+pub fn streams() -> napi::Result<Vec<ApiMethod>> {
+    api_methods(true)
+}
+
+fn api_methods(server_streaming: bool) -> napi::Result<Vec<ApiMethod>> {
     Ok(wsd_core::json::api_methods()
         .map_err(|e| napi::Error::from_reason(e.to_string()))?
         .into_iter()
-        // A stream is served over gRPC; in-process callers call the long poll it streams.
-        .filter(|m| !m.server_streaming)
+        .filter(|m| m.server_streaming == server_streaming)
         .map(|m| ApiMethod {
             path: m.path,
             service: m.service,
@@ -157,6 +167,34 @@ impl NativeDaemon {
         })
     }
 
+    /// Opens the server-streaming RPC at `method` with a request in the proto3 JSON mapping.
+    /// Answers the stream, or the outcome of the failure (a unary method, bad JSON, a closed
+    /// daemon) like every call.
+    #[napi(catch_unwind, ts_return_type = "NativeStream | CallOutcome")]
+    pub fn open_stream(
+        &self,
+        method: String,
+        request_json: String,
+        timeout_ms: Option<f64>,
+    ) -> Either<NativeStream, CallOutcome> {
+        let Some(daemon) = self.daemon() else {
+            return Either::B(CallOutcome::err(wsd_core::Error::ShuttingDown));
+        };
+        if daemon.is_closed() {
+            return Either::B(CallOutcome::err(wsd_core::Error::ShuttingDown));
+        }
+        let opened =
+            daemon
+                .daemon()
+                .open_stream_json(&method, &request_json, context(timeout_ms));
+        match opened {
+            Ok(stream) => Either::A(NativeStream {
+                inner: Mutex::new(Some((daemon, Arc::new(stream)))),
+            }),
+            Err(e) => Either::B(CallOutcome::err(e)),
+        }
+    }
+
     /// Stops accepting calls, lets in-flight work finish (up to the shutdown grace time) and stops
     /// the daemon's threads, without blocking the event loop. Idempotent.
     #[napi]
@@ -189,5 +227,36 @@ impl Drop for NativeDaemon {
         if let Some(daemon) = daemon {
             close_in_background(daemon, || {});
         }
+    }
+}
+
+/// An open server-streaming call. Use the async iterator that the facade's `openStream` (or the
+/// stream's own method, e.g. `watchProgress`) returns.
+#[napi]
+pub struct NativeStream {
+    inner: Mutex<Option<(Arc<EmbeddedDaemon>, Arc<wsd_core::CallStream>)>>,
+}
+
+#[napi]
+impl NativeStream {
+    /// The next response in proto3 JSON, or an outcome without `json` once the stream has ended;
+    /// an error ends the stream. At once when a response is ready, else a Promise.
+    #[napi(catch_unwind, ts_return_type = "CallOutcome | Promise<CallOutcome>")]
+    pub fn next<'env>(&self, env: &'env Env) -> napi::Result<Either<CallOutcome, Object<'env>>> {
+        let Some((daemon, stream)) = self.inner.lock().clone() else {
+            return Ok(Either::A(CallOutcome::end()));
+        };
+        settle(
+            env,
+            &daemon,
+            async move { stream.next_json().await },
+            CallOutcome::stream_item,
+        )
+    }
+
+    /// Ends the stream; a `next` still waiting answers when its response comes.
+    #[napi]
+    pub fn close(&self) {
+        self.inner.lock().take();
     }
 }

@@ -30,6 +30,12 @@ async function main(): Promise<void> {
   await d.isWorkspaceExists({ id: 42 })
   // @ts-expect-error: unknown enum names are refused by the types
   await d.workspaceState({ id: 'x' }).then((s) => s.state === 'GONE')
+  for await (const report of d.watchProgress({ id: 'ws1', after: '0' })) {
+    const done: boolean | undefined = report.done
+    console.log(report.phase, report.bytesDone, done)
+  }
+  // @ts-expect-error: a stream is iterated, not awaited as one response
+  await d.watchProgress({ id: 'ws1' }).then((r) => r.phase)
   console.log(flag, url, known, branch, bytes.length)
   await d.close()
 }

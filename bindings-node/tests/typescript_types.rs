@@ -117,21 +117,22 @@ fn generate() -> String {
     out.push_str("/** Options of one call. */\nexport interface CallOptions {\n  /** The caller's deadline in milliseconds: waits (e.g. WaitForInit) end with DEADLINE_EXCEEDED; started work goes on. */\n  timeoutMs?: number\n}\n\n");
     out.push_str("/** One async method per RPC of the contract; RPCs this daemon does not serve reject with UNIMPLEMENTED. */\nexport interface DaemonMethods {\n");
     let mut seen = BTreeSet::new();
-    // Streams are served over gRPC; in-process callers call the long poll they stream.
-    for m in wsd_core::json::api_methods()
-        .expect("methods")
-        .into_iter()
-        .filter(|m| !m.server_streaming)
-    {
+    for m in wsd_core::json::api_methods().expect("methods") {
         let js = lower_first(&m.name);
         if !seen.insert(js.clone()) {
             continue;
         }
         let input = pool.get_message_by_name(&m.input).expect("input type");
         let output = pool.get_message_by_name(&m.output).expect("output type");
+        // A server-streaming RPC is an async iterable of its responses (see `openStream`).
+        let answer = if m.server_streaming {
+            "AsyncIterableIterator"
+        } else {
+            "Promise"
+        };
         writeln!(
             out,
-            "  /** {}{} */\n  {js}(request?: {}, options?: CallOptions): Promise<{}>",
+            "  /** {}{} */\n  {js}(request?: {}, options?: CallOptions): {answer}<{}>",
             m.path,
             if !m.served {
                 " (not served yet: rejects with UNIMPLEMENTED)"
