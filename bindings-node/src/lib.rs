@@ -183,10 +183,9 @@ impl NativeDaemon {
         if daemon.is_closed() {
             return Either::B(CallOutcome::err(wsd_core::Error::ShuttingDown));
         }
-        let opened =
-            daemon
-                .daemon()
-                .open_stream_json(&method, &request_json, context(timeout_ms));
+        let opened = daemon
+            .daemon()
+            .open_stream_json(&method, &request_json, context(timeout_ms));
         match opened {
             Ok(stream) => Either::A(NativeStream {
                 inner: Mutex::new(Some((daemon, Arc::new(stream)))),
