@@ -6,6 +6,7 @@
 //! shared dispatch, and one error type.
 
 mod error;
+mod stream;
 mod typed;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use wsd_core::sync::Mutex;
 use wsd_core::{CallContext, EmbeddedDaemon};
 
 pub use error::WsdError;
+pub use stream::ProgressStream;
 pub use typed::*;
 
 uniffi::setup_scaffolding!("ws_daemon");

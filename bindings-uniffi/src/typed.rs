@@ -44,7 +44,7 @@ pub(crate) fn set_one_of<T>(
 }
 
 /// The request record encoded; a bad record is INVALID_ARGUMENT, as bad bytes are.
-fn encode<Req: Proto>(path: &'static str, request: Req) -> Result<Vec<u8>, WsdError> {
+pub(crate) fn encode<Req: Proto>(path: &'static str, request: Req) -> Result<Vec<u8>, WsdError> {
     let message = request
         .into_message()
         .map_err(|reason| wsd_core::Error::BadRequest {
@@ -55,7 +55,7 @@ fn encode<Req: Proto>(path: &'static str, request: Req) -> Result<Vec<u8>, WsdEr
 }
 
 /// The response bytes as a record.
-fn decode<Resp: Proto>(response: &[u8]) -> wsd_core::Result<Resp> {
+pub(crate) fn decode<Resp: Proto>(response: &[u8]) -> wsd_core::Result<Resp> {
     Resp::Message::decode(response)
         .map(Resp::from_message)
         .map_err(|e| wsd_core::Error::Internal(format!("cannot decode a response: {e}")))

@@ -77,5 +77,17 @@ def _fast_coroutines() -> List[str]:
 
 _FAST_COROUTINES = _fast_coroutines()
 
+
+async def _next_report(self: Any) -> Any:
+    report = await self.next()
+    if report is None:
+        raise StopAsyncIteration
+    return report
+
+
+# `async for report in d.watch_progress(ProgressRequest(id=...)):` reads the stream to its end.
+_generated.ProgressStream.__aiter__ = lambda self: self  # type: ignore[attr-defined]
+_generated.ProgressStream.__anext__ = _next_report  # type: ignore[attr-defined]
+
 # The steps and the rests of calls are the fast path's building blocks, not the API.
 __all__ = [n for n in _generated_all if not (n.endswith("Step") or n.startswith("Pending"))]

@@ -33,7 +33,8 @@ def test_module_surface() -> None:
     # One typed coroutine method per RPC of the wsdaemon services (written out, not derived).
     typed = [
         "init_workspace", "wait_for_init", "is_workspace_exists", "take_snapshot", "dispose_workspace",
-        "backup_workspace", "snapshot_status", "workspace_state", "attach_container", "detach_container",
+        "backup_workspace", "snapshot_status", "workspace_state", "progress", "attach_container",
+        "detach_container",
     ]
     for name in typed:
         assert inspect.iscoroutinefunction(getattr(w.Daemon, name)), name
@@ -354,3 +355,44 @@ def test_a_call_answered_on_its_first_poll_returns_without_suspending(daemon: w.
     # The steps and rests are not part of the package's names.
     assert "IsWorkspaceExistsStep" not in w.__all__ and "PendingBytes" not in w.__all__
     assert "Daemon" in w.__all__ and "IsWorkspaceExistsRequest" in w.__all__
+
+
+async def _reports(stream: Any) -> list:
+    return [r async for r in stream]
+
+
+def test_watch_progress_is_an_async_iterator(daemon: w.Daemon, scratch: Path) -> None:
+    async def main() -> None:
+        await raises(_reports(daemon.watch_progress(w.ProgressRequest(id="nope"))), "NOT_FOUND")
+        await daemon.init_workspace(init("ws-p", "meta-p"))
+        reports = await _reports(daemon.watch_progress(w.ProgressRequest(id="ws-p")))
+        assert [(r.operation, r.done, r.error) for r in reports] == [("init", True, "")]
+
+        (scratch / "area/ws-p/big.bin").write_bytes(os.urandom(1 << 20) * 32)
+        # Watched from before it starts: the stream follows the backup to its end, and the event
+        # loop runs meanwhile.
+        watched = asyncio.ensure_future(
+            _reports(daemon.watch_progress(w.ProgressRequest(id="ws-p", after=reports[-1].seq)))
+        )
+        async with Ticker() as ticker:
+            await daemon.backup_workspace(w.BackupWorkspaceRequest(id="ws-p"))
+            backup = await watched
+        assert ticker.ticks > 0
+        assert backup[-1].operation == "backup" and backup[-1].done and backup[-1].error == ""
+        assert backup[-1].bytes_done >= 32 << 20
+        assert [r.seq for r in backup] == sorted({r.seq for r in backup})
+
+        # A cancelled wait loses nothing and a deadline ends the watch.
+        stream = daemon.watch_progress(w.ProgressRequest(id="ws-p", after=backup[-1].seq))
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(stream.next(), 0.2)
+        await daemon.take_snapshot(w.TakeSnapshotRequest(id="ws-p"))
+        rest = await _reports(stream)
+        assert rest[-1].operation == "snapshot" and rest[-1].done and rest[-1].error == ""
+        await raises(
+            _reports(daemon.watch_progress(w.ProgressRequest(id="ws-p", after=rest[-1].seq), 200)),
+            "DEADLINE_EXCEEDED",
+        )
+
+    run(main())
+
