@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 
 use super::format::{Manifest, KIND_DIR, KIND_FILE, KIND_HARD_LINK, KIND_SYMLINK};
 use super::objects::PackPlace;
-use super::restore::{plan, produce, ChunkReader, CHUNKS_AHEAD};
+use super::restore::{plan, produce, Batch, ChunkFeed, ChunkReader, BATCHES_AHEAD};
 use crate::archive::{ArchiveError, ArchiveOptions, ArchiveStats, EntryWriter, Head};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
@@ -27,7 +27,7 @@ pub async fn export_full_archive(
     opts: Arc<ArchiveOptions>,
 ) -> Result<ArchiveStats> {
     let plan = plan(&manifest);
-    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_AHEAD);
+    let (tx, rx) = mpsc::channel::<Batch>(BATCHES_AHEAD);
     let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let producer = produce(
         storage,
@@ -38,7 +38,9 @@ pub async fn export_full_archive(
         tx,
         fetched,
     );
-    let writer = tokio::task::spawn_blocking(move || write_archive(&manifest, rx, out, &opts));
+    let writer = tokio::task::spawn_blocking(move || {
+        write_archive(&manifest, &mut ChunkFeed::new(rx), out, &opts)
+    });
     let (produced, written) = tokio::join!(producer, writer);
     let written = written.map_err(Error::internal)?;
     produced?;
@@ -47,7 +49,7 @@ pub async fn export_full_archive(
 
 fn write_archive(
     m: &Manifest,
-    mut rx: mpsc::Receiver<Bytes>,
+    feed: &mut ChunkFeed,
     out: Box<dyn Write + Send>,
     opts: &ArchiveOptions,
 ) -> std::result::Result<ArchiveStats, ArchiveError> {
@@ -71,7 +73,7 @@ fn write_archive(
             KIND_HARD_LINK => tar.link(&e.path, &head, &e.link, true)?,
             KIND_FILE => {
                 let mut data = ChunkReader {
-                    rx: &mut rx,
+                    feed: &mut *feed,
                     left: e.chunks.len(),
                     current: Bytes::new(),
                 };

@@ -28,8 +28,15 @@ const MAX_READ: u64 = 8 << 20;
 const READS_AHEAD: usize = 6;
 /// Memory for chunks kept to be used again.
 const KEEP_BUDGET: u64 = 64 << 20;
-/// Decompressed chunks waiting for the writer (about 1 MiB each, at most 4 MiB).
-pub(super) const CHUNKS_AHEAD: usize = 16;
+/// Batches of decompressed chunks waiting for the writer. The producer hands chunks over in
+/// batches (one per read, or [`BATCH_BYTES`]), not one by one: a hand-over per chunk woke the
+/// writer thread tens of thousands of times per restore.
+pub(super) const BATCHES_AHEAD: usize = 4;
+/// A batch is handed over once it holds this many plain bytes.
+const BATCH_BYTES: usize = 8 << 20;
+
+/// Chunks in restore order, as the producer hands them over.
+pub(super) type Batch = Vec<Bytes>;
 
 #[derive(Clone, Copy)]
 enum Source {
@@ -132,7 +139,7 @@ pub async fn restore_manifest(
             .count();
         p.set_totals(manifest.content_bytes, files as u64);
     }
-    let (tx, rx) = mpsc::channel::<Bytes>(CHUNKS_AHEAD);
+    let (tx, rx) = mpsc::channel::<Batch>(BATCHES_AHEAD);
     let fetched = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
     let producer = produce(
@@ -146,7 +153,9 @@ pub async fn restore_manifest(
     );
     let consumer = {
         let manifest = manifest.clone();
-        tokio::task::spawn_blocking(move || write_tree(&manifest, rx, &target, &opts))
+        tokio::task::spawn_blocking(move || {
+            write_tree(&manifest, &mut ChunkFeed::new(rx), &target, &opts)
+        })
     };
     let (produced, written) = tokio::join!(producer, consumer);
     let written = written.map_err(Error::internal)?;
@@ -173,7 +182,7 @@ pub(super) async fn produce(
     m: Arc<Manifest>,
     what: String,
     plan: Plan,
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<Batch>,
     fetched: Arc<std::sync::atomic::AtomicU64>,
 ) -> Result<()> {
     let Plan { steps, reads } = plan;
@@ -200,19 +209,30 @@ pub(super) async fn produce(
     for (c, _) in &steps {
         *remaining.entry(*c).or_default() += 1;
     }
+    let mut batch: Batch = Vec::new();
+    let mut batch_bytes = 0;
     for (c, source) in steps {
         let plain = match source {
             Source::Kept => kept.get(&c).cloned(),
             Source::Fetch { keep } => {
                 let next = match current.next() {
                     Some(p) => Some(p),
-                    None => match reads.try_next().await? {
-                        Some(batch) => {
-                            current = batch.into_iter();
-                            current.next()
+                    None => {
+                        // The writer gets what is ready before this waits for the next read.
+                        if !batch.is_empty() {
+                            batch_bytes = 0;
+                            if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                                return Ok(());
+                            }
                         }
-                        None => None,
-                    },
+                        match reads.try_next().await? {
+                            Some(unpacked) => {
+                                current = unpacked.into_iter();
+                                current.next()
+                            }
+                            None => None,
+                        }
+                    }
                 };
                 if keep {
                     if let Some(p) = &next {
@@ -231,10 +251,19 @@ pub(super) async fn produce(
                 kept.remove(&c);
             }
         }
-        if tx.send(plain).await.is_err() {
-            // The writer stopped; its error is the one reported.
-            return Ok(());
+        batch_bytes += plain.len();
+        batch.push(plain);
+        if batch_bytes >= BATCH_BYTES {
+            batch_bytes = 0;
+            if tx.send(std::mem::take(&mut batch)).await.is_err() {
+                // The writer stopped; its error is the one reported.
+                return Ok(());
+            }
         }
+    }
+    if !batch.is_empty() {
+        // An error here means the writer stopped; its error is the one reported.
+        let _ = tx.send(batch).await;
     }
     Ok(())
 }
@@ -277,9 +306,34 @@ fn unpack(m: &Manifest, what: &str, r: &Read1, bytes: &[u8], pack: &str) -> Resu
     Ok(out)
 }
 
-/// Reads a file's chunks from the stream, in order.
+/// The chunks the producer hands over, one at a time, in restore order.
+pub(super) struct ChunkFeed {
+    rx: mpsc::Receiver<Batch>,
+    pending: std::vec::IntoIter<Bytes>,
+}
+
+impl ChunkFeed {
+    pub(super) fn new(rx: mpsc::Receiver<Batch>) -> ChunkFeed {
+        ChunkFeed {
+            rx,
+            pending: Vec::new().into_iter(),
+        }
+    }
+
+    /// The next chunk, waiting for the producer; `None` when it stopped.
+    fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(chunk) = self.pending.next() {
+                return Some(chunk);
+            }
+            self.pending = self.rx.blocking_recv()?.into_iter();
+        }
+    }
+}
+
+/// Reads a file's chunks from the feed, in order.
 pub(super) struct ChunkReader<'r> {
-    pub(super) rx: &'r mut mpsc::Receiver<Bytes>,
+    pub(super) feed: &'r mut ChunkFeed,
     pub(super) left: usize,
     pub(super) current: Bytes,
 }
@@ -291,8 +345,8 @@ impl Read for ChunkReader<'_> {
                 return Ok(0);
             }
             self.current = self
-                .rx
-                .blocking_recv()
+                .feed
+                .next_chunk()
                 .ok_or_else(|| io::Error::other("the chunk stream ended early"))?;
             self.left -= 1;
         }
@@ -305,7 +359,7 @@ impl Read for ChunkReader<'_> {
 
 fn write_tree(
     m: &Manifest,
-    mut rx: mpsc::Receiver<Bytes>,
+    feed: &mut ChunkFeed,
     target: &std::path::Path,
     opts: &ArchiveOptions,
 ) -> std::result::Result<ArchiveStats, ArchiveError> {
@@ -329,7 +383,7 @@ fn write_tree(
             KIND_HARD_LINK => tree.entry(&e.path, meta, Body::HardLink(&e.link))?,
             KIND_FILE => {
                 let mut data = ChunkReader {
-                    rx: &mut rx,
+                    feed: &mut *feed,
                     left: e.chunks.len(),
                     current: Bytes::new(),
                 };
