@@ -228,8 +228,8 @@ enum wsd_status wsd_stream_next(const struct wsd_daemon *daemon,
 // ended the stream. Read one response at a time. `pending` works as for `wsd_call_async`.
 //
 // # Safety
-// As `wsd_stream_next` for `daemon` and `stream` (the stream must stay unfreed until the callback
-// ran); `callback` and `user_data` as for `wsd_call_async`; `pending` is NULL or writable.
+// As `wsd_stream_next` for `daemon` and `stream`; `callback` and `user_data` as for
+// `wsd_call_async`; `pending` is NULL or writable.
 enum wsd_status wsd_stream_next_async(const struct wsd_daemon *daemon,
                                       const struct wsd_stream *stream,
                                       wsd_callback callback,
@@ -239,8 +239,8 @@ enum wsd_status wsd_stream_next_async(const struct wsd_daemon *daemon,
 // Frees a stream handle, ending the call. NULL is a no-op.
 //
 // # Safety
-// `stream` is NULL or a handle from `wsd_stream_open` that has not been freed and has no
-// `wsd_stream_next_async` whose callback has not run yet; it is not used afterwards.
+// `stream` is NULL or a handle from `wsd_stream_open` that has not been freed; it is not used
+// afterwards. A `wsd_stream_next_async` still pending is allowed: its callback still runs.
 void wsd_stream_free(struct wsd_stream *stream);
 
 // IsWorkspaceExists: `*exists` receives whether the daemon knows workspace `id`.
