@@ -113,6 +113,8 @@ async fn ctl_drives_a_workspace_from_init_to_restore() {
 
     ctl_at(&d, &["dispose", "ws-c"], 0).await;
     assert!(!content.exists(), "disposed of");
+    // As the RPC: disposing of a workspace that is gone already is not an error.
+    ctl_at(&d, &["dispose", "ws-c", "--no-backup"], 0).await;
 
     ctl_at(
         &d,

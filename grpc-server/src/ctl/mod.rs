@@ -257,18 +257,22 @@ async fn run(target: &Target, command: CtlCommand, display: Display) -> Result<S
     }
 }
 
-/// The seq of the last progress report of `id`, so that a watch shows only what comes next.
+/// The seq of the last progress report of `id`, so that a watch shows only what comes next. An
+/// unknown workspace is the operation's to answer (DisposeWorkspace of one already gone is OK).
 async fn last_seq(c: &mut Clients, id: &str) -> Result<u64, Status> {
-    let report = c
+    let answer = c
         .ext
         .progress(ProgressRequest {
             id: id.to_string(),
             after: 0,
             wait_ms: 0,
         })
-        .await?
-        .into_inner();
-    Ok(report.seq)
+        .await;
+    match answer {
+        Ok(report) => Ok(report.into_inner().seq),
+        Err(s) if s.code() == Code::NotFound => Ok(0),
+        Err(s) => Err(s),
+    }
 }
 
 /// Runs `call` while showing the progress of `id` after the report `after` (None: the instance
