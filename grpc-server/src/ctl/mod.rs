@@ -125,16 +125,11 @@ pub fn exit_code(code: Code) -> u8 {
     code as u8
 }
 
-/// The name of a status code as the gRPC specification spells it (NOT_FOUND).
-fn code_name(code: Code) -> String {
-    let mut name = String::new();
-    for (i, c) in format!("{code:?}").chars().enumerate() {
-        if c.is_uppercase() && i > 0 {
-            name.push('_');
-        }
-        name.push(c.to_ascii_uppercase());
-    }
-    name
+/// The name of a status code as the gRPC specification spells it (NOT_FOUND), from core's table.
+fn code_name(code: Code) -> &'static str {
+    wsd_core::Code::ALL
+        .get(code as usize)
+        .map_or("UNKNOWN", |c| c.name())
 }
 
 struct Clients {
