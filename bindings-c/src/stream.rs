@@ -51,7 +51,7 @@ pub unsafe extern "C" fn wsd_stream_open(
         // SAFETY: the buffer is NULL with length 0 or that many readable bytes (# Safety section).
         let request = arg!(unsafe { bytes_arg(request, request_len, "request") });
         let out = arg!(out_arg(stream, "stream"));
-        match d.inner.open_stream(method, request.to_vec()) {
+        match d.inner.open_stream(method, request.to_vec(), wsd_core::CallContext::default()) {
             Ok(inner) => {
                 // SAFETY: `out` is non-NULL and writable by contract; written only on success.
                 unsafe { *out = Box::into_raw(Box::new(wsd_stream { inner })) };

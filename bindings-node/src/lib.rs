@@ -180,15 +180,9 @@ impl NativeDaemon {
         let Some(daemon) = self.daemon() else {
             return Either::B(CallOutcome::err(wsd_core::Error::ShuttingDown));
         };
-        if daemon.is_closed() {
-            return Either::B(CallOutcome::err(wsd_core::Error::ShuttingDown));
-        }
-        let opened = daemon
-            .daemon()
-            .open_stream_json(&method, &request_json, context(timeout_ms));
-        match opened {
+        match daemon.open_stream_json(&method, &request_json, context(timeout_ms)) {
             Ok(stream) => Either::A(NativeStream {
-                inner: Mutex::new(Some((daemon, Arc::new(stream)))),
+                inner: Mutex::new(Some((daemon, stream))),
             }),
             Err(e) => Either::B(CallOutcome::err(e)),
         }

@@ -294,22 +294,35 @@ impl Daemon {
         let Some(daemon) = self.inner.lock().clone() else {
             return Err(wsd_core::Error::ShuttingDown.into());
         };
-        let cancel = CancellationToken::new();
-        // Held by the rest of the call: dropped when the caller stops waiting, which ends the
-        // call's waits.
-        let cancel_on_drop = cancel.clone().drop_guard();
-        let work = work(daemon.daemon().clone(), cancel);
-        match daemon.run_or_spawn(work) {
-            Ok(result) => result.map(Started::Done).map_err(Into::into),
-            Err(pending) => {
-                let (tx, rx) = oneshot::channel();
-                pending.on_done(move |result| {
-                    let _ = tx.send(result);
-                });
-                Ok(Started::Pending(Rest {
-                    waiting: Mutex::new(Some((rx, cancel_on_drop))),
-                }))
-            }
+        let core = daemon.daemon().clone();
+        start_on(&daemon, move |cancel| work(core, cancel))
+    }
+}
+
+/// Starts `work` on `daemon`: polled once on the calling thread, the rest on the daemon's
+/// threads. `work` gets a cancellation that fires when the caller stops waiting for the rest.
+pub(crate) fn start_on<T, F>(
+    daemon: &EmbeddedDaemon,
+    work: impl FnOnce(CancellationToken) -> F,
+) -> Result<Started<T>, WsdError>
+where
+    T: Send + 'static,
+    F: Future<Output = wsd_core::Result<T>> + Send + 'static,
+{
+    let cancel = CancellationToken::new();
+    // Held by the rest of the call: dropped when the caller stops waiting, which ends the
+    // call's waits.
+    let cancel_on_drop = cancel.clone().drop_guard();
+    match daemon.run_or_spawn(work(cancel)) {
+        Ok(result) => result.map(Started::Done).map_err(Into::into),
+        Err(pending) => {
+            let (tx, rx) = oneshot::channel();
+            pending.on_done(move |result| {
+                let _ = tx.send(result);
+            });
+            Ok(Started::Pending(Rest {
+                waiting: Mutex::new(Some((rx, cancel_on_drop))),
+            }))
         }
     }
 }

@@ -4,12 +4,10 @@
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 use wsd_core::{CallStream, EmbeddedDaemon};
 
 use crate::typed::{decode, encode, ProgressRequest, ProgressResponse};
-use crate::{context, Daemon, WsdError};
+use crate::{context, start_on, Daemon, Started, WsdError};
 
 const WATCH_PROGRESS: &str = "/wsdaemon.WorkspaceContentExt/WatchProgress";
 
@@ -34,19 +32,9 @@ impl Daemon {
         let Some(daemon) = self.inner.lock().clone() else {
             return Err(wsd_core::Error::ShuttingDown.into());
         };
-        if daemon.is_closed() {
-            return Err(wsd_core::Error::ShuttingDown.into());
-        }
         let request = encode(WATCH_PROGRESS, request)?;
-        let stream = daemon.daemon().open_stream(
-            WATCH_PROGRESS,
-            request.into(),
-            context(timeout_ms, None),
-        )?;
-        Ok(Arc::new(ProgressStream {
-            daemon,
-            stream: Arc::new(stream),
-        }))
+        let stream = daemon.open_stream(WATCH_PROGRESS, request, context(timeout_ms, None))?;
+        Ok(Arc::new(ProgressStream { daemon, stream }))
     }
 }
 
@@ -56,26 +44,16 @@ impl ProgressStream {
     /// that stops waiting (a cancelled task) loses no report: the next `next()` answers it.
     pub async fn next(&self) -> Result<Option<ProgressResponse>, WsdError> {
         let stream = self.stream.clone();
-        let cancel = CancellationToken::new();
-        let stop_on_drop = cancel.clone().drop_guard();
-        let work = async move {
+        let started = start_on(&self.daemon, move |cancel| async move {
             tokio::select! {
                 next = stream.next() => next,
                 // Dropping `stream.next()` here keeps its place (CallStream::next is cancel-safe).
                 _ = cancel.cancelled() => Err(wsd_core::Error::Cancelled),
             }
-        };
-        let bytes = match self.daemon.run_or_spawn(work) {
-            Ok(result) => result?,
-            Err(pending) => {
-                let (tx, rx) = oneshot::channel();
-                pending.on_done(move |result| {
-                    let _ = tx.send(result);
-                });
-                let result = rx.await.unwrap_or(Err(wsd_core::Error::ShuttingDown));
-                drop(stop_on_drop);
-                result?
-            }
+        })?;
+        let bytes = match started {
+            Started::Done(bytes) => bytes,
+            Started::Pending(rest) => rest.wait().await?,
         };
         match bytes {
             Some(bytes) => Ok(Some(decode(&bytes)?)),

@@ -70,11 +70,6 @@ impl CallStream {
             None => Ok(None),
         }
     }
-
-    /// Ends the stream: later `next` calls answer `None`; one waiting now ends when it returns.
-    pub async fn close(&self) {
-        *self.responses.lock().await = None;
-    }
 }
 
 #[cfg(test)]

@@ -180,10 +180,29 @@ impl EmbeddedDaemon {
     /// Opens the server-streaming method at `method` with an encoded request (see
     /// [`Daemon::open_stream`]); read it with [`EmbeddedDaemon::stream_next_blocking`] or
     /// [`EmbeddedDaemon::stream_next_with_callback`].
-    pub fn open_stream(&self, method: &str, request: Vec<u8>) -> Result<Arc<CallStream>> {
+    /// A closed daemon refuses with UNAVAILABLE.
+    pub fn open_stream(
+        &self,
+        method: &str,
+        request: Vec<u8>,
+        ctx: CallContext,
+    ) -> Result<Arc<CallStream>> {
         self.check_open()?;
         self.daemon
-            .open_stream(method, Bytes::from(request), CallContext::default())
+            .open_stream(method, Bytes::from(request), ctx)
+            .map(Arc::new)
+    }
+
+    /// [`EmbeddedDaemon::open_stream`] with a proto3 JSON request.
+    pub fn open_stream_json(
+        &self,
+        method: &str,
+        json: &str,
+        ctx: CallContext,
+    ) -> Result<Arc<CallStream>> {
+        self.check_open()?;
+        self.daemon
+            .open_stream_json(method, json, ctx)
             .map(Arc::new)
     }
 
