@@ -1,7 +1,7 @@
 //! Asynchronous calls: the call runs on the daemon's threads and a C callback receives the result
 //! exactly once; a pending call can be cancelled.
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_void, CString};
 
 use tokio_util::sync::CancellationToken;
 
@@ -31,18 +31,105 @@ pub struct wsd_pending {
     token: CancellationToken,
 }
 
-impl wsd_pending {
-    /// A handle for the caller, freed with [`wsd_pending_free`].
-    pub(crate) fn new_raw(token: CancellationToken) -> *mut wsd_pending {
-        Box::into_raw(Box::new(wsd_pending { token }))
-    }
-}
-
 /// The caller's pointer, carried to the daemon thread that runs the callback.
-pub(crate) struct UserData(pub(crate) *mut c_void);
+struct UserData(*mut c_void);
 // SAFETY: libwsd never dereferences user_data; the caller promises it may be used from the
 // daemon's callback thread (documented on wsd_call_async).
 unsafe impl Send for UserData {}
+
+/// The caller's callback and pointer: delivers one outcome, on a daemon thread.
+pub(crate) struct Delivery {
+    callback: unsafe extern "C" fn(
+        *mut c_void,
+        wsd_status,
+        *const u8,
+        usize,
+        *const c_char,
+        *const c_char,
+    ),
+    user_data: UserData,
+}
+
+impl Delivery {
+    pub(crate) fn result(self, result: wsd_core::Result<Vec<u8>>) {
+        match result {
+            Ok(bytes) => self.deliver(wsd_status::WSD_OK, &bytes, None),
+            Err(e) => self.deliver(wsd_status::from(e.code()), &[], Some(error_strings(&e))),
+        }
+    }
+
+    /// A status that is not a success, with its message and reason.
+    pub(crate) fn status(self, status: wsd_status, message_and_reason: (CString, CString)) {
+        self.deliver(status, &[], Some(message_and_reason));
+    }
+
+    fn deliver(self, status: wsd_status, bytes: &[u8], error: Option<(CString, CString)>) {
+        let (message_ptr, reason_ptr) = error
+            .as_ref()
+            .map_or((std::ptr::null(), std::ptr::null()), |(m, r)| {
+                (m.as_ptr(), r.as_ptr())
+            });
+        // NULL for an empty response, never Rust's dangling pointer (see memory::bytes_out).
+        let response_ptr = if bytes.is_empty() {
+            std::ptr::null()
+        } else {
+            bytes.as_ptr()
+        };
+        // SAFETY: the callback is a valid function pointer by contract; the buffers outlive
+        // the call.
+        unsafe {
+            (self.callback)(
+                self.user_data.0,
+                status,
+                response_ptr,
+                bytes.len(),
+                message_ptr,
+                reason_ptr,
+            )
+        };
+    }
+}
+
+/// What the asynchronous functions share: checks the callback, hands out the pending handle (when
+/// `pending` is not NULL), starts the work with its cancellation and the delivery of its outcome,
+/// and takes the handle back when the start is refused (then the callback never runs).
+///
+/// # Safety
+/// `pending` is NULL or writable; `callback` and `user_data` as `wsd_call_async` requires.
+pub(crate) unsafe fn start_async(
+    callback: wsd_callback,
+    user_data: *mut c_void,
+    pending: *mut *mut wsd_pending,
+    start: impl FnOnce(CancellationToken, Delivery) -> wsd_core::Result<()>,
+) -> wsd_status {
+    let Some(callback) = callback else {
+        return fail_with(wsd_status::WSD_NULL_ARGUMENT, "callback must not be NULL");
+    };
+    let token = CancellationToken::new();
+    // The handle is in place before the work starts: its callback may run at once.
+    if !pending.is_null() {
+        let handle = Box::new(wsd_pending {
+            token: token.clone(),
+        });
+        // SAFETY: non-NULL and writable by contract.
+        unsafe { *pending = Box::into_raw(handle) };
+    }
+    let delivery = Delivery {
+        callback,
+        user_data: UserData(user_data),
+    };
+    if let Err(e) = start(token, delivery) {
+        if !pending.is_null() {
+            // SAFETY: written just above from Box::into_raw and not yet seen by the caller.
+            unsafe {
+                drop(Box::from_raw(*pending));
+                *pending = std::ptr::null_mut();
+            }
+        }
+        return fail(e);
+    }
+    wsd_status::WSD_OK
+}
 
 /// Starts the operation at `method` with an encoded protobuf request and returns at once. The
 /// callback runs exactly once with the outcome: the response, an error, WSD_CANCELLED after
@@ -74,44 +161,14 @@ pub unsafe extern "C" fn wsd_call_async(
         let method = arg!(unsafe { str_arg(method, "method") });
         // SAFETY: the buffer is NULL with length 0 or that many readable bytes (# Safety section).
         let request = arg!(unsafe { bytes_arg(request, request_len, "request") });
-        let Some(callback) = callback else {
-            return fail_with(wsd_status::WSD_NULL_ARGUMENT, "callback must not be NULL");
-        };
-        let token = CancellationToken::new();
-        // The handle is in place before the call starts: its callback may run at once.
-        if !pending.is_null() {
-            let handle = Box::new(wsd_pending { token: token.clone() });
-            // SAFETY: non-NULL and writable by contract.
-            unsafe { *pending = Box::into_raw(handle) };
+        // SAFETY: `pending`, `callback` and `user_data` as the # Safety section requires.
+        unsafe {
+            start_async(callback, user_data, pending, |token, delivery| {
+                d.inner.call_with_callback(method, request.to_vec(), token, |result| {
+                    delivery.result(result)
+                })
+            })
         }
-        let user_data = UserData(user_data);
-        let started = d.inner.call_with_callback(method, request.to_vec(), token, move |result| {
-            let user_data = user_data;
-            let (status, bytes, error) = match result {
-                Ok(bytes) => (wsd_status::WSD_OK, bytes, None),
-                Err(e) => (wsd_status::from(e.code()), Vec::new(), Some(error_strings(&e))),
-            };
-            let (message_ptr, reason_ptr) = error
-                .as_ref()
-                .map_or((std::ptr::null(), std::ptr::null()), |(m, r)| (m.as_ptr(), r.as_ptr()));
-            // NULL for an empty response, never Rust's dangling pointer (see memory::bytes_out).
-            let response_ptr = if bytes.is_empty() { std::ptr::null() } else { bytes.as_ptr() };
-            // SAFETY: the callback is a valid function pointer by contract; the buffers outlive
-            // the call.
-            unsafe { callback(user_data.0, status, response_ptr, bytes.len(), message_ptr, reason_ptr) };
-        });
-        if let Err(e) = started {
-            // Refused (the daemon is closed): no callback will run and no handle is handed out.
-            if !pending.is_null() {
-                // SAFETY: written just above from Box::into_raw and not yet seen by the caller.
-                unsafe {
-                    drop(Box::from_raw(*pending));
-                    *pending = std::ptr::null_mut();
-                }
-            }
-            return fail(e);
-        }
-        wsd_status::WSD_OK
     }
 }
 

@@ -4,14 +4,13 @@
 use std::ffi::{c_char, c_void};
 use std::sync::Arc;
 
-use tokio_util::sync::CancellationToken;
 use wsd_core::CallStream;
 
-use crate::async_call::{wsd_callback, wsd_pending, UserData};
+use crate::async_call::{start_async, wsd_callback, wsd_pending};
 use crate::boundary::{bytes_arg, out_arg, ref_arg, str_arg};
 use crate::daemon::wsd_daemon;
 use crate::memory::bytes_out;
-use crate::status::{error_strings, fail, fail_with, wsd_status};
+use crate::status::{fail, fail_with, wsd_status};
 
 const STREAM_END: &str = "the stream has ended";
 
@@ -123,41 +122,16 @@ pub unsafe extern "C" fn wsd_stream_next_async(
         let d = arg!(unsafe { ref_arg(daemon, "daemon") });
         // SAFETY: NULL or a live stream handle by contract.
         let s = arg!(unsafe { ref_arg(stream, "stream") });
-        let Some(callback) = callback else {
-            return fail_with(wsd_status::WSD_NULL_ARGUMENT, "callback must not be NULL");
-        };
-        let token = CancellationToken::new();
-        if !pending.is_null() {
-            // SAFETY: non-NULL and writable by contract.
-            unsafe { *pending = wsd_pending::new_raw(token.clone()) };
+        // SAFETY: `pending`, `callback` and `user_data` as the # Safety section requires.
+        unsafe {
+            start_async(callback, user_data, pending, |token, delivery| {
+                d.inner.stream_next_with_callback(&s.inner, token, |result| match result {
+                    Ok(Some(bytes)) => delivery.result(Ok(bytes)),
+                    Ok(None) => delivery.status(wsd_status::WSD_STREAM_END, stream_end_strings()),
+                    Err(e) => delivery.result(Err(e)),
+                })
+            })
         }
-        let user_data = UserData(user_data);
-        let started = d.inner.stream_next_with_callback(&s.inner, token, move |result| {
-            let user_data = user_data;
-            let (status, bytes, error) = match result {
-                Ok(Some(bytes)) => (wsd_status::WSD_OK, bytes, None),
-                Ok(None) => (wsd_status::WSD_STREAM_END, Vec::new(), Some(stream_end_strings())),
-                Err(e) => (wsd_status::from(e.code()), Vec::new(), Some(error_strings(&e))),
-            };
-            let (message_ptr, reason_ptr) = error
-                .as_ref()
-                .map_or((std::ptr::null(), std::ptr::null()), |(m, r)| (m.as_ptr(), r.as_ptr()));
-            let response_ptr = if bytes.is_empty() { std::ptr::null() } else { bytes.as_ptr() };
-            // SAFETY: the callback is a valid function pointer by contract; the buffers outlive
-            // the call.
-            unsafe { callback(user_data.0, status, response_ptr, bytes.len(), message_ptr, reason_ptr) };
-        });
-        if let Err(e) = started {
-            if !pending.is_null() {
-                // SAFETY: written just above by new_raw and not yet seen by the caller.
-                unsafe {
-                    crate::wsd_pending_free(*pending);
-                    *pending = std::ptr::null_mut();
-                }
-            }
-            return fail(e);
-        }
-        wsd_status::WSD_OK
     }
 }
 
