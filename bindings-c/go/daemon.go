@@ -2,43 +2,7 @@ package wsd
 
 /*
 #cgo pkg-config: wsd
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <wsd.h>
-
-// Defined in Go (callback.go, //export wsdgoCallback).
-extern void wsdgoCallback(uintptr_t handle, int status, uint8_t *response, size_t response_len, char *message, char *reason);
-
-// The libwsd callback: user_data carries a cgo.Handle value (an integer, never a Go pointer,
-// so that no Go memory is retained by C). The casts only drop const for the Go signature.
-static void wsdgo_trampoline(void *user_data, enum wsd_status status, const uint8_t *response,
-                             size_t response_len, const char *message, const char *reason) {
-	wsdgoCallback((uintptr_t)user_data, (int)status, (uint8_t *)response, response_len, (char *)message,
-	              (char *)reason);
-}
-
-typedef struct {
-	int status;
-	uint8_t *response;
-	size_t response_len;
-	char *message;
-	char *reason;
-	wsd_pending *pending;
-	wsd_daemon *daemon;
-} wsdgo_result;
-
-// wsd_last_error_message and _reason are thread-local: they must be read on the thread that made
-// the failing call, before any other libwsd call there. Go may move a goroutine to another
-// thread between two cgo calls, so every helper below reads them inside the same cgo call and
-// keeps copies (malloc'ed, freed by Go with free()).
-static void wsdgo_error_copy(wsdgo_result *r) {
-	if (r->status == WSD_OK) return;
-	const char *m = wsd_last_error_message();
-	const char *why = wsd_last_error_reason();
-	r->message = m ? strdup(m) : NULL;
-	r->reason = why ? strdup(why) : NULL;
-}
+#include "wsdgo.h"
 
 static wsdgo_result wsdgo_new(const char *config) {
 	wsdgo_result r = {0};
@@ -254,12 +218,6 @@ type asyncResult struct {
 }
 
 // callAsync runs the call on the daemon's threads and waits for its callback or the end of ctx.
-//
-// Lifetime: the channel is reachable from C only through a cgo.Handle (an integer in
-// user_data), which keeps it alive for the GC until the callback - which libwsd runs exactly
-// once, also after a cancel or a close - takes it and deletes the handle. The channel is
-// buffered so that the callback never blocks a daemon thread, even when the waiting goroutine
-// has already returned because ctx ended.
 func (d *Daemon) callAsync(ctx context.Context, method string, req []byte) ([]byte, error) {
 	cm, release, err := cMethod(method)
 	if err != nil {
@@ -267,7 +225,29 @@ func (d *Daemon) callAsync(ctx context.Context, method string, req []byte) ([]by
 	}
 	defer release()
 	reqPtr, reqLen := cBytes(req)
+	defer runtime.KeepAlive(req)
+	res, err := d.awaitAsync(ctx, func(p *C.wsd_daemon, h C.uintptr_t) C.wsdgo_result {
+		return C.wsdgo_call_async(p, cm, reqPtr, reqLen, h)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if res.status != statusOK {
+		return nil, errorFromStatus(res.status, res.message, res.reason)
+	}
+	return res.resp, nil
+}
 
+// awaitAsync starts an asynchronous libwsd function with start (given the daemon and the handle
+// its callback gets as user_data) and waits for the callback's outcome or the end of ctx. It
+// answers an error for a refused start or the end of ctx, else the outcome as delivered.
+//
+// Lifetime: the channel is reachable from C only through a cgo.Handle (an integer in
+// user_data), which keeps it alive for the GC until the callback - which libwsd runs exactly
+// once, also after a cancel or a close - takes it and deletes the handle. The channel is
+// buffered so that the callback never blocks a daemon thread, even when the waiting goroutine
+// has already returned because ctx ended.
+func (d *Daemon) awaitAsync(ctx context.Context, start func(*C.wsd_daemon, C.uintptr_t) C.wsdgo_result) (asyncResult, error) {
 	// d must stay reachable until the result is read: otherwise a GC during the wait could run
 	// the finalizer and close the daemon under the call.
 	defer runtime.KeepAlive(d)
@@ -278,17 +258,15 @@ func (d *Daemon) callAsync(ctx context.Context, method string, req []byte) ([]by
 	if d.ptr == nil {
 		d.mu.RUnlock()
 		h.Delete()
-		return nil, errClosed()
+		return asyncResult{}, errClosed()
 	}
-	r := C.wsdgo_call_async(d.ptr, cm, reqPtr, reqLen, C.uintptr_t(h))
+	r := start(d.ptr, C.uintptr_t(h))
 	d.mu.RUnlock()
-	runtime.KeepAlive(d)
-	runtime.KeepAlive(req)
 
 	if r.status != statusOK {
-		// The callback never runs when wsd_call_async fails: the handle is ours to delete.
+		// The callback never runs when the start fails: the handle is ours to delete.
 		h.Delete()
-		return nil, takeError(&r)
+		return asyncResult{}, takeError(&r)
 	}
 	// The pending handle is independent of the daemon's lifetime and may be freed at any time;
 	// freeing it neither cancels the call nor stops the callback.
@@ -297,26 +275,23 @@ func (d *Daemon) callAsync(ctx context.Context, method string, req []byte) ([]by
 
 	select {
 	case res := <-ch:
-		if res.status == statusOK {
-			return res.resp, nil
-		}
 		if res.status == statusCancelled && ctx.Err() != nil {
-			return nil, contextError(ctx.Err())
+			return asyncResult{}, contextError(ctx.Err())
 		}
-		return nil, errorFromStatus(res.status, res.message, res.reason)
+		return res, nil
 	case <-ctx.Done():
 		// A result that arrived together with the end of ctx wins.
 		select {
 		case res := <-ch:
 			if res.status == statusOK {
-				return res.resp, nil
+				return res, nil
 			}
 		default:
 		}
 		// Only the wait ends: work that must not be abandoned half-way goes on in the daemon.
 		// The callback still runs (with CANCELLED) and releases the handle.
 		C.wsd_pending_cancel(pending)
-		return nil, contextError(ctx.Err())
+		return asyncResult{}, contextError(ctx.Err())
 	}
 }
 

@@ -2,49 +2,20 @@ package wsd
 
 /*
 #cgo pkg-config: wsd
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-#include <wsd.h>
+#include "wsdgo.h"
 
-extern void wsdgoCallback(uintptr_t handle, int status, uint8_t *response, size_t response_len, char *message, char *reason);
-
-// As wsdgo_trampoline (daemon.go): static functions of a cgo preamble are private to their file.
-static void wsdgo_stream_trampoline(void *user_data, enum wsd_status status, const uint8_t *response,
-                                    size_t response_len, const char *message, const char *reason) {
-	wsdgoCallback((uintptr_t)user_data, (int)status, (uint8_t *)response, response_len, (char *)message,
-	              (char *)reason);
-}
-
-typedef struct {
-	int status;
-	wsd_stream *stream;
-	wsd_pending *pending;
-	char *message;
-	char *reason;
-} wsdgo_stream_result;
-
-// The thread-local last error is read inside the same cgo call (see daemon.go).
-static void wsdgo_stream_error_copy(wsdgo_stream_result *r) {
-	if (r->status == WSD_OK) return;
-	const char *m = wsd_last_error_message();
-	const char *why = wsd_last_error_reason();
-	r->message = m ? strdup(m) : NULL;
-	r->reason = why ? strdup(why) : NULL;
-}
-
-static wsdgo_stream_result wsdgo_stream_open(const wsd_daemon *d, const char *method, const uint8_t *req,
-                                             size_t req_len) {
-	wsdgo_stream_result r = {0};
+static wsdgo_result wsdgo_stream_open(const wsd_daemon *d, const char *method, const uint8_t *req,
+                                      size_t req_len) {
+	wsdgo_result r = {0};
 	r.status = wsd_stream_open(d, method, req, req_len, &r.stream);
-	wsdgo_stream_error_copy(&r);
+	wsdgo_error_copy(&r);
 	return r;
 }
 
-static wsdgo_stream_result wsdgo_stream_next_async(const wsd_daemon *d, const wsd_stream *s, uintptr_t handle) {
-	wsdgo_stream_result r = {0};
-	r.status = wsd_stream_next_async(d, s, wsdgo_stream_trampoline, (void *)handle, &r.pending);
-	wsdgo_stream_error_copy(&r);
+static wsdgo_result wsdgo_stream_next_async(const wsd_daemon *d, const wsd_stream *s, uintptr_t handle) {
+	wsdgo_result r = {0};
+	r.status = wsd_stream_next_async(d, s, wsdgo_trampoline, (void *)handle, &r.pending);
+	wsdgo_error_copy(&r);
 	return r;
 }
 */
@@ -55,7 +26,6 @@ import (
 	"fmt"
 	"io"
 	"runtime"
-	"runtime/cgo"
 	"sync"
 
 	"google.golang.org/grpc"
@@ -179,59 +149,27 @@ func (s *clientStream) open() error {
 	r := C.wsdgo_stream_open(s.d.ptr, cm, reqPtr, reqLen)
 	runtime.KeepAlive(s.request)
 	if r.status != statusOK {
-		return errorFromStatus(int(r.status), takeCString(&r.message), takeCString(&r.reason))
+		return takeError(&r)
 	}
 	s.stream = r.stream
 	return nil
 }
 
 // next waits for the next response on the daemon's threads, or for the end of the context.
-// Lifetime of the channel and its handle: as in callAsync (daemon.go).
 func (s *clientStream) next() ([]byte, error) {
-	defer runtime.KeepAlive(s.d)
-	ch := make(chan asyncResult, 1)
-	h := cgo.NewHandle(ch)
-	s.d.mu.RLock()
-	if s.d.ptr == nil {
-		s.d.mu.RUnlock()
-		h.Delete()
-		return nil, errClosed()
+	res, err := s.d.awaitAsync(s.ctx, func(d *C.wsd_daemon, h C.uintptr_t) C.wsdgo_result {
+		return C.wsdgo_stream_next_async(d, s.stream, h)
+	})
+	if err != nil {
+		return nil, err
 	}
-	r := C.wsdgo_stream_next_async(s.d.ptr, s.stream, C.uintptr_t(h))
-	s.d.mu.RUnlock()
-	if r.status != statusOK {
-		h.Delete()
-		return nil, errorFromStatus(int(r.status), takeCString(&r.message), takeCString(&r.reason))
-	}
-	pending := r.pending
-	defer C.wsd_pending_free(pending)
-	result := func(res asyncResult) ([]byte, error) {
-		switch res.status {
-		case statusOK:
-			return res.resp, nil
-		case statusStreamEnd:
-			return nil, io.EOF
-		default:
-			return nil, errorFromStatus(res.status, res.message, res.reason)
-		}
-	}
-	select {
-	case res := <-ch:
-		if res.status == statusCancelled && s.ctx.Err() != nil {
-			return nil, contextError(s.ctx.Err())
-		}
-		return result(res)
-	case <-s.ctx.Done():
-		select {
-		case res := <-ch:
-			if res.status == statusOK {
-				return res.resp, nil
-			}
-		default:
-		}
-		// The callback still runs (with CANCELLED) and releases the handle; the stream ends here.
-		C.wsd_pending_cancel(pending)
-		return nil, contextError(s.ctx.Err())
+	switch res.status {
+	case statusOK:
+		return res.resp, nil
+	case statusStreamEnd:
+		return nil, io.EOF
+	default:
+		return nil, errorFromStatus(res.status, res.message, res.reason)
 	}
 }
 
