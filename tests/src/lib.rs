@@ -45,6 +45,20 @@ pub fn daemon_binary() -> PathBuf {
     bin
 }
 
+/// Writes `len` incompressible bytes (xorshift from `seed`), so archives are as large as the file.
+pub fn write_random(path: &Path, len: usize, seed: u64) {
+    let mut state = seed | 1;
+    let mut data = Vec::with_capacity(len + 8);
+    while data.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        data.extend_from_slice(&state.to_le_bytes());
+    }
+    data.truncate(len);
+    std::fs::write(path, data).expect("write");
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

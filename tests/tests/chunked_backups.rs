@@ -14,7 +14,7 @@ use wsd_proto::wsdaemon::{
     BackupWorkspaceRequest, DisposeWorkspaceRequest, TakeSnapshotRequest, WaitForInitRequest,
 };
 use wsd_tests::s3::{S3Server, SECRET_KEY};
-use wsd_tests::{init_ready, init_request, tree, Client, DaemonProcess};
+use wsd_tests::{init_ready, init_request, tree, write_random, Client, DaemonProcess};
 
 const SKIP: &[&str] = &[".gitpod"];
 const BUCKET: &str = "gitpod-user-owner-1";
@@ -100,19 +100,6 @@ fn files_ending(root: &Path, suffix: &str) -> Vec<PathBuf> {
     }
     out.sort();
     out
-}
-
-fn write_random(path: &Path, len: usize, seed: u64) {
-    let mut state = seed | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        data.extend_from_slice(&state.to_le_bytes());
-    }
-    data.truncate(len);
-    std::fs::write(path, data).expect("write");
 }
 
 fn pack_bytes(storage: &Path) -> u64 {

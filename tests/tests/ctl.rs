@@ -2,10 +2,9 @@
 //! backed up with progress lines, disposed of and restored from its backup and from a snapshot;
 //! answers that are not OK become the status code as exit code.
 
-use std::path::Path;
 use std::process::Output;
 
-use wsd_tests::{daemon_binary, tree, DaemonProcess};
+use wsd_tests::{daemon_binary, tree, write_random, DaemonProcess};
 
 const SKIP: &[&str] = &[".gitpod"];
 
@@ -42,19 +41,6 @@ async fn ctl_at(d: &DaemonProcess, args: &[&str], code: i32) -> (String, String)
         "ws-daemon {all:?}\nstdout: {stdout}\nstderr: {stderr}"
     );
     (stdout, stderr)
-}
-
-fn write_random(path: &Path, len: usize, seed: u64) {
-    let mut state = seed | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        data.extend_from_slice(&state.to_le_bytes());
-    }
-    data.truncate(len);
-    std::fs::write(path, data).expect("write");
 }
 
 #[tokio::test]

@@ -5,20 +5,7 @@ use tonic::Code;
 use wsd_proto::contentservice::workspace_initializer::Spec;
 use wsd_proto::contentservice::{EmptyInitializer, FromBackupInitializer};
 use wsd_proto::wsdaemon::{BackupWorkspaceRequest, DisposeWorkspaceRequest, ProgressRequest};
-use wsd_tests::{init_ready, DaemonProcess};
-
-fn write_random(path: &std::path::Path, len: usize, seed: u64) {
-    let mut state = seed | 1;
-    let mut data = Vec::with_capacity(len + 8);
-    while data.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        data.extend_from_slice(&state.to_le_bytes());
-    }
-    data.truncate(len);
-    std::fs::write(path, data).expect("write");
-}
+use wsd_tests::{init_ready, write_random, DaemonProcess};
 
 #[tokio::test]
 async fn a_backup_and_a_restore_report_their_progress() {
