@@ -1,15 +1,12 @@
 // The same requests give the same answers in-process and over gRPC (an @grpc/grpc-js client
 // against the ws-daemon binary).
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { createServer, connect } from 'node:net'
-import { mkdirSync, writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import test from 'node:test'
 
-import { daemonBinary, options, scratch } from './helpers.mjs'
+import { options, scratch, startServer } from './helpers.mjs'
 
 const require = createRequire(import.meta.url)
 const grpc = require('@grpc/grpc-js')
@@ -17,41 +14,6 @@ const protoLoader = require('@grpc/proto-loader')
 const { Daemon, Status } = require('../wsd.js')
 
 const protos = join(dirname(fileURLToPath(import.meta.url)), '../../proto/protos')
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
-}
-
-async function waitForPort(port, child) {
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`ws-daemon exited with ${child.exitCode}`)
-    const ok = await new Promise((resolve) => {
-      const s = connect(port, '127.0.0.1', () => { s.end(); resolve(true) })
-      s.on('error', () => resolve(false))
-    })
-    if (ok) return
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error('ws-daemon did not listen')
-}
-
-async function startServer(t, dir) {
-  const port = await freePort()
-  mkdirSync(dir, { recursive: true })
-  const config = join(dir, 'config.toml')
-  writeFileSync(config, `working_area = ${JSON.stringify(join(dir, 'area'))}\n[storage]\nlocal_path = ${JSON.stringify(join(dir, 'storage'))}\n[limits]\nshutdown_grace_secs = 1\n[server]\nlisten = "127.0.0.1:${port}"\nmetrics_listen = ""\n`)
-  const child = spawn(daemonBinary(), ['--config', config], { stdio: ['ignore', 'ignore', 'inherit'] })
-  t.after(() => child.kill('SIGKILL'))
-  await waitForPort(port, child)
-  return port
-}
 
 function grpcClient(port) {
   const def = protoLoader.loadSync('wsdaemon/daemon.proto', { includeDirs: [protos], longs: String, enums: String, defaults: false, oneofs: false })

@@ -1,15 +1,13 @@
 // Server-streaming RPCs in-process: watchProgress is an async iterator of the reports that
 // WatchProgress streams over gRPC, and answers the same as an @grpc/grpc-js client of the server.
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
-import { createServer, connect } from 'node:net'
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join, dirname } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import test from 'node:test'
 
-import { daemonBinary, options, scratch } from './helpers.mjs'
+import { options, scratch, startServer } from './helpers.mjs'
 
 const require = createRequire(import.meta.url)
 const grpc = require('@grpc/grpc-js')
@@ -86,36 +84,6 @@ test('a watch waiting when the daemon closes rejects with UNAVAILABLE', async (t
   await assert.rejects(waiting, (e) => e.code === 'UNAVAILABLE')
   await assert.rejects(collect(d.watchProgress({ id: 'ws-c' })), (e) => e.code === 'UNAVAILABLE')
 })
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer()
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address()
-      srv.close(() => resolve(port))
-    })
-    srv.on('error', reject)
-  })
-}
-
-async function startServer(t, dir) {
-  const port = await freePort()
-  mkdirSync(dir, { recursive: true })
-  const config = join(dir, 'config.toml')
-  writeFileSync(config, `working_area = ${JSON.stringify(join(dir, 'area'))}\n[storage]\nlocal_path = ${JSON.stringify(join(dir, 'storage'))}\n[limits]\nshutdown_grace_secs = 1\n[server]\nlisten = "127.0.0.1:${port}"\nmetrics_listen = ""\n`)
-  const child = spawn(daemonBinary(), ['--config', config], { stdio: ['ignore', 'ignore', 'inherit'] })
-  t.after(() => child.kill('SIGKILL'))
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`ws-daemon exited with ${child.exitCode}`)
-    const ok = await new Promise((resolve) => {
-      const s = connect(port, '127.0.0.1', () => { s.end(); resolve(true) })
-      s.on('error', () => resolve(false))
-    })
-    if (ok) return port
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error('ws-daemon did not listen')
-}
 
 test('watchProgress answers as WatchProgress over gRPC', async (t) => {
   const dir = scratch(t)
