@@ -121,6 +121,12 @@ pub(crate) fn fail_with(status: wsd_status, message: &str) -> wsd_status {
     status
 }
 
+/// The message and reason of a library status (as [`fail_with`] records them), for an
+/// asynchronous callback.
+pub(crate) fn status_strings(status: wsd_status, message: &str) -> (CString, CString) {
+    (c_string(message), c_string(&status.name().to_lowercase()))
+}
+
 /// The message and reason of a failed call, for an asynchronous callback (which reports them as
 /// arguments rather than through the thread's last error).
 pub(crate) fn error_strings(e: &Error) -> (CString, CString) {

@@ -10,17 +10,9 @@ use crate::async_call::{start_async, wsd_callback, wsd_pending};
 use crate::boundary::{bytes_arg, out_arg, ref_arg, str_arg};
 use crate::daemon::wsd_daemon;
 use crate::memory::bytes_out;
-use crate::status::{fail, fail_with, wsd_status};
+use crate::status::{fail, fail_with, status_strings, wsd_status};
 
 const STREAM_END: &str = "the stream has ended";
-
-/// What a callback gets with WSD_STREAM_END, as for a failure: a message and a reason.
-fn stream_end_strings() -> (std::ffi::CString, std::ffi::CString) {
-    (
-        std::ffi::CString::new(STREAM_END).unwrap_or_default(),
-        std::ffi::CString::new("stream_end").unwrap_or_default(),
-    )
-}
 
 /// An open server-streaming call. Free it with [`wsd_stream_free`].
 pub struct wsd_stream {
@@ -127,7 +119,7 @@ pub unsafe extern "C" fn wsd_stream_next_async(
             start_async(callback, user_data, pending, |token, delivery| {
                 d.inner.stream_next_with_callback(&s.inner, token, |result| match result {
                     Ok(Some(bytes)) => delivery.result(Ok(bytes)),
-                    Ok(None) => delivery.status(wsd_status::WSD_STREAM_END, stream_end_strings()),
+                    Ok(None) => delivery.status(wsd_status::WSD_STREAM_END, status_strings(wsd_status::WSD_STREAM_END, STREAM_END)),
                     Err(e) => delivery.result(Err(e)),
                 })
             })
