@@ -102,6 +102,14 @@ fn files_ending(root: &Path, suffix: &str) -> Vec<PathBuf> {
     out
 }
 
+/// The key of the full manifest the stored manifest at `path` is a delta against, if it is one.
+fn base_of(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).expect("manifest");
+    wsd_core::chunked::delta_header(&bytes)
+        .expect("a manifest")
+        .map(|h| h.base_key)
+}
+
 fn pack_bytes(storage: &Path) -> u64 {
     files_ending(storage, ".pack")
         .iter()
@@ -147,12 +155,31 @@ async fn chunked_backups_upload_what_changed_and_restore_the_tree() {
         grown > 0 && grown < 64 << 10,
         "the third backup stored {grown} bytes"
     );
-    // keep_backups = 2: the oldest manifest went.
+    // The incremental backups stored deltas against the first, which keep_backups = 2 keeps
+    // while they need it.
     let manifests = files_ending(
         &d.storage().join(BUCKET).join("workspaces/meta-a/backups"),
         ".wsm",
     );
-    assert_eq!(manifests.len(), 2, "{manifests:?}");
+    let bases: Vec<Option<String>> = manifests.iter().map(|m| base_of(m)).collect();
+    let full = manifests[0]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("name");
+    assert!(
+        bases.len() == 3
+            && bases[0].is_none()
+            && bases[1..]
+                .iter()
+                .all(|b| b.as_deref().is_some_and(|b| b.ends_with(full))),
+        "{manifests:?}: {bases:?}"
+    );
+    let full_bytes = std::fs::metadata(&manifests[0]).expect("manifest").len();
+    let delta_bytes = std::fs::metadata(&manifests[2]).expect("manifest").len();
+    assert!(
+        delta_bytes * 2 < full_bytes,
+        "a delta of {delta_bytes} bytes against a full manifest of {full_bytes}"
+    );
 
     dispose(&mut c, "ws-a", false).await;
     init_ready(&mut c, "ws-b", "meta-a", from_backup()).await;
@@ -491,8 +518,20 @@ async fn killed_backups(store: Store) {
             ".wsm",
         ) {
             let bytes = std::fs::read(&manifest).expect("manifest");
-            let m = wsd_core::chunked::decode_manifest(&bytes).expect("a stored manifest is whole");
-            for pack in &m.packs {
+            let stored =
+                wsd_core::chunked::decode_stored(&bytes).expect("a stored manifest is whole");
+            let packs = match stored {
+                wsd_core::chunked::Stored::Full(m) => m.packs,
+                // A delta's other packs are its base's, itself one of the manifests checked.
+                wsd_core::chunked::Stored::Delta(header, delta) => {
+                    assert!(
+                        storage.join(BUCKET).join(&header.base_key).is_file(),
+                        "round {round} (seed {seed}): a delta's base is missing"
+                    );
+                    delta.packs
+                }
+            };
+            for pack in &packs {
                 let file = storage
                     .join(BUCKET)
                     .join(format!("packs/{}/{pack}.pack", &pack[..2]));

@@ -46,12 +46,31 @@ pub trait PackSink: Send {
 
 /// What a backup reuses from the previous one.
 pub struct Parent {
-    manifest: Manifest,
+    manifest: Arc<Manifest>,
     by_path: HashMap<Vec<u8>, usize>,
+    base: Option<DeltaBase>,
+}
+
+/// The full manifest a backup may store its manifest as a delta against (see `format`): the
+/// parent itself when it is full, else the parent's own base.
+#[derive(Clone)]
+pub struct DeltaBase {
+    pub key: String,
+    /// BLAKE3 of its stored bytes.
+    pub hash: [u8; 32],
+    pub manifest: Arc<Manifest>,
+    /// Its stored bytes, kept in the working area with the parent.
+    pub encoded: bytes::Bytes,
 }
 
 impl Parent {
+    /// A parent whose manifest no delta may build on.
     pub fn new(manifest: Manifest) -> Parent {
+        Parent::with_base(Arc::new(manifest), None)
+    }
+
+    /// A parent, and the full manifest the next backup may store a delta against.
+    pub fn with_base(manifest: Arc<Manifest>, base: Option<DeltaBase>) -> Parent {
         let by_path = manifest
             .entries
             .iter()
@@ -59,11 +78,19 @@ impl Parent {
             .filter(|(_, e)| e.kind == KIND_FILE)
             .map(|(i, e)| (e.path.clone(), i))
             .collect();
-        Parent { manifest, by_path }
+        Parent {
+            manifest,
+            by_path,
+            base,
+        }
     }
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
+    }
+
+    pub fn delta_base(&self) -> Option<&DeltaBase> {
+        self.base.as_ref()
     }
 }
 

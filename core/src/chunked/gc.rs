@@ -11,8 +11,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use super::format::is_pack_name;
-use super::load_manifest;
+use super::format::{decode_stored, is_pack_name, FormatError, Stored};
 use super::objects::PackPlace;
 use crate::error::{Error, Result};
 use crate::storage::{ObjectLocation, Storage};
@@ -111,20 +110,67 @@ async fn mark(
             bucket: place.bucket.clone(),
             key,
         };
-        match load_manifest(storage, &loc).await {
-            Ok(None) => vanished = true,
-            Ok(Some(manifest)) => {
-                report.manifests += 1;
+        let Some(bytes) = storage.get_bytes(&loc).await? else {
+            vanished = true;
+            continue;
+        };
+        report.manifests += 1;
+        let stored = decode(bytes).await?.map_err(|e| stop(&loc, &e))?;
+        let base = match stored {
+            Stored::Full(manifest) => {
                 marked.extend(manifest.packs);
+                continue;
             }
-            Err(e) => {
-                return Err(Error::DataLoss(format!(
-                    "garbage collection stopped before deleting anything: {e}"
-                )))
+            Stored::Delta(header, delta) => {
+                marked.extend(delta.packs);
+                header.base_key
+            }
+        };
+        // The packs a delta shares with its base are the base's: marked with it, read once
+        // (pruning keeps a base while a delta needs it, so it is listed too, unless both went
+        // since the listing).
+        if !seen.insert(base.clone()) {
+            continue;
+        }
+        let base_loc = ObjectLocation {
+            bucket: place.bucket.clone(),
+            key: base,
+        };
+        match storage.get_bytes(&base_loc).await? {
+            Some(bytes) => match decode(bytes).await?.map_err(|e| stop(&base_loc, &e))? {
+                Stored::Full(manifest) => {
+                    report.manifests += 1;
+                    marked.extend(manifest.packs);
+                }
+                Stored::Delta(..) => {
+                    return Err(stop(&base_loc, &"a delta's base is a delta itself"));
+                }
+            },
+            None if storage.head(&loc).await?.is_none() => vanished = true,
+            None => {
+                return Err(stop(
+                    &loc,
+                    &format!("its base {} is missing", base_loc.qualified()),
+                ))
             }
         }
     }
     Ok(vanished)
+}
+
+/// Decodes a stored manifest off the async threads.
+async fn decode(bytes: bytes::Bytes) -> Result<std::result::Result<Stored, FormatError>> {
+    tokio::task::spawn_blocking(move || decode_stored(&bytes))
+        .await
+        .map_err(Error::internal)
+}
+
+/// The error that stops a collection at an unusable manifest, before anything is deleted.
+fn stop(loc: &ObjectLocation, why: &dyn std::fmt::Display) -> Error {
+    Error::DataLoss(format!(
+        "garbage collection stopped before deleting anything: the manifest {} cannot be used: {why}",
+        loc.qualified()
+    ))
 }
 
 fn unix_millis() -> i64 {

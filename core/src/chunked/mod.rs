@@ -21,9 +21,13 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 
-pub use backup::{BackupStats, PackSink, Parent, PACK_TARGET};
+pub use backup::{BackupStats, DeltaBase, PackSink, Parent, PACK_TARGET};
 pub use export::export_full_archive;
-pub use format::{decode_manifest, encode_manifest, is_manifest, FormatError, Manifest};
+use format::DELTA_HEADER_MAX;
+pub use format::{
+    decode_manifest, decode_stored, delta_header, encode_manifest, is_manifest, Delta, DeltaHeader,
+    FormatError, Manifest, Stored,
+};
 pub use gc::{collect_garbage, delete_workspace, GcReport};
 pub use objects::{is_manifest_key, PackPlace, MANIFEST_EXT};
 pub use restore::restore_manifest;
@@ -35,19 +39,107 @@ use crate::storage::{ObjectLocation, Storage};
 /// Packs uploaded at once by one backup.
 const UPLOADS_AT_ONCE: usize = 3;
 
-/// Reads the manifest at `loc`: `None` when there is none, DATA_LOSS when it is damaged.
+/// Reads the manifest at `loc`, a delta resolved against its base: `None` when there is none,
+/// DATA_LOSS when it (or a delta's base) is damaged or missing.
 pub async fn load_manifest(storage: &Storage, loc: &ObjectLocation) -> Result<Option<Manifest>> {
-    let Some(bytes) = storage.get_bytes(loc).await? else {
+    Ok(load_stored(storage, loc)
+        .await?
+        .map(|loaded| Arc::unwrap_or_clone(loaded.manifest)))
+}
+
+/// A manifest read from storage: what it stands for, its stored bytes and, for a delta, its base.
+pub struct Loaded {
+    pub loc: ObjectLocation,
+    /// The manifest, a delta resolved.
+    pub manifest: Arc<Manifest>,
+    pub encoded: bytes::Bytes,
+    pub base: Option<DeltaBase>,
+}
+
+impl Loaded {
+    /// This manifest as the parent of the workspace's next backup, whose manifest may be a delta
+    /// against this one's base, or against this one when it is full.
+    pub fn into_parent(self) -> Parent {
+        let base = self.base.unwrap_or_else(|| DeltaBase {
+            key: self.loc.key.clone(),
+            hash: *blake3::hash(&self.encoded).as_bytes(),
+            manifest: self.manifest.clone(),
+            encoded: self.encoded.clone(),
+        });
+        Parent::with_base(self.manifest, Some(base))
+    }
+}
+
+/// Reads the manifest at `loc` and, for a delta, its base (see [`load_manifest`]).
+pub async fn load_stored(storage: &Storage, loc: &ObjectLocation) -> Result<Option<Loaded>> {
+    let Some(encoded) = storage.get_bytes(loc).await? else {
         return Ok(None);
     };
     let what = loc.qualified();
-    tokio::task::spawn_blocking(move || {
-        decode_manifest(&bytes)
-            .map(Some)
-            .map_err(|e| Error::DataLoss(format!("the manifest {what} cannot be used: {e}")))
-    })
-    .await
-    .map_err(Error::internal)?
+    let unusable =
+        move |e: FormatError| Error::DataLoss(format!("the manifest {what} cannot be used: {e}"));
+    let stored = {
+        let encoded = encoded.clone();
+        tokio::task::spawn_blocking(move || decode_stored(&encoded))
+            .await
+            .map_err(Error::internal)?
+            .map_err(unusable.clone())?
+    };
+    let (header, delta) = match stored {
+        Stored::Full(manifest) => {
+            return Ok(Some(Loaded {
+                loc: loc.clone(),
+                manifest: Arc::new(manifest),
+                encoded,
+                base: None,
+            }))
+        }
+        Stored::Delta(header, delta) => (header, delta),
+    };
+    let base_loc = ObjectLocation {
+        bucket: loc.bucket.clone(),
+        key: header.base_key.clone(),
+    };
+    // A base is a full backup of the same workspace, next to the delta.
+    if !may_build_on(&loc.key, &base_loc.key) {
+        return Err(unusable(FormatError::Damaged(
+            "its base is not another backup of the same workspace".into(),
+        )));
+    }
+    let Some(base_encoded) = storage.get_bytes(&base_loc).await? else {
+        return Err(unusable(FormatError::Damaged(format!(
+            "its base {} is missing",
+            base_loc.qualified()
+        ))));
+    };
+    let resolved = {
+        let base_encoded = base_encoded.clone();
+        tokio::task::spawn_blocking(move || {
+            if *blake3::hash(&base_encoded).as_bytes() != header.base_hash {
+                return Err(FormatError::Damaged(
+                    "its base is not the manifest it was made against".into(),
+                ));
+            }
+            let base = decode_manifest(&base_encoded)?;
+            let manifest = format::resolve_delta(&base, delta)?;
+            Ok((Arc::new(base), manifest))
+        })
+        .await
+        .map_err(Error::internal)?
+        .map_err(unusable)?
+    };
+    let (base, manifest) = resolved;
+    Ok(Some(Loaded {
+        loc: loc.clone(),
+        manifest: Arc::new(manifest),
+        encoded,
+        base: Some(DeltaBase {
+            key: base_loc.key,
+            hash: header.base_hash,
+            manifest: base,
+            encoded: base_encoded,
+        }),
+    }))
 }
 
 /// The newest backup manifest of workspace `meta_id` and its time, found through the workspace's
@@ -116,19 +208,26 @@ impl PackSink for UploadQueue {
 }
 
 /// What [`write_backup`] stored.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Written {
+    /// Where the manifest is stored.
+    pub loc: ObjectLocation,
     pub manifest: Arc<Manifest>,
     pub stats: BackupStats,
     /// Size of the stored manifest.
     pub manifest_bytes: u64,
-    /// The stored manifest, for keeping as the next backup's parent.
+    /// The stored manifest (full or delta), for keeping as the next backup's parent.
     pub encoded: bytes::Bytes,
+    /// The full manifest the stored one is a delta against; `None` when it is full.
+    pub base: Option<DeltaBase>,
 }
 
 /// Writes a chunked backup of `source` (packs into `place`) and commits it by storing its
-/// manifest at `loc` (for a backup, then its workspace's `latest` pointer). On any failure no manifest is stored: earlier backups stay as they were,
-/// and packs already uploaded are left for garbage collection.
+/// manifest at `loc` (for a backup, then its workspace's `latest` pointer). On any failure no
+/// manifest is stored: earlier backups stay as they were, and packs already uploaded are left for
+/// garbage collection. A backup whose parent has a full base among the workspace's backups is
+/// stored as a delta against it while the delta stays small (`format::delta_pays_off`);
+/// snapshots are always stored in full.
 #[allow(clippy::too_many_arguments)]
 pub async fn write_backup(
     storage: Arc<Storage>,
@@ -141,6 +240,10 @@ pub async fn write_backup(
     opts: Arc<ArchiveOptions>,
 ) -> Result<Written> {
     let (place_of_pointer, meta_of_pointer) = (place.clone(), meta_id.clone());
+    let delta_against = parent
+        .as_ref()
+        .and_then(|p| p.delta_base().cloned())
+        .filter(|base| may_build_on(&loc.key, &base.key));
     let (tx, rx) = tokio::sync::mpsc::channel::<(String, Vec<u8>)>(1);
     let uploads = {
         let storage = storage.clone();
@@ -172,9 +275,10 @@ pub async fn write_backup(
         what: loc.qualified(),
         reason: e.to_string(),
     })?;
-    let encoded = tokio::task::spawn_blocking({
+    let manifest = Arc::new(manifest);
+    let (encoded, base) = tokio::task::spawn_blocking({
         let manifest = manifest.clone();
-        move || encode_manifest(&manifest)
+        move || encode_backup(&manifest, delta_against)
     })
     .await
     .map_err(Error::internal)?
@@ -189,11 +293,43 @@ pub async fn write_backup(
             .await?;
     }
     Ok(Written {
-        manifest: Arc::new(manifest),
+        loc,
+        manifest,
         stats,
         manifest_bytes: encoded.len() as u64,
         encoded,
+        base,
     })
+}
+
+/// Whether the manifest at `key` may be stored as a delta against the one at `base_key`: both
+/// backups (never a snapshot) of the same workspace, so that pruning keeps the base as long as
+/// the delta.
+fn may_build_on(key: &str, base_key: &str) -> bool {
+    let folder = |k: &str| k.rsplit_once('/').map(|(folder, _)| folder.to_string());
+    key != base_key
+        && PackPlace::backup_time(key).is_some()
+        && PackPlace::backup_time(base_key).is_some()
+        && folder(key) == folder(base_key)
+}
+
+/// The stored form of a backup's manifest: a delta against `base` when there is one and the delta
+/// pays off, else the full manifest.
+fn encode_backup(
+    manifest: &Manifest,
+    base: Option<DeltaBase>,
+) -> std::io::Result<(Vec<u8>, Option<DeltaBase>)> {
+    if let Some(base) = base {
+        let delta = format::make_delta(&base.manifest, manifest);
+        if format::delta_pays_off(&delta, manifest) {
+            let header = format::DeltaHeader {
+                base_key: base.key.clone(),
+                base_hash: base.hash,
+            };
+            return Ok((format::encode_delta(&header, &delta)?, Some(base)));
+        }
+    }
+    Ok((encode_manifest(manifest)?, None))
 }
 
 fn tokio_stream_from<T: Send + 'static>(
@@ -202,8 +338,9 @@ fn tokio_stream_from<T: Send + 'static>(
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
-/// Removes all but the newest `keep` (at least one) backup manifests of a workspace; answers how
-/// many were removed. Their packs go when garbage collection finds them unreferenced.
+/// Removes all but the newest `keep` (at least one) backup manifests of a workspace, and the full
+/// manifests the kept deltas build on; answers how many were removed. Their packs go when garbage
+/// collection finds them unreferenced.
 pub async fn prune_backups(
     storage: &Storage,
     place: &PackPlace,
@@ -212,29 +349,96 @@ pub async fn prune_backups(
 ) -> Result<usize> {
     let backups = list_backups(storage, place, meta_id).await?;
     let excess = backups.len().saturating_sub(keep.max(1));
-    for (loc, _) in &backups[..excess] {
-        storage.delete(loc).await?;
+    let mut bases = std::collections::HashSet::new();
+    for (loc, _) in &backups[excess..] {
+        let Some(size) = storage.head(loc).await?.map(|meta| meta.size) else {
+            continue;
+        };
+        let head_len = (DELTA_HEADER_MAX as u64).min(size);
+        let Some(head) = storage.get_range(loc, 0..head_len).await? else {
+            continue;
+        };
+        match delta_header(&head) {
+            Ok(Some(header)) => {
+                bases.insert(header.base_key);
+            }
+            Ok(None) => {}
+            // A damaged manifest names no base to keep; its own restore reports the damage.
+            Err(e) => {
+                tracing::warn!(object = %loc.qualified(), error = %e, "cannot read a kept backup manifest's header")
+            }
+        }
     }
-    Ok(excess)
+    let mut removed = 0;
+    // Newest first: a delta goes before its base, so whoever finds a base gone finds its deltas
+    // gone too (garbage collection relies on it).
+    for (loc, _) in backups[..excess].iter().rev() {
+        if !bases.contains(&loc.key) {
+            storage.delete(loc).await?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
-/// The parent kept in the working area: the location line, then the stored manifest.
-pub fn save_local_parent(path: &Path, loc: &ObjectLocation, encoded: &[u8]) -> std::io::Result<()> {
+/// Keeps a manifest in the working area as the next backup's parent: the location line, the
+/// stored manifest's length (8 bytes, little-endian) and bytes, then for a delta its base's.
+pub fn save_local_parent(
+    path: &Path,
+    loc: &ObjectLocation,
+    encoded: &[u8],
+    base_encoded: Option<&[u8]>,
+) -> std::io::Result<()> {
     let tmp = path.with_extension("wsm.tmp");
-    let mut bytes = Vec::with_capacity(encoded.len() + 128);
+    let base_encoded = base_encoded.unwrap_or_default();
+    let mut bytes = Vec::with_capacity(encoded.len() + base_encoded.len() + 136);
     bytes.extend_from_slice(loc.qualified().as_bytes());
     bytes.push(b'\n');
+    bytes.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
     bytes.extend_from_slice(encoded);
+    bytes.extend_from_slice(base_encoded);
     std::fs::write(&tmp, &bytes)?;
     std::fs::rename(&tmp, path)
 }
 
-/// The parent kept in the working area, if there is a usable one.
-pub fn load_local_parent(path: &Path) -> Option<(ObjectLocation, Manifest)> {
-    let bytes = std::fs::read(path).ok()?;
+/// The parent kept in the working area, if there is a usable one (a delta resolved against the
+/// base kept with it). Blocking.
+pub fn load_local_parent(path: &Path) -> Option<Loaded> {
+    let bytes = bytes::Bytes::from(std::fs::read(path).ok()?);
     let newline = bytes.iter().position(|&b| b == b'\n')?;
     let name = std::str::from_utf8(&bytes[..newline]).ok()?;
     let loc = ObjectLocation::parse_qualified(name).ok()?;
-    let manifest = decode_manifest(&bytes[newline + 1..]).ok()?;
-    Some((loc, manifest))
+    let rest = bytes.slice(newline + 1..);
+    let len = usize::try_from(u64::from_le_bytes(*rest.first_chunk::<8>()?)).ok()?;
+    let encoded = rest
+        .get(8..8usize.checked_add(len)?)
+        .map(|_| rest.slice(8..8 + len))?;
+    let base_encoded = rest.slice(8 + len..);
+    let (header, delta) = match decode_stored(&encoded).ok()? {
+        Stored::Full(manifest) => {
+            return Some(Loaded {
+                loc,
+                manifest: Arc::new(manifest),
+                encoded,
+                base: None,
+            })
+        }
+        Stored::Delta(header, delta) => (header, delta),
+    };
+    if *blake3::hash(&base_encoded).as_bytes() != header.base_hash {
+        return None;
+    }
+    let base = decode_manifest(&base_encoded).ok()?;
+    let manifest = format::resolve_delta(&base, delta).ok()?;
+    Some(Loaded {
+        loc,
+        manifest: Arc::new(manifest),
+        encoded,
+        base: Some(DeltaBase {
+            key: header.base_key,
+            hash: header.base_hash,
+            manifest: Arc::new(base),
+            encoded: base_encoded,
+        }),
+    })
 }

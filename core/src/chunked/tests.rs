@@ -48,7 +48,7 @@ impl Env {
         opts: &ArchiveOptions,
     ) -> (ObjectLocation, Written) {
         let loc = self.place.backup_manifest("m", nanos);
-        let parent = parent.map(|w| Arc::new(Parent::new((*w.manifest).clone())));
+        let parent = parent.map(|w| Arc::new(parent_of(w)));
         let written = write_backup(
             self.storage.clone(),
             self.place.clone(),
@@ -103,6 +103,18 @@ impl Env {
         out.sort();
         out
     }
+}
+
+/// A written backup as the next one's parent, as the content service keeps it.
+fn parent_of(written: &Written) -> Parent {
+    let loc = written.loc.clone();
+    Loaded {
+        loc,
+        manifest: written.manifest.clone(),
+        encoded: written.encoded.clone(),
+        base: written.base.clone(),
+    }
+    .into_parent()
 }
 
 fn assert_same_tree(src: &Path, dst: &Path) {
@@ -517,7 +529,8 @@ async fn garbage_collection_racing_backups_loses_nothing() {
     assert!(runs >= 3, "the collector ran {runs} times");
     assert!(deleted > 0, "the race deleted packs of pruned backups");
     let left = list_backups(&env.storage, &env.place, "m").await.unwrap();
-    assert_eq!(left.len(), 2);
+    // The newest two, and the full manifest the deltas among them build on.
+    assert!((2..=3).contains(&left.len()), "{left:?}");
     for (loc, _) in left {
         let dst = env
             .root
@@ -672,4 +685,287 @@ async fn the_latest_pointer_finds_the_newest_backup_without_listing() {
             .map(|l| l.0),
         Some(first)
     );
+}
+
+/// A tree of `files` small files of their own bytes.
+fn many_files(src: &Path, files: u64) {
+    fs::create_dir_all(src).unwrap();
+    for i in 0..files {
+        fs::write(src.join(format!("f{i:03}")), pseudo_random(20_000, i)).unwrap();
+    }
+}
+
+/// A manifest's entries with their chunks by id (chunk tables number chunks differently).
+fn files_of(m: &Manifest) -> Vec<(super::format::Entry, Vec<Vec<u8>>)> {
+    m.entries
+        .iter()
+        .map(|e| {
+            let ids = e
+                .chunks
+                .iter()
+                .map(|&c| m.chunks[c as usize].id.clone())
+                .collect();
+            (
+                super::format::Entry {
+                    chunks: vec![],
+                    ..e.clone()
+                },
+                ids,
+            )
+        })
+        .collect()
+}
+
+fn stored_kind(env: &Env, loc: &ObjectLocation) -> Option<super::format::DeltaHeader> {
+    let bytes = fs::read(env.root.join("store").join(&loc.bucket).join(&loc.key)).unwrap();
+    super::format::delta_header(&bytes).expect("a manifest")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn incremental_backups_store_small_deltas_against_one_full_base() {
+    let env = env();
+    let src = env.root.join("src");
+    many_files(&src, 60);
+    let opts = ArchiveOptions::default();
+    let (loc1, first) = env.backup(&src, 1, None, &opts).await;
+    assert!(
+        stored_kind(&env, &loc1).is_none(),
+        "the first backup is full"
+    );
+    let mut parent = first.clone();
+    let mut locs = vec![loc1.clone()];
+    let mut trees = vec![snapshot(&src, None, true)];
+    for round in 0..3u64 {
+        fs::write(
+            src.join(format!("f{round:03}")),
+            pseudo_random(30_000, 1000 + round),
+        )
+        .unwrap();
+        fs::write(src.join(format!("new{round}")), b"added").unwrap();
+        let (loc, written) = env
+            .backup(&src, 2 + u128::from(round), Some(&parent), &opts)
+            .await;
+        let header = stored_kind(&env, &loc).expect("an incremental backup is a delta");
+        // Every delta builds on the full base, not on the delta before it.
+        assert_eq!(header.base_key, loc1.key);
+        assert!(
+            written.manifest_bytes * 4 < first.manifest_bytes,
+            "delta of {} bytes against a full manifest of {}",
+            written.manifest_bytes,
+            first.manifest_bytes
+        );
+        assert_eq!(written.manifest.entries.len(), 60 + round as usize + 1);
+        locs.push(loc);
+        trees.push(snapshot(&src, None, true));
+        parent = written;
+    }
+    for (i, loc) in locs.iter().enumerate() {
+        let dst = env.root.join(format!("dst{i}"));
+        env.restore(loc, &dst, &opts).await.expect("restores");
+        let mut got = snapshot(&dst, None, true);
+        got.remove(Path::new(""));
+        let mut want = trees[i].clone();
+        want.remove(Path::new(""));
+        assert_eq!(got, want, "backup {i}");
+    }
+
+    // Keeping the newest one keeps its base too; garbage collection keeps what both need.
+    let removed = prune_backups(&env.storage, &env.place, "m", 1)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2, "the two older deltas go, the base stays");
+    let left: Vec<String> = list_backups(&env.storage, &env.place, "m")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(l, _)| l.key)
+        .collect();
+    assert_eq!(left, vec![loc1.key.clone(), locs[3].key.clone()]);
+    age_packs(&env, 7200);
+    collect_garbage(&env.storage, &env.place, std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    let dst = env.root.join("after-gc");
+    env.restore(&locs[3], &dst, &opts)
+        .await
+        .expect("restores after gc");
+    assert_same_tree(&src, &dst);
+
+    // The parent kept in the working area: the delta and its base, resolved alike.
+    let file = env.root.join("parent.wsm");
+    save_local_parent(
+        &file,
+        &parent.loc,
+        &parent.encoded,
+        parent.base.as_ref().map(|b| &b.encoded[..]),
+    )
+    .unwrap();
+    let local = load_local_parent(&file).expect("usable");
+    assert_eq!(files_of(&local.manifest), files_of(&parent.manifest));
+    assert_eq!(local.base.map(|b| b.key), Some(loc1.key.clone()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_that_outgrows_a_quarter_of_the_tree_is_written_full() {
+    let env = env();
+    let src = env.root.join("src");
+    many_files(&src, 12);
+    let opts = ArchiveOptions::default();
+    let (_, first) = env.backup(&src, 1, None, &opts).await;
+    for i in 0..8u64 {
+        fs::write(src.join(format!("f{i:03}")), pseudo_random(20_000, 500 + i)).unwrap();
+    }
+    let (loc2, second) = env.backup(&src, 2, Some(&first), &opts).await;
+    assert!(
+        stored_kind(&env, &loc2).is_none(),
+        "most files changed: full"
+    );
+    fs::write(src.join("f011"), b"small change").unwrap();
+    let (loc3, _) = env.backup(&src, 3, Some(&second), &opts).await;
+    let header = stored_kind(&env, &loc3).expect("a delta");
+    assert_eq!(
+        header.base_key, loc2.key,
+        "deltas build on the newest full manifest"
+    );
+    let dst = env.root.join("dst");
+    env.restore(&loc3, &dst, &opts).await.expect("restores");
+    assert_same_tree(&src, &dst);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_whose_base_is_damaged_or_gone_is_data_loss() {
+    let env = env();
+    let src = env.root.join("src");
+    many_files(&src, 20);
+    let opts = ArchiveOptions::default();
+    let (loc1, first) = env.backup(&src, 1, None, &opts).await;
+    fs::write(src.join("f000"), b"changed").unwrap();
+    let (loc2, _) = env.backup(&src, 2, Some(&first), &opts).await;
+    assert!(stored_kind(&env, &loc2).is_some());
+    let base_file = env.root.join("store").join(&loc1.bucket).join(&loc1.key);
+    let stored = fs::read(&base_file).unwrap();
+
+    // A base replaced by another manifest (even a valid one) is not the delta's base.
+    let mut other = decode_manifest(&stored).unwrap();
+    other.created_unix_nanos += 1;
+    fs::write(&base_file, encode_manifest(&other).unwrap()).unwrap();
+    let err = env
+        .restore(&loc2, &env.root.join("dst1"), &opts)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), crate::Code::DataLoss, "{err}");
+    assert!(
+        !env.root.join("dst1").join("f001").exists(),
+        "nothing restored"
+    );
+
+    fs::remove_file(&base_file).unwrap();
+    let err = env
+        .restore(&loc2, &env.root.join("dst2"), &opts)
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), crate::Code::DataLoss, "{err}");
+    assert!(err.to_string().contains("missing"), "{err}");
+    assert!(!err.to_string().contains("/tmp"), "no host path: {err}");
+    // Garbage collection will not guess what a delta without its base needs.
+    age_packs(&env, 7200);
+    let packs = env.packs().len();
+    let err = collect_garbage(&env.storage, &env.place, std::time::Duration::from_secs(60))
+        .await
+        .expect_err("stops");
+    assert_eq!(err.code(), crate::Code::DataLoss, "{err}");
+    assert_eq!(env.packs().len(), packs, "nothing deleted");
+}
+
+#[test]
+fn hostile_deltas_are_refused() {
+    use super::format::*;
+    let base = Manifest {
+        version: MANIFEST_VERSION,
+        workspace: "m".into(),
+        packs: vec!["a".repeat(64)],
+        chunks: vec![ChunkLoc {
+            id: vec![1; 32],
+            pack: 0,
+            offset: 8,
+            stored_len: 10,
+            plain_len: 20,
+        }],
+        entries: vec![
+            Entry {
+                path: b"f".to_vec(),
+                kind: KIND_FILE,
+                size: 20,
+                chunks: vec![0],
+                ..Default::default()
+            },
+            Entry {
+                path: b"d".to_vec(),
+                kind: KIND_DIR,
+                ..Default::default()
+            },
+        ],
+        content_bytes: 20,
+        ..Default::default()
+    };
+    let mut new = base.clone();
+    new.packs.push("b".repeat(64));
+    new.chunks.push(ChunkLoc {
+        id: vec![2; 32],
+        pack: 1,
+        offset: 8,
+        stored_len: 5,
+        plain_len: 7,
+    });
+    new.entries.push(Entry {
+        path: b"g".to_vec(),
+        kind: KIND_FILE,
+        size: 7,
+        chunks: vec![1],
+        ..Default::default()
+    });
+    new.content_bytes = 27;
+    let good = make_delta(&base, &new);
+    assert_eq!(good.packs, vec!["b".repeat(64)]);
+    assert_eq!(
+        good.ops.len(),
+        2,
+        "one run of two copies, one entry: {good:?}"
+    );
+    let header = DeltaHeader {
+        base_key: "workspaces/m/backups/1.wsm".into(),
+        base_hash: [7; 32],
+    };
+    let bytes = encode_delta(&header, &good).unwrap();
+    assert_eq!(
+        delta_header(&bytes[..DELTA_HEADER_MAX.min(bytes.len())]).unwrap(),
+        Some(header)
+    );
+    let Stored::Delta(_, decoded) = decode_stored(&bytes).unwrap() else {
+        panic!("a delta")
+    };
+    assert_eq!(resolve_delta(&base, decoded).unwrap(), new);
+
+    let bad = |f: &dyn Fn(&mut Delta)| {
+        let mut d = good.clone();
+        f(&mut d);
+        resolve_delta(&base, d).expect_err("refused")
+    };
+    bad(&|d| d.version = 9);
+    bad(&|d| d.ops[0].copy_from = 1);
+    bad(&|d| d.ops[0].copy_from = u32::MAX);
+    bad(&|d| {
+        d.ops.push(DeltaOp {
+            copy_from: 0,
+            copy_len: 1,
+            entry: None,
+        })
+    });
+    bad(&|d| d.ops.push(DeltaOp::default()));
+    bad(&|d| d.chunks[0].pack = 5);
+    bad(&|d| d.packs[0] = "../x".into());
+    bad(&|d| d.content_bytes = 1);
+    assert!(decode_stored(b"WSDMDLT1").is_err());
+    assert!(decode_stored(b"WSDMDLT1\x00\x00").is_err());
+    assert!(decode_stored(b"WSDMDLT1\xff\x00abc").is_err());
 }

@@ -289,8 +289,9 @@ impl ContentService {
             .await?;
         let parent_file = self.store.area().parent_manifest(&record.id);
         let (keep_loc, encoded) = (loc.clone(), written.encoded.clone());
+        let base_encoded = written.base.as_ref().map(|b| b.encoded.clone());
         let saved = tokio::task::spawn_blocking(move || {
-            chunked::save_local_parent(&parent_file, &keep_loc, &encoded)
+            chunked::save_local_parent(&parent_file, &keep_loc, &encoded, base_encoded.as_deref())
         })
         .await
         .map_err(Error::internal)?;
@@ -381,20 +382,29 @@ impl ContentService {
             .await
             .ok()
             .flatten();
-        if let Some((loc, manifest)) = local {
-            let same_place = PackPlace::of_manifest(&loc).as_ref() == Some(place);
-            if same_place && matches!(storage.head(&loc).await, Ok(Some(_))) {
-                return Some(Arc::new(chunked::Parent::new(manifest)));
+        if let Some(local) = local {
+            let same_place = PackPlace::of_manifest(&local.loc).as_ref() == Some(place);
+            let base = local.base.as_ref().map(|b| ObjectLocation {
+                bucket: local.loc.bucket.clone(),
+                key: b.key.clone(),
+            });
+            // Still stored, with the base a delta builds on.
+            let mut stored = same_place;
+            for loc in std::iter::once(&local.loc).chain(base.as_ref()) {
+                stored = stored && matches!(storage.head(loc).await, Ok(Some(_)));
+            }
+            if stored {
+                return Some(Arc::new(local.into_parent()));
             }
         }
         let latest = chunked::latest_backup(storage, place, &record.meta_id).await;
         let loaded = match latest {
-            Ok(Some((loc, _))) => chunked::load_manifest(storage, &loc).await,
+            Ok(Some((loc, _))) => chunked::load_stored(storage, &loc).await,
             Ok(None) => Ok(None),
             Err(e) => Err(e),
         };
         match loaded {
-            Ok(found) => found.map(|m| Arc::new(chunked::Parent::new(m))),
+            Ok(found) => found.map(|loaded| Arc::new(loaded.into_parent())),
             Err(e) => {
                 tracing::warn!(id = %record.id, error = %e, "no usable parent backup: this backup stores everything");
                 None

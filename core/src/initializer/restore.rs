@@ -60,40 +60,32 @@ async fn restore_manifest(
     opts: &Arc<ArchiveOptions>,
     keep_parent: Option<&Path>,
 ) -> Result<Option<ArchiveStats>> {
-    let Some(encoded) = storage.get_bytes(loc).await? else {
-        return Ok(None);
-    };
     let place = PackPlace::of_manifest(loc).ok_or_else(|| {
         Error::InvalidArgument(format!(
             "{} is not where manifests are kept",
             loc.qualified()
         ))
     })?;
-    let what = loc.qualified();
-    let decoded = {
-        let (encoded, what) = (encoded.clone(), what.clone());
-        tokio::task::spawn_blocking(move || {
-            chunked::decode_manifest(&encoded)
-                .map_err(|e| Error::DataLoss(format!("the manifest {what} cannot be used: {e}")))
-        })
-        .await
-        .map_err(Error::internal)??
+    let Some(loaded) = chunked::load_stored(storage, loc).await? else {
+        return Ok(None);
     };
     let stats = chunked::restore_manifest(
         storage.clone(),
         place,
-        Arc::new(decoded),
-        what,
+        loaded.manifest.clone(),
+        loc.qualified(),
         target.to_path_buf(),
         opts.clone(),
     )
     .await?;
     if let Some(path) = keep_parent {
-        let (path, loc) = (path.to_path_buf(), loc.clone());
-        let kept =
-            tokio::task::spawn_blocking(move || chunked::save_local_parent(&path, &loc, &encoded))
-                .await
-                .map_err(Error::internal)?;
+        let path = path.to_path_buf();
+        let kept = tokio::task::spawn_blocking(move || {
+            let base = loaded.base.as_ref().map(|b| &b.encoded[..]);
+            chunked::save_local_parent(&path, &loaded.loc, &loaded.encoded, base)
+        })
+        .await
+        .map_err(Error::internal)?;
         if let Err(e) = kept {
             tracing::warn!(error = %e, "cannot keep the restored manifest as the next backup's parent");
         }
