@@ -37,6 +37,7 @@ pub mod workspace;
 pub use call::{CallContext, Caller};
 pub use call_stream::CallStream;
 pub use config::Config;
+pub use content::export::{export_backup, Exported};
 pub use daemon::Daemon;
 pub use embedded::EmbeddedDaemon;
 pub use error::{Code, Error, Result};

@@ -53,6 +53,23 @@ pub enum Command {
     /// Talks to a running daemon: init, backup, snapshot, dispose, state, watch (see
     /// `ws-daemon ctl --help`). The exit code is the answer's gRPC status code.
     Ctl(crate::ctl::CtlArgs),
+    /// Writes a workspace's newest backup as one archive (tar, zstd-compressed as archive.format
+    /// says), made from its chunks when it is a chunked backup. Reads the configured storage
+    /// directly; no daemon needs to run.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Owner of the workspace (a user id).
+    #[arg(long)]
+    pub owner: String,
+    /// Workspace id whose backup to export.
+    #[arg(long)]
+    pub meta_id: String,
+    /// File to write (replaced only when the archive is complete); `-` for standard output.
+    #[arg(long, short)]
+    pub out: std::path::PathBuf,
 }
 
 impl Cli {

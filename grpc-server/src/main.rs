@@ -3,6 +3,7 @@
 mod cli;
 mod ctl;
 mod endpoints;
+mod export;
 mod server;
 
 use clap::Parser;
@@ -105,8 +106,10 @@ async fn run(config: Config) -> Result<(), String> {
 
 fn main() -> std::process::ExitCode {
     let mut cli = cli::Cli::parse();
-    if let Some(cli::Command::Ctl(args)) = cli.command.take() {
-        return ctl::main(args, cli.config());
+    match cli.command.take() {
+        Some(cli::Command::Ctl(args)) => return ctl::main(args, cli.config()),
+        Some(cli::Command::Export(args)) => return export::main(args, cli.config()),
+        None => {}
     }
     let config = match cli.config() {
         Ok(c) => c,

@@ -555,3 +555,112 @@ async fn killed_backups(store: Store) {
     }
     println!("{completed} of 8 backups finished before the kill");
 }
+
+/// Runs `ws-daemon export` with the daemon's configuration; answers the exit code and stderr.
+fn export(d: &DaemonProcess, meta_id: &str, out: &Path) -> (Option<i32>, String) {
+    let done = std::process::Command::new(wsd_tests::daemon_binary())
+        .arg("--config")
+        .arg(d.dir.join("config.toml"))
+        .arg("--working-area")
+        .arg(d.working_area())
+        .arg("--storage-path")
+        .arg(d.storage())
+        .args([
+            "export",
+            "--owner",
+            "owner-1",
+            "--meta-id",
+            meta_id,
+            "--out",
+        ])
+        .arg(out)
+        .env_remove("WSD_CONFIG")
+        .output()
+        .expect("run ws-daemon export");
+    (
+        done.status.code(),
+        String::from_utf8_lossy(&done.stderr).into_owned(),
+    )
+}
+
+/// Unpacks a tar.zst with the system's tar, which restores nanosecond times from PAX headers.
+fn unpack(archive: &Path, into: &Path) {
+    let plain = into.with_extension("tar");
+    let mut decoder =
+        zstd::stream::read::Decoder::new(std::fs::File::open(archive).expect("archive"))
+            .expect("zstd");
+    std::io::copy(
+        &mut decoder,
+        &mut std::fs::File::create(&plain).expect("tar file"),
+    )
+    .expect("a whole zstd stream");
+    std::fs::create_dir_all(into).expect("target");
+    let status = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&plain)
+        .arg("-C")
+        .arg(into)
+        .status()
+        .expect("tar");
+    assert!(status.success(), "tar -x");
+}
+
+#[tokio::test]
+async fn export_writes_the_newest_backup_as_one_archive_in_either_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut d = DaemonProcess::start(&dir.path().join("node"), &mode("chunked")).await;
+    let mut c = d.client().await;
+    init_ready(&mut c, "ws-e", "meta-e", Spec::Empty(EmptyInitializer {})).await;
+    let content = d.working_area().join("ws-e");
+    tree::populate(&content);
+    write_random(&content.join("big.bin"), 6 << 20, 3);
+    backup(&mut c, "ws-e").await.expect("backup");
+    std::fs::write(content.join("changed.txt"), b"after the first backup").expect("write");
+    backup(&mut c, "ws-e").await.expect("incremental backup");
+    let expected = tree::snapshot(&content, SKIP);
+
+    // From the chunked backup (a delta and its base): the tree as it was backed up.
+    let out = dir.path().join("export.tar.zst");
+    let (code, stderr) = export(&d, "meta-e", &out);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("made from the chunked backup"), "{stderr}");
+    let x = dir.path().join("x1");
+    unpack(&out, &x);
+    assert_eq!(tree::snapshot(&x, SKIP), expected);
+
+    // From a full archive: copied as stored.
+    d.restart_with(&mode("full")).await;
+    let mut c = d.client().await;
+    std::fs::write(content.join("in-full.txt"), b"full mode").expect("write");
+    backup(&mut c, "ws-e").await.expect("full backup");
+    let expected = tree::snapshot(&content, SKIP);
+    let (code, stderr) = export(&d, "meta-e", &out);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("copied from the full archive"), "{stderr}");
+    let x = dir.path().join("x2");
+    unpack(&out, &x);
+    assert_eq!(tree::snapshot(&x, SKIP), expected);
+
+    // No backup: NOT_FOUND (5), nothing written.
+    let missing = dir.path().join("missing.tar.zst");
+    let (code, stderr) = export(&d, "meta-none", &missing);
+    assert_eq!(code, Some(5), "{stderr}");
+    assert!(!missing.exists() && !dir.path().join("missing.tar.zst.partial").exists());
+
+    // A chunked backup whose pack is gone: DATA_LOSS (15), no partial archive left.
+    d.restart_with(&mode("chunked")).await;
+    let mut c = d.client().await;
+    std::fs::write(content.join("chunked-again.txt"), b"2").expect("write");
+    backup(&mut c, "ws-e").await.expect("chunked backup");
+    for pack in files_ending(&d.storage(), ".pack") {
+        std::fs::remove_file(pack).expect("remove pack");
+    }
+    let broken = dir.path().join("broken.tar.zst");
+    let (code, stderr) = export(&d, "meta-e", &broken);
+    assert_eq!(code, Some(15), "{stderr}");
+    assert!(!broken.exists() && !dir.path().join("broken.tar.zst.partial").exists());
+    assert!(
+        !stderr.contains(&dir.path().display().to_string()),
+        "no host path: {stderr}"
+    );
+}

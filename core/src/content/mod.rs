@@ -8,6 +8,7 @@
 //! [`crate::dispatch`] only.
 
 mod dispose;
+pub mod export;
 mod init;
 pub(crate) mod progress;
 mod upload;
