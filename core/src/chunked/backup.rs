@@ -2,9 +2,12 @@
 //! files whose inode, size, mtime and ctime did not change, split the others with FastCDC, and
 //! compress and pack only chunks that neither the parent nor this backup has stored yet.
 //!
-//! Three kinds of threads: the walk (reading, chunking, hashing) on the calling thread, zstd
-//! workers, and the packer that fills packs and hands each full one to a [`PackSink`]. Channels
-//! between them are bounded, so memory stays a few chunks per worker whatever the tree.
+//! Three kinds of threads: the walk (reading and cutting chunks) on the calling thread, workers
+//! that hash each chunk and compress the ones not stored yet, and the packer that fills packs and
+//! hands each full one to a [`PackSink`]. The walk numbers the chunks it sends; the packer learns
+//! each number's id, so entries are resolved when the manifest is built. Hashing in the workers
+//! keeps it off the serial walk. Channels between them are bounded, so memory stays a few chunks
+//! per worker whatever the tree.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CStr;
@@ -123,15 +126,49 @@ struct Stored {
     plain_len: u32,
 }
 
+/// A chunk cut by the walk, numbered in the order the walk sent it.
 struct Job {
-    id: ChunkId,
+    seq: u64,
     plain: Vec<u8>,
 }
 
+/// A chunk hashed by a worker: compressed when this backup stores it, `None` when it is stored
+/// already (by the parent, or by another job of this backup).
 struct Compressed {
+    seq: u64,
     id: ChunkId,
     plain_len: u32,
-    frame: Vec<u8>,
+    frame: Option<Vec<u8>>,
+}
+
+/// A file's chunk: known by id (the parent's, for an unchanged file), or by the walk's number
+/// until a worker has hashed it.
+#[derive(Clone, Copy)]
+enum ChunkRef {
+    Id(ChunkId),
+    Seq(u64),
+}
+
+/// What the workers share to store each chunk once.
+struct Dedup<'a> {
+    /// The parent's chunks.
+    reused: &'a HashMap<ChunkId, Stored>,
+    /// Chunks a worker of this backup claimed for packing.
+    claimed: Mutex<HashSet<ChunkId>>,
+}
+
+impl Dedup<'_> {
+    /// Whether the worker that hashed `id` is the one to store it.
+    fn claim(&self, id: &ChunkId) -> bool {
+        if self.reused.contains_key(id) {
+            return false;
+        }
+        match self.claimed.lock() {
+            Ok(mut claimed) => claimed.insert(*id),
+            // A worker panicked; storing a chunk twice is harmless.
+            Err(poisoned) => poisoned.into_inner().insert(*id),
+        }
+    }
 }
 
 /// Writes the chunked form of `source` and answers its manifest (not yet stored: the caller stores
@@ -150,13 +187,18 @@ pub fn write_chunked(
     let (done_tx, done_rx) = sync_channel::<Compressed>(workers * 2);
     let level = opts.zstd_level;
 
+    let reused = parent_chunks(parent);
+    let dedup = Dedup {
+        reused: &reused,
+        claimed: Mutex::new(HashSet::new()),
+    };
     std::thread::scope(|scope| {
         let mut compressors = Vec::with_capacity(workers);
         for _ in 0..workers {
-            let (jobs, done) = (job_rx.clone(), done_tx.clone());
+            let (jobs, done, dedup) = (job_rx.clone(), done_tx.clone(), &dedup);
             let spawned = std::thread::Builder::new()
                 .name("chunk-compress".into())
-                .spawn_scoped(scope, move || compress_loop(&jobs, &done, level));
+                .spawn_scoped(scope, move || compress_loop(&jobs, &done, dedup, level));
             compressors.push(spawned.map_err(|e| ArchiveError::io("spawn thread", b"", e))?);
         }
         // Only the workers hold the job queue and the result channel: when the packer stops,
@@ -174,7 +216,6 @@ pub fn write_chunked(
         let Walker {
             entries,
             stats,
-            reused,
             jobs,
             ..
         } = walker;
@@ -201,22 +242,25 @@ pub fn write_chunked(
         let mut stats = stats;
         stats.pack_bytes = packed.bytes;
         stats.packs = packed.packs;
+        stats.chunks_new += packed.chunks_new;
+        stats.chunks_reused += packed.chunks_stored_before;
         let manifest = build_manifest(
             workspace,
             created_unix_nanos,
             entries,
             &reused,
-            &packed.stored,
+            &packed,
             &mut stats,
         )?;
         Ok((manifest, stats))
     })
 }
 
-/// An entry whose chunks are still ids (locations are known only when packing is done).
+/// An entry whose chunks are still ids or numbers (locations are known only when packing is
+/// done).
 struct Pending {
     entry: Entry,
-    chunk_ids: Vec<ChunkId>,
+    chunk_ids: Vec<ChunkRef>,
 }
 
 struct Walker<'a> {
@@ -225,9 +269,8 @@ struct Walker<'a> {
     jobs: SyncSender<Job>,
     entries: Vec<Pending>,
     stats: BackupStats,
-    /// Chunks already stored: from the parent, or sent to be packed by this backup.
-    reused: HashMap<ChunkId, Stored>,
-    sent: HashSet<ChunkId>,
+    /// Chunks sent to the workers so far (the next one's number).
+    sent: u64,
     /// (dev, ino) -> path of the first entry of a multiply linked file.
     links: HashMap<(u64, u64), Vec<u8>>,
     small: Vec<u8>,
@@ -244,39 +287,13 @@ impl<'a> Walker<'a> {
         jobs: SyncSender<Job>,
         racy_after: i128,
     ) -> Self {
-        let mut reused = HashMap::new();
-        if let Some(p) = parent {
-            let packs: Vec<Arc<str>> = p
-                .manifest
-                .packs
-                .iter()
-                .map(|s| Arc::from(s.as_str()))
-                .collect();
-            for c in &p.manifest.chunks {
-                if let (Ok(id), Some(pack)) = (
-                    <ChunkId>::try_from(c.id.as_slice()),
-                    packs.get(c.pack as usize),
-                ) {
-                    reused.insert(
-                        id,
-                        Stored {
-                            pack: pack.clone(),
-                            offset: c.offset,
-                            stored_len: c.stored_len,
-                            plain_len: c.plain_len,
-                        },
-                    );
-                }
-            }
-        }
         Walker {
             parent,
             opts,
             jobs,
             entries: Vec::new(),
             stats: BackupStats::default(),
-            reused,
-            sent: HashSet::new(),
+            sent: 0,
             links: HashMap::new(),
             small: Vec::with_capacity(CHUNK_MIN as usize),
             window: Vec::new(),
@@ -342,7 +359,7 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn push(&mut self, entry: Entry, chunk_ids: Vec<ChunkId>) {
+    fn push(&mut self, entry: Entry, chunk_ids: Vec<ChunkRef>) {
         self.stats.entries += 1;
         if entry.kind == KIND_FILE {
             if let Some(p) = &self.opts.progress {
@@ -435,7 +452,7 @@ impl<'a> Walker<'a> {
             let chunk_ids = previous
                 .chunks
                 .iter()
-                .filter_map(|&c| self.parent_chunk_id(c))
+                .filter_map(|&c| self.parent_chunk_id(c).map(ChunkRef::Id))
                 .collect::<Vec<_>>();
             if chunk_ids.len() == previous.chunks.len() {
                 let mut entry = self.base_entry(path, KIND_FILE, st);
@@ -498,7 +515,7 @@ impl<'a> Walker<'a> {
         mut file: File,
         st: &FileStat,
         path: &[u8],
-    ) -> Result<(u64, Vec<ChunkId>), ArchiveError> {
+    ) -> Result<(u64, Vec<ChunkRef>), ArchiveError> {
         let mut ids = Vec::new();
         let mut size = 0u64;
         if st.st_size <= i64::from(CHUNK_MIN) {
@@ -569,30 +586,19 @@ impl<'a> Walker<'a> {
         Ok((size, ids))
     }
 
-    fn add_chunk(&mut self, plain: &[u8], path: &[u8]) -> Result<ChunkId, ArchiveError> {
-        let id = chunk_id(plain);
-        if self.is_stored(&id) {
-            return Ok(id);
-        }
-        self.send(id, plain.to_vec(), path)
-    }
-
-    fn is_stored(&mut self, id: &ChunkId) -> bool {
-        let stored = self.reused.contains_key(id) || self.sent.contains(id);
-        if stored {
-            self.stats.chunks_reused += 1;
-        }
-        stored
-    }
-
-    fn send(&mut self, id: ChunkId, plain: Vec<u8>, path: &[u8]) -> Result<ChunkId, ArchiveError> {
-        self.sent.insert(id);
-        self.stats.chunks_new += 1;
-        self.jobs.send(Job { id, plain }).map_err(|_| {
+    /// Sends a chunk to the workers, which hash it and store it unless it is stored already.
+    fn add_chunk(&mut self, plain: &[u8], path: &[u8]) -> Result<ChunkRef, ArchiveError> {
+        let seq = self.sent;
+        self.sent += 1;
+        let job = Job {
+            seq,
+            plain: plain.to_vec(),
+        };
+        self.jobs.send(job).map_err(|_| {
             // The packer stopped (a failed upload); its error is the one reported.
             ArchiveError::io("pack", path, io::Error::other("packing stopped"))
         })?;
-        Ok(id)
+        Ok(ChunkRef::Seq(seq))
     }
 }
 
@@ -631,9 +637,41 @@ fn read_xattrs(file: &File, path: &[u8]) -> Vec<Xattr> {
     out
 }
 
+/// Where the parent's chunks are, by id.
+fn parent_chunks(parent: Option<&Parent>) -> HashMap<ChunkId, Stored> {
+    let mut reused = HashMap::new();
+    let Some(p) = parent else {
+        return reused;
+    };
+    let packs: Vec<Arc<str>> = p
+        .manifest
+        .packs
+        .iter()
+        .map(|s| Arc::from(s.as_str()))
+        .collect();
+    for c in &p.manifest.chunks {
+        if let (Ok(id), Some(pack)) = (
+            <ChunkId>::try_from(c.id.as_slice()),
+            packs.get(c.pack as usize),
+        ) {
+            reused.insert(
+                id,
+                Stored {
+                    pack: pack.clone(),
+                    offset: c.offset,
+                    stored_len: c.stored_len,
+                    plain_len: c.plain_len,
+                },
+            );
+        }
+    }
+    reused
+}
+
 fn compress_loop(
     jobs: &Mutex<Receiver<Job>>,
     done: &SyncSender<Compressed>,
+    dedup: &Dedup<'_>,
     level: i32,
 ) -> Result<(), ArchiveError> {
     let mut compressor =
@@ -646,13 +684,21 @@ fn compress_loop(
         let Ok(job) = job else {
             return Ok(());
         };
-        let frame = compressor
-            .compress(&job.plain)
-            .map_err(|e| ArchiveError::io("compress", b"", e))?;
+        let id = chunk_id(&job.plain);
+        let frame = if dedup.claim(&id) {
+            Some(
+                compressor
+                    .compress(&job.plain)
+                    .map_err(|e| ArchiveError::io("compress", b"", e))?,
+            )
+        } else {
+            None
+        };
         let plain_len = u32::try_from(job.plain.len()).unwrap_or(u32::MAX);
         if done
             .send(Compressed {
-                id: job.id,
+                seq: job.seq,
+                id,
                 plain_len,
                 frame,
             })
@@ -665,15 +711,23 @@ fn compress_loop(
 
 struct Packed {
     stored: HashMap<ChunkId, Stored>,
+    /// The id of each chunk the walk numbered.
+    ids: HashMap<u64, ChunkId>,
     bytes: u64,
     packs: u64,
+    chunks_new: u64,
+    /// Chunks the workers found stored already (by the parent or earlier in this backup).
+    chunks_stored_before: u64,
 }
 
 fn pack_loop(done: Receiver<Compressed>, sink: &mut dyn PackSink) -> Result<Packed, ArchiveError> {
     let mut packed = Packed {
         stored: HashMap::new(),
+        ids: HashMap::new(),
         bytes: 0,
         packs: 0,
+        chunks_new: 0,
+        chunks_stored_before: 0,
     };
     let mut pack = Vec::with_capacity(PACK_TARGET + (CHUNK_MAX as usize));
     let mut members: Vec<(ChunkId, u64, u32, u32)> = Vec::new();
@@ -704,12 +758,18 @@ fn pack_loop(done: Receiver<Compressed>, sink: &mut dyn PackSink) -> Result<Pack
         Ok(())
     };
     for c in done {
+        packed.ids.insert(c.seq, c.id);
+        let Some(frame) = c.frame else {
+            packed.chunks_stored_before += 1;
+            continue;
+        };
+        packed.chunks_new += 1;
         if pack.is_empty() {
             pack.extend_from_slice(PACK_MAGIC);
         }
         let offset = pack.len() as u64;
-        let stored_len = u32::try_from(c.frame.len()).unwrap_or(u32::MAX);
-        pack.extend_from_slice(&c.frame);
+        let stored_len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+        pack.extend_from_slice(&frame);
         members.push((c.id, offset, stored_len, c.plain_len));
         if pack.len() >= PACK_TARGET {
             flush(&mut pack, &mut members, &mut packed)?;
@@ -725,7 +785,7 @@ fn build_manifest(
     created_unix_nanos: u64,
     pending: Vec<Pending>,
     reused: &HashMap<ChunkId, Stored>,
-    packed: &HashMap<ChunkId, Stored>,
+    packed: &Packed,
     stats: &mut BackupStats,
 ) -> Result<Manifest, ArchiveError> {
     let mut manifest = Manifest {
@@ -744,17 +804,33 @@ fn build_manifest(
     } in pending
     {
         entry.chunks.reserve(chunk_ids.len());
-        for id in chunk_ids {
+        for chunk in chunk_ids {
+            let id = match chunk {
+                ChunkRef::Id(id) => id,
+                ChunkRef::Seq(seq) => *packed.ids.get(&seq).ok_or_else(|| {
+                    ArchiveError::io(
+                        "pack",
+                        &entry.path,
+                        io::Error::other("a chunk was not hashed"),
+                    )
+                })?,
+            };
             let index = match chunk_index.get(&id) {
                 Some(&i) => i,
                 None => {
-                    let stored = packed.get(&id).or_else(|| reused.get(&id)).ok_or_else(|| {
-                        ArchiveError::io(
-                            "pack",
-                            &entry.path,
-                            io::Error::other("a chunk was neither packed nor found in the parent"),
-                        )
-                    })?;
+                    let stored = packed
+                        .stored
+                        .get(&id)
+                        .or_else(|| reused.get(&id))
+                        .ok_or_else(|| {
+                            ArchiveError::io(
+                                "pack",
+                                &entry.path,
+                                io::Error::other(
+                                    "a chunk was neither packed nor found in the parent",
+                                ),
+                            )
+                        })?;
                     let next = u32::try_from(manifest.packs.len()).unwrap_or(u32::MAX);
                     let pack = *pack_index.entry(stored.pack.clone()).or_insert_with(|| {
                         manifest.packs.push(stored.pack.to_string());
