@@ -550,39 +550,20 @@ impl<'a> Walker<'a> {
             size = 0;
             ids.clear();
         }
-        // One window of the largest chunk, reused for every file (a chunker per file would
-        // allocate and zero 4 MiB each time). A cut is searched only in a full window or at the
-        // end of the file, so cut points depend on the content alone.
         let mut window = std::mem::take(&mut self.window);
-        window.resize(CHUNK_MAX as usize, 0);
-        let mut filled = 0;
-        let mut eof = false;
-        let result = (|| loop {
-            while filled < window.len() && !eof {
-                match file.read(&mut window[filled..]) {
-                    Ok(0) => eof = true,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(ArchiveError::io("read", path, e)),
-                }
-            }
-            if filled == 0 {
-                return Ok(());
-            }
-            let cdc =
-                fastcdc::v2020::FastCDC::new(&window[..filled], CHUNK_MIN, CHUNK_AVG, CHUNK_MAX);
-            let (_, cut) = cdc.cut(0, filled);
-            let cut = cut.clamp(1, filled);
-            size += cut as u64;
+        let result = cut_chunks(&mut file, &mut window, |chunk| {
+            size += chunk.len() as u64;
             if let Some(p) = &self.opts.progress {
-                p.add_bytes(cut as u64);
+                p.add_bytes(chunk.len() as u64);
             }
-            ids.push(self.add_chunk(&window[..cut], path)?);
-            window.copy_within(cut..filled, 0);
-            filled -= cut;
-        })();
+            ids.push(self.add_chunk(chunk, path)?);
+            Ok(())
+        });
         self.window = window;
-        result?;
+        result.map_err(|e| match e {
+            CutError::Read(e) => ArchiveError::io("read", path, e),
+            CutError::Chunk(e) => e,
+        })?;
         Ok((size, ids))
     }
 
@@ -599,6 +580,54 @@ impl<'a> Walker<'a> {
             ArchiveError::io("pack", path, io::Error::other("packing stopped"))
         })?;
         Ok(ChunkRef::Seq(seq))
+    }
+}
+
+/// The reading window of large files: four of the largest chunk, so that the bytes after a cut
+/// are moved to its front about once per three chunks rather than after every cut.
+const WINDOW: usize = 4 * CHUNK_MAX as usize;
+
+pub(super) enum CutError<E> {
+    Read(io::Error),
+    Chunk(E),
+}
+
+/// Reads `file` to its end and hands its content-defined chunks to `chunk`, in order. `window`
+/// is reused across files (a chunker per file would allocate and zero a buffer each time). A cut
+/// is searched only in the largest chunk's length of bytes or in what is left at the end of the
+/// file, so cut points depend on the content alone (as FastCDC's own streaming chunker's do).
+pub(super) fn cut_chunks<E>(
+    file: &mut impl Read,
+    window: &mut Vec<u8>,
+    mut chunk: impl FnMut(&[u8]) -> Result<(), E>,
+) -> Result<(), CutError<E>> {
+    let max = CHUNK_MAX as usize;
+    window.resize(WINDOW, 0);
+    let (mut start, mut filled, mut eof) = (0, 0, false);
+    loop {
+        while filled - start < max && !eof {
+            if filled == window.len() {
+                window.copy_within(start..filled, 0);
+                filled -= start;
+                start = 0;
+            }
+            match file.read(&mut window[filled..]) {
+                Ok(0) => eof = true,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(CutError::Read(e)),
+            }
+        }
+        let len = (filled - start).min(max);
+        if len == 0 {
+            return Ok(());
+        }
+        let search = &window[start..start + len];
+        let (_, cut) =
+            fastcdc::v2020::FastCDC::new(search, CHUNK_MIN, CHUNK_AVG, CHUNK_MAX).cut(0, len);
+        let cut = cut.clamp(1, len);
+        chunk(&window[start..start + cut]).map_err(CutError::Chunk)?;
+        start += cut;
     }
 }
 

@@ -969,3 +969,56 @@ fn hostile_deltas_are_refused() {
     assert!(decode_stored(b"WSDMDLT1\x00\x00").is_err());
     assert!(decode_stored(b"WSDMDLT1\xff\x00abc").is_err());
 }
+
+/// Reads in pieces of varying, odd sizes, as a file on a network filesystem might.
+struct Trickle<'a> {
+    data: &'a [u8],
+    step: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.step = (self.step * 7 + 3) % 200_003 + 1;
+        let n = self.step.min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn large_files_are_cut_where_fastcdcs_streaming_chunker_cuts() {
+    // Random bytes with a repeated stretch and a long run of zeros (cut at the largest size).
+    let mut data = pseudo_random(9 << 20, 5);
+    let again = data[1 << 20..3 << 20].to_vec();
+    data.extend_from_slice(&again);
+    data.extend(std::iter::repeat_n(0u8, 9 << 20));
+    data.extend_from_slice(&pseudo_random(333_333, 6));
+    let expected: Vec<usize> = fastcdc::v2020::StreamCDC::new(
+        std::io::Cursor::new(&data),
+        super::format::CHUNK_MIN,
+        super::format::CHUNK_AVG,
+        super::format::CHUNK_MAX,
+    )
+    .map(|c| c.expect("chunk").length)
+    .collect();
+    for mut reader in [
+        Box::new(std::io::Cursor::new(&data)) as Box<dyn std::io::Read>,
+        Box::new(Trickle {
+            data: &data,
+            step: 1,
+        }),
+    ] {
+        let mut window = Vec::new();
+        let mut cuts = Vec::new();
+        let mut joined = Vec::new();
+        let done = super::backup::cut_chunks(&mut reader, &mut window, |chunk| {
+            cuts.push(chunk.len());
+            joined.extend_from_slice(chunk);
+            Ok::<(), ()>(())
+        });
+        assert!(done.is_ok());
+        assert_eq!(cuts, expected);
+        assert!(joined == data, "the chunks make up the file");
+    }
+}
