@@ -47,7 +47,8 @@ pub async fn load_manifest(storage: &Storage, loc: &ObjectLocation) -> Result<Op
         .map(|loaded| Arc::unwrap_or_clone(loaded.manifest)))
 }
 
-/// A manifest read from storage: what it stands for, its stored bytes and, for a delta, its base.
+/// A stored manifest: what it stands for, its stored bytes and, for a delta, its base.
+#[derive(Clone)]
 pub struct Loaded {
     pub loc: ObjectLocation,
     /// The manifest, a delta resolved.
@@ -85,61 +86,73 @@ pub async fn load_stored(storage: &Storage, loc: &ObjectLocation) -> Result<Opti
             .map_err(Error::internal)?
             .map_err(unusable.clone())?
     };
+    let base = match &stored {
+        Stored::Full(_) => None,
+        Stored::Delta(header, _) => {
+            let base_loc = ObjectLocation {
+                bucket: loc.bucket.clone(),
+                key: header.base_key.clone(),
+            };
+            // A base is a full backup of the same workspace, next to the delta.
+            if !may_build_on(&loc.key, &base_loc.key) {
+                return Err(unusable(FormatError::Damaged(
+                    "its base is not another backup of the same workspace".into(),
+                )));
+            }
+            let Some(base) = storage.get_bytes(&base_loc).await? else {
+                return Err(unusable(FormatError::Damaged(format!(
+                    "its base {} is missing",
+                    base_loc.qualified()
+                ))));
+            };
+            Some(base)
+        }
+    };
+    let loc = loc.clone();
+    tokio::task::spawn_blocking(move || assemble(loc, encoded, stored, base))
+        .await
+        .map_err(Error::internal)?
+        .map(Some)
+        .map_err(unusable)
+}
+
+/// The [`Loaded`] form of a decoded stored manifest: a delta resolved against `base_encoded`, the
+/// stored bytes of its base, which must be the ones it was made against. Blocking.
+fn assemble(
+    loc: ObjectLocation,
+    encoded: bytes::Bytes,
+    stored: Stored,
+    base_encoded: Option<bytes::Bytes>,
+) -> std::result::Result<Loaded, FormatError> {
     let (header, delta) = match stored {
         Stored::Full(manifest) => {
-            return Ok(Some(Loaded {
-                loc: loc.clone(),
+            return Ok(Loaded {
+                loc,
                 manifest: Arc::new(manifest),
                 encoded,
                 base: None,
-            }))
+            })
         }
         Stored::Delta(header, delta) => (header, delta),
     };
-    let base_loc = ObjectLocation {
-        bucket: loc.bucket.clone(),
-        key: header.base_key.clone(),
-    };
-    // A base is a full backup of the same workspace, next to the delta.
-    if !may_build_on(&loc.key, &base_loc.key) {
-        return Err(unusable(FormatError::Damaged(
-            "its base is not another backup of the same workspace".into(),
-        )));
-    }
-    let Some(base_encoded) = storage.get_bytes(&base_loc).await? else {
-        return Err(unusable(FormatError::Damaged(format!(
-            "its base {} is missing",
-            base_loc.qualified()
-        ))));
-    };
-    let resolved = {
-        let base_encoded = base_encoded.clone();
-        tokio::task::spawn_blocking(move || {
-            if *blake3::hash(&base_encoded).as_bytes() != header.base_hash {
-                return Err(FormatError::Damaged(
-                    "its base is not the manifest it was made against".into(),
-                ));
-            }
-            let base = decode_manifest(&base_encoded)?;
-            let manifest = format::resolve_delta(&base, delta)?;
-            Ok((Arc::new(base), manifest))
-        })
-        .await
-        .map_err(Error::internal)?
-        .map_err(unusable)?
-    };
-    let (base, manifest) = resolved;
-    Ok(Some(Loaded {
-        loc: loc.clone(),
+    let base_encoded = base_encoded
+        .filter(|b| *blake3::hash(b).as_bytes() == header.base_hash)
+        .ok_or_else(|| {
+            FormatError::Damaged("its base is not the manifest it was made against".into())
+        })?;
+    let base = decode_manifest(&base_encoded)?;
+    let manifest = format::resolve_delta(&base, delta)?;
+    Ok(Loaded {
+        loc,
         manifest: Arc::new(manifest),
         encoded,
         base: Some(DeltaBase {
-            key: base_loc.key,
+            key: header.base_key,
             hash: header.base_hash,
-            manifest: base,
+            manifest: Arc::new(base),
             encoded: base_encoded,
         }),
-    }))
+    })
 }
 
 /// The newest backup manifest of workspace `meta_id` and its time, found through the workspace's
@@ -210,16 +223,17 @@ impl PackSink for UploadQueue {
 /// What [`write_backup`] stored.
 #[derive(Clone)]
 pub struct Written {
-    /// Where the manifest is stored.
-    pub loc: ObjectLocation,
-    pub manifest: Arc<Manifest>,
+    /// The manifest as stored (full or a delta), as a load of it would answer it: the next
+    /// backup's parent.
+    pub stored: Loaded,
     pub stats: BackupStats,
+}
+
+impl Written {
     /// Size of the stored manifest.
-    pub manifest_bytes: u64,
-    /// The stored manifest (full or delta), for keeping as the next backup's parent.
-    pub encoded: bytes::Bytes,
-    /// The full manifest the stored one is a delta against; `None` when it is full.
-    pub base: Option<DeltaBase>,
+    pub fn manifest_bytes(&self) -> u64 {
+        self.stored.encoded.len() as u64
+    }
 }
 
 /// Writes a chunked backup of `source` (packs into `place`) and commits it by storing its
@@ -293,12 +307,13 @@ pub async fn write_backup(
             .await?;
     }
     Ok(Written {
-        loc,
-        manifest,
+        stored: Loaded {
+            loc,
+            manifest,
+            encoded,
+            base,
+        },
         stats,
-        manifest_bytes: encoded.len() as u64,
-        encoded,
-        base,
     })
 }
 
@@ -383,16 +398,12 @@ pub async fn prune_backups(
 
 /// Keeps a manifest in the working area as the next backup's parent: the location line, the
 /// stored manifest's length (8 bytes, little-endian) and bytes, then for a delta its base's.
-pub fn save_local_parent(
-    path: &Path,
-    loc: &ObjectLocation,
-    encoded: &[u8],
-    base_encoded: Option<&[u8]>,
-) -> std::io::Result<()> {
+pub fn save_local_parent(path: &Path, parent: &Loaded) -> std::io::Result<()> {
     let tmp = path.with_extension("wsm.tmp");
-    let base_encoded = base_encoded.unwrap_or_default();
+    let base_encoded = parent.base.as_ref().map_or(&[][..], |b| &b.encoded[..]);
+    let encoded = &parent.encoded[..];
     let mut bytes = Vec::with_capacity(encoded.len() + base_encoded.len() + 136);
-    bytes.extend_from_slice(loc.qualified().as_bytes());
+    bytes.extend_from_slice(parent.loc.qualified().as_bytes());
     bytes.push(b'\n');
     bytes.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
     bytes.extend_from_slice(encoded);
@@ -410,35 +421,9 @@ pub fn load_local_parent(path: &Path) -> Option<Loaded> {
     let loc = ObjectLocation::parse_qualified(name).ok()?;
     let rest = bytes.slice(newline + 1..);
     let len = usize::try_from(u64::from_le_bytes(*rest.first_chunk::<8>()?)).ok()?;
-    let encoded = rest
-        .get(8..8usize.checked_add(len)?)
-        .map(|_| rest.slice(8..8 + len))?;
-    let base_encoded = rest.slice(8 + len..);
-    let (header, delta) = match decode_stored(&encoded).ok()? {
-        Stored::Full(manifest) => {
-            return Some(Loaded {
-                loc,
-                manifest: Arc::new(manifest),
-                encoded,
-                base: None,
-            })
-        }
-        Stored::Delta(header, delta) => (header, delta),
-    };
-    if *blake3::hash(&base_encoded).as_bytes() != header.base_hash {
-        return None;
-    }
-    let base = decode_manifest(&base_encoded).ok()?;
-    let manifest = format::resolve_delta(&base, delta).ok()?;
-    Some(Loaded {
-        loc,
-        manifest: Arc::new(manifest),
-        encoded,
-        base: Some(DeltaBase {
-            key: header.base_key,
-            hash: header.base_hash,
-            manifest: Arc::new(base),
-            encoded: base_encoded,
-        }),
-    })
+    let end = 8usize.checked_add(len).filter(|&end| end <= rest.len())?;
+    let encoded = rest.slice(8..end);
+    let stored = decode_stored(&encoded).ok()?;
+    let base = matches!(stored, Stored::Delta(..)).then(|| rest.slice(end..));
+    assemble(loc, encoded, stored, base).ok()
 }

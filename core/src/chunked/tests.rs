@@ -48,7 +48,7 @@ impl Env {
         opts: &ArchiveOptions,
     ) -> (ObjectLocation, Written) {
         let loc = self.place.backup_manifest("m", nanos);
-        let parent = parent.map(|w| Arc::new(parent_of(w)));
+        let parent = parent.map(|w| Arc::new(w.stored.clone().into_parent()));
         let written = write_backup(
             self.storage.clone(),
             self.place.clone(),
@@ -103,18 +103,6 @@ impl Env {
         out.sort();
         out
     }
-}
-
-/// A written backup as the next one's parent, as the content service keeps it.
-fn parent_of(written: &Written) -> Parent {
-    let loc = written.loc.clone();
-    Loaded {
-        loc,
-        manifest: written.manifest.clone(),
-        encoded: written.encoded.clone(),
-        base: written.base.clone(),
-    }
-    .into_parent()
 }
 
 fn assert_same_tree(src: &Path, dst: &Path) {
@@ -195,7 +183,7 @@ async fn unchanged_files_are_not_read_and_stored_chunks_not_uploaded() {
     assert_eq!(second.stats.chunks_new, 0);
     assert_eq!(second.stats.pack_bytes, 0);
     assert_eq!(env.packs(), packs_after_first);
-    assert_eq!(second.manifest.chunks, first.manifest.chunks);
+    assert_eq!(second.stored.manifest.chunks, first.stored.manifest.chunks);
 
     // One small file changed, the big one appended to: only they are read, and only their new
     // chunks are stored (the big file's leading chunks are found again by content).
@@ -262,6 +250,7 @@ async fn id_maps_apply_both_ways() {
     };
     let (loc, written) = env.backup(&src, 1, None, &opts).await;
     let owned = written
+        .stored
         .manifest
         .entries
         .iter()
@@ -325,10 +314,10 @@ async fn a_corrupted_pack_is_data_loss() {
     );
 }
 
-#[test]
-fn hostile_manifests_are_refused() {
+/// A valid manifest of one 20-byte file in one chunk.
+fn one_file_manifest() -> super::format::Manifest {
     use super::format::*;
-    let good = Manifest {
+    Manifest {
         version: MANIFEST_VERSION,
         workspace: "m".into(),
         packs: vec!["a".repeat(64)],
@@ -348,7 +337,13 @@ fn hostile_manifests_are_refused() {
         }],
         content_bytes: 20,
         ..Default::default()
-    };
+    }
+}
+
+#[test]
+fn hostile_manifests_are_refused() {
+    use super::format::*;
+    let good = one_file_manifest();
     let bytes = encode_manifest(&good).unwrap();
     assert_eq!(decode_manifest(&bytes).unwrap(), good);
     let bad = |f: &dyn Fn(&mut Manifest)| {
@@ -605,7 +600,7 @@ async fn a_full_archive_is_made_from_a_manifest_on_demand() {
     let stats = export_full_archive(
         env.storage.clone(),
         env.place.clone(),
-        written.manifest.clone(),
+        written.stored.manifest.clone(),
         loc.qualified(),
         Box::new(out.clone()),
         Arc::new(opts.clone()),
@@ -635,6 +630,7 @@ async fn files_changed_just_before_a_backup_are_read_again_by_the_next() {
     let opts = ArchiveOptions::default();
     let (_, first) = env.backup(&src, 1, None, &opts).await;
     let entry = first
+        .stored
         .manifest
         .entries
         .iter()
@@ -749,12 +745,15 @@ async fn incremental_backups_store_small_deltas_against_one_full_base() {
         // Every delta builds on the full base, not on the delta before it.
         assert_eq!(header.base_key, loc1.key);
         assert!(
-            written.manifest_bytes * 4 < first.manifest_bytes,
+            written.manifest_bytes() * 4 < first.manifest_bytes(),
             "delta of {} bytes against a full manifest of {}",
-            written.manifest_bytes,
-            first.manifest_bytes
+            written.manifest_bytes(),
+            first.manifest_bytes()
         );
-        assert_eq!(written.manifest.entries.len(), 60 + round as usize + 1);
+        assert_eq!(
+            written.stored.manifest.entries.len(),
+            60 + round as usize + 1
+        );
         locs.push(loc);
         trees.push(snapshot(&src, None, true));
         parent = written;
@@ -793,15 +792,9 @@ async fn incremental_backups_store_small_deltas_against_one_full_base() {
 
     // The parent kept in the working area: the delta and its base, resolved alike.
     let file = env.root.join("parent.wsm");
-    save_local_parent(
-        &file,
-        &parent.loc,
-        &parent.encoded,
-        parent.base.as_ref().map(|b| &b.encoded[..]),
-    )
-    .unwrap();
+    save_local_parent(&file, &parent.stored).unwrap();
     let local = load_local_parent(&file).expect("usable");
-    assert_eq!(files_of(&local.manifest), files_of(&parent.manifest));
+    assert_eq!(files_of(&local.manifest), files_of(&parent.stored.manifest));
     assert_eq!(local.base.map(|b| b.key), Some(loc1.key.clone()));
 }
 
@@ -880,34 +873,12 @@ async fn a_delta_whose_base_is_damaged_or_gone_is_data_loss() {
 #[test]
 fn hostile_deltas_are_refused() {
     use super::format::*;
-    let base = Manifest {
-        version: MANIFEST_VERSION,
-        workspace: "m".into(),
-        packs: vec!["a".repeat(64)],
-        chunks: vec![ChunkLoc {
-            id: vec![1; 32],
-            pack: 0,
-            offset: 8,
-            stored_len: 10,
-            plain_len: 20,
-        }],
-        entries: vec![
-            Entry {
-                path: b"f".to_vec(),
-                kind: KIND_FILE,
-                size: 20,
-                chunks: vec![0],
-                ..Default::default()
-            },
-            Entry {
-                path: b"d".to_vec(),
-                kind: KIND_DIR,
-                ..Default::default()
-            },
-        ],
-        content_bytes: 20,
+    let mut base = one_file_manifest();
+    base.entries.push(Entry {
+        path: b"d".to_vec(),
+        kind: KIND_DIR,
         ..Default::default()
-    };
+    });
     let mut new = base.clone();
     new.packs.push("b".repeat(64));
     new.chunks.push(ChunkLoc {

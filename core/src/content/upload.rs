@@ -180,7 +180,7 @@ impl ContentService {
                 .write_chunked(storage, record, &place, &manifest, "snapshot", archive)
                 .await?;
             if !mode.writes_full() {
-                size = written.stats.pack_bytes + written.manifest_bytes;
+                size = written.stats.pack_bytes + written.manifest_bytes();
             }
         }
         Ok(size)
@@ -288,13 +288,11 @@ impl ContentService {
             .write_chunked(storage, record, &place, &loc, "backup", archive)
             .await?;
         let parent_file = self.store.area().parent_manifest(&record.id);
-        let (keep_loc, encoded) = (loc.clone(), written.encoded.clone());
-        let base_encoded = written.base.as_ref().map(|b| b.encoded.clone());
-        let saved = tokio::task::spawn_blocking(move || {
-            chunked::save_local_parent(&parent_file, &keep_loc, &encoded, base_encoded.as_deref())
-        })
-        .await
-        .map_err(Error::internal)?;
+        let kept = written.stored.clone();
+        let saved =
+            tokio::task::spawn_blocking(move || chunked::save_local_parent(&parent_file, &kept))
+                .await
+                .map_err(Error::internal)?;
         if let Err(e) = saved {
             tracing::warn!(id = %record.id, error = %e, "cannot keep the backup's manifest as the next parent");
         }
@@ -355,7 +353,7 @@ impl ContentService {
         self.gc_places.lock().insert(place.clone());
         let written = written?;
         let secs = started.elapsed().as_secs_f64();
-        let uploaded = written.stats.pack_bytes + written.manifest_bytes;
+        let uploaded = written.stats.pack_bytes + written.manifest_bytes();
         metrics::counter!("wsd_backup_bytes_total", "kind" => kind).increment(uploaded);
         metrics::histogram!("wsd_backup_duration_seconds", "kind" => kind).record(secs);
         let s = &written.stats;
@@ -384,15 +382,14 @@ impl ContentService {
             .flatten();
         if let Some(local) = local {
             let same_place = PackPlace::of_manifest(&local.loc).as_ref() == Some(place);
-            let base = local.base.as_ref().map(|b| ObjectLocation {
-                bucket: local.loc.bucket.clone(),
-                key: b.key.clone(),
-            });
             // Still stored, with the base a delta builds on.
-            let mut stored = same_place;
-            for loc in std::iter::once(&local.loc).chain(base.as_ref()) {
-                stored = stored && matches!(storage.head(loc).await, Ok(Some(_)));
-            }
+            let bucket = &local.loc.bucket;
+            let stored = same_place
+                && is_stored(storage, bucket, &local.loc.key).await
+                && match &local.base {
+                    Some(base) => is_stored(storage, bucket, &base.key).await,
+                    None => true,
+                };
             if stored {
                 return Some(Arc::new(local.into_parent()));
             }
@@ -431,4 +428,13 @@ impl ContentService {
             .await?;
         Ok(BackupWorkspaceResponse { url })
     }
+}
+
+/// Whether the object `key` of `bucket` exists (an unreachable store counts as no).
+async fn is_stored(storage: &Storage, bucket: &str, key: &str) -> bool {
+    let loc = ObjectLocation {
+        bucket: bucket.to_string(),
+        key: key.to_string(),
+    };
+    matches!(storage.head(&loc).await, Ok(Some(_)))
 }

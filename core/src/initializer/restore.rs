@@ -80,12 +80,9 @@ async fn restore_manifest(
     .await?;
     if let Some(path) = keep_parent {
         let path = path.to_path_buf();
-        let kept = tokio::task::spawn_blocking(move || {
-            let base = loaded.base.as_ref().map(|b| &b.encoded[..]);
-            chunked::save_local_parent(&path, &loaded.loc, &loaded.encoded, base)
-        })
-        .await
-        .map_err(Error::internal)?;
+        let kept = tokio::task::spawn_blocking(move || chunked::save_local_parent(&path, &loaded))
+            .await
+            .map_err(Error::internal)?;
         if let Err(e) = kept {
             tracing::warn!(error = %e, "cannot keep the restored manifest as the next backup's parent");
         }
