@@ -124,6 +124,10 @@ pub enum Error {
     #[error("snapshot {0} does not exist")]
     SnapshotNotFound(String),
 
+    /// A workspace (meta id) has no backup in storage, in either archive mode.
+    #[error("workspace {0} has no backup")]
+    BackupNotFound(String),
+
     /// Writing a backup or snapshot to storage failed; what was stored before is intact.
     #[error(
         "cannot upload {what}: {reason}; nothing partial was stored and earlier objects are intact"
@@ -205,7 +209,9 @@ impl Error {
             Error::InvalidId(_) | Error::InvalidArgument(_) | Error::BadRequest { .. } => {
                 Code::InvalidArgument
             }
-            Error::WorkspaceNotFound(_) | Error::SnapshotNotFound(_) => Code::NotFound,
+            Error::WorkspaceNotFound(_) | Error::SnapshotNotFound(_) | Error::BackupNotFound(_) => {
+                Code::NotFound
+            }
             Error::WorkspaceExists(_) => Code::AlreadyExists,
             Error::WrongState { .. } | Error::StorageDisabled(_) | Error::InitFailed(_) => {
                 Code::FailedPrecondition
@@ -238,6 +244,7 @@ impl Error {
             Error::StorageDisabled(_) => "storage_disabled",
             Error::InitFailed(_) => "init_failed",
             Error::SnapshotNotFound(_) => "snapshot_not_found",
+            Error::BackupNotFound(_) => "backup_not_found",
             Error::UploadFailed { .. } => "upload_failed",
             Error::DataLoss(_) => "data_loss",
             Error::Storage(_) => "storage",

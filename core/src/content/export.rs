@@ -24,8 +24,9 @@ pub struct Exported {
 }
 
 /// Writes the newest backup of owner + meta id to `out` as one archive. NOT_FOUND when the
-/// workspace has no backup, FAILED_PRECONDITION without remote storage; missing or damaged chunks fail with DATA_LOSS, and `out` then holds
-/// an incomplete archive (no end marker), which the caller discards.
+/// workspace has no backup (or it went while being read), FAILED_PRECONDITION without remote
+/// storage; missing or damaged chunks fail with DATA_LOSS, and `out` then holds an incomplete
+/// archive (no end marker), which the caller discards.
 pub async fn export_backup(
     config: &Config,
     owner: &str,
@@ -37,7 +38,7 @@ pub async fn export_backup(
         .ok_or_else(|| Error::StorageDisabled(meta_id.to_string()))?;
     let loc = find_backup(&storage, owner, meta_id)
         .await?
-        .ok_or_else(|| Error::SnapshotNotFound(format!("a backup of workspace {meta_id}")))?;
+        .ok_or_else(|| Error::BackupNotFound(meta_id.to_string()))?;
     let source = loc.qualified();
     if !chunked::is_manifest_key(&loc.key) {
         let mut out = out;
@@ -46,7 +47,7 @@ pub async fn export_backup(
                 std::io::copy(reader, &mut out).and_then(|_| out.flush())
             })
             .await?
-            .ok_or_else(|| Error::SnapshotNotFound(source.clone()))?;
+            .ok_or_else(|| Error::BackupNotFound(meta_id.to_string()))?;
         copied.map_err(|e| Error::Internal(format!("cannot write the archive: {e}")))?;
         return Ok(Exported {
             zstd: loc.key.ends_with(".zst"),
@@ -58,7 +59,7 @@ pub async fn export_backup(
         .ok_or_else(|| Error::internal("a backup manifest outside the workspaces folder"))?;
     let manifest = chunked::load_manifest(&storage, &loc)
         .await?
-        .ok_or_else(|| Error::SnapshotNotFound(source.clone()))?;
+        .ok_or_else(|| Error::BackupNotFound(meta_id.to_string()))?;
     let opts = Arc::new(super::archive_options(config)?);
     let zstd = matches!(opts.compression, crate::archive::Compression::Zstd);
     chunked::export_full_archive(
