@@ -21,12 +21,19 @@ import struct
 from types import ModuleType
 from typing import Any
 
-_I8, _U8 = struct.Struct(">b"), struct.Struct(">B")
-_I16, _U16 = struct.Struct(">h"), struct.Struct(">H")
-_I32, _U32 = struct.Struct(">i"), struct.Struct(">I")
-_I64, _U64 = struct.Struct(">q"), struct.Struct(">Q")
-_F32, _F64 = struct.Struct(">f"), struct.Struct(">d")
-_SIZE_T = struct.Struct("@N")
+# uniffi's fixed-size values: the suffix of its `read_<x>`/`write_<x>` methods and their layout.
+_FORMS = {
+    "i8": struct.Struct(">b"),
+    "u8": struct.Struct(">B"),
+    "i16": struct.Struct(">h"),
+    "u16": struct.Struct(">H"),
+    "i32": struct.Struct(">i"),
+    "u32": struct.Struct(">I"),
+    "i64": struct.Struct(">q"),
+    "u64": struct.Struct(">Q"),
+    "float": struct.Struct(">f"),
+    "double": struct.Struct(">d"),
+}
 
 # What `install` replaces in the generated module; the tests check they exist.
 REPLACED = ("_UniffiConverterRustBuffer", "_UniffiFfiConverterString", "_UniffiRustBuffer", "InternalError")
@@ -69,36 +76,6 @@ def install(generated: ModuleType) -> bool:
             self.offset = end
             return form.unpack_from(self.data, start)[0]
 
-        def read_i8(self) -> int:
-            return self._unpack(_I8)
-
-        def read_u8(self) -> int:
-            return self._unpack(_U8)
-
-        def read_i16(self) -> int:
-            return self._unpack(_I16)
-
-        def read_u16(self) -> int:
-            return self._unpack(_U16)
-
-        def read_i32(self) -> int:
-            return self._unpack(_I32)
-
-        def read_u32(self) -> int:
-            return self._unpack(_U32)
-
-        def read_i64(self) -> int:
-            return self._unpack(_I64)
-
-        def read_u64(self) -> int:
-            return self._unpack(_U64)
-
-        def read_float(self) -> float:
-            return self._unpack(_F32)
-
-        def read_double(self) -> float:
-            return self._unpack(_F64)
-
     class Writer:
         """uniffi's `_UniffiRustBufferBuilder` writing into a bytearray."""
 
@@ -110,38 +87,13 @@ def install(generated: ModuleType) -> bool:
         def write(self, value: Any) -> None:
             self.buf += value
 
-        def write_i8(self, v: int) -> None:
-            self.buf += _I8.pack(v)
-
-        def write_u8(self, v: int) -> None:
-            self.buf += _U8.pack(v)
-
-        def write_i16(self, v: int) -> None:
-            self.buf += _I16.pack(v)
-
-        def write_u16(self, v: int) -> None:
-            self.buf += _U16.pack(v)
-
-        def write_i32(self, v: int) -> None:
-            self.buf += _I32.pack(v)
-
-        def write_u32(self, v: int) -> None:
-            self.buf += _U32.pack(v)
-
-        def write_i64(self, v: int) -> None:
-            self.buf += _I64.pack(v)
-
-        def write_u64(self, v: int) -> None:
-            self.buf += _U64.pack(v)
-
-        def write_float(self, v: float) -> None:
-            self.buf += _F32.pack(v)
-
-        def write_double(self, v: float) -> None:
-            self.buf += _F64.pack(v)
-
         def write_c_size_t(self, v: int) -> None:
-            self.buf += _SIZE_T.pack(v)
+            self.buf += struct.pack("@N", v)
+
+    # read_i8 ... read_double and write_i8 ... write_double, one per fixed-size form.
+    for suffix, form in _FORMS.items():
+        setattr(Reader, "read_" + suffix, lambda self, form=form: self._unpack(form))
+        setattr(Writer, "write_" + suffix, lambda self, v, form=form: self.buf.extend(form.pack(v)))
 
     def to_rust(data: Any) -> Any:
         """A Rust buffer holding `data` (one allocation, one copy)."""
