@@ -645,7 +645,10 @@ async fn export_writes_the_newest_backup_as_one_archive_in_either_mode() {
     let missing = dir.path().join("missing.tar.zst");
     let (code, stderr) = export(&d, "meta-none", &missing);
     assert_eq!(code, Some(5), "{stderr}");
-    assert!(stderr.contains("workspace meta-none has no backup"), "{stderr}");
+    assert!(
+        stderr.contains("workspace meta-none has no backup"),
+        "{stderr}"
+    );
     assert!(!missing.exists() && !dir.path().join("missing.tar.zst.partial").exists());
 
     // A chunked backup whose pack is gone: DATA_LOSS (15), no partial archive left.
